@@ -1,0 +1,1 @@
+"""Compiled extensions (Cython): shared-memory rings and regions, record layouts."""

@@ -1,0 +1,3 @@
+"""cryptoscalp engine: every component, importable and testable without processes."""
+
+__version__ = "0.1.0"

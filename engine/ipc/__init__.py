@@ -1,0 +1,1 @@
+"""Inter-process transport: shared-memory rings and regions (cext), their lifecycle."""

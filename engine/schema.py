@@ -43,6 +43,9 @@ SIDE_SELL = 2
 F_LAST_IN_MESSAGE = 1  # last record produced by one exchange message
 F_CLEAR = 2            # clear the book before applying (first record of a snapshot)
 F_BOOK_INVALID = 4     # the book is not trustworthy (gap, crossed): do not trade on it
+F_NON_MARKET = 8       # trade whose venue type is not MARKET (liquidation, ADL, insurance fund)
+F_AGGREGATED = 16      # trade record from aggTrade (seq = aggregate id, aux/aux2 = first/last trade id)
+F_VOLUME_SPIKE = 32    # trade size far above its recent average (set by validation)
 
 # Feed status codes (MK_STATUS aux)
 FEED_SYNCED = 1

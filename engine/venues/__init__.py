@@ -1,0 +1,1 @@
+"""Exchange protocols, instrument rules, the simulated exchange, recorder and replay."""

@@ -12,7 +12,7 @@
         ],
         "include_dirs": [
             "cext",
-            "/tmp/pip-build-env-f7vw0pto/overlay/lib/python3.11/site-packages/numpy/_core/include"
+            "/tmp/pip-build-env-42u_pqho/overlay/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "language": "c++",
         "libraries": [

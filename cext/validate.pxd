@@ -37,6 +37,7 @@ cdef class Validator:
     cdef readonly int64_t max_lag_ns
     cdef readonly int64_t stale_after_ns
     cdef readonly double jump_k
+    cdef readonly double jump_min
     cdef readonly int jump_warmup
     cdef readonly int jump_confirm
     cdef readonly double ewm_alpha

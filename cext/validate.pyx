@@ -37,12 +37,18 @@ DROPS = {V_NONPOSITIVE, V_FUTURE_TS, V_TS_BACKWARDS, V_PRICE_JUMP, V_CROSSED, V_
 
 cdef class Validator:
     """Validator(n_inst, clock_offset_ns=0, max_future_ns=1e9, max_lag_ns=2e9,
-    stale_after_ns=5e9, jump_k=8, jump_warmup=100, jump_confirm=3, ewm_alpha=0.01,
-    spike_k=20, spike_warmup=100)"""
+    stale_after_ns=5e9, jump_k=10, jump_min_bps=30, jump_warmup=100, jump_confirm=3,
+    ewm_alpha=0.01, spike_k=20, spike_warmup=100)
+
+    A price jump is a log return beyond max(jump_k x sigma, jump_min_bps): event-to-event
+    returns of trades are mostly zero (prices bounce on the same levels), so sigma alone
+    would flag every sweep of a few levels; the floor keeps the filter for bad ticks
+    (a print 0.3% away from the last one within one event is rare in liquid perpetuals,
+    and a real move is accepted once ``jump_confirm`` events confirm it)."""
 
     def __cinit__(self, int n_inst, int64_t clock_offset_ns=0, int64_t max_future_ns=1_000_000_000,
                   int64_t max_lag_ns=2_000_000_000, int64_t stale_after_ns=5_000_000_000,
-                  double jump_k=8.0, int jump_warmup=100, int jump_confirm=3,
+                  double jump_k=10.0, double jump_min_bps=30.0, int jump_warmup=100, int jump_confirm=3,
                   double ewm_alpha=0.01, double spike_k=20.0, int spike_warmup=100):
         if n_inst < 1:
             raise ValueError("Validator needs n_inst >= 1")
@@ -59,6 +65,7 @@ cdef class Validator:
         self.max_lag_ns = max_lag_ns
         self.stale_after_ns = stale_after_ns
         self.jump_k = jump_k
+        self.jump_min = jump_min_bps * 1e-4
         self.jump_warmup = jump_warmup
         self.jump_confirm = jump_confirm
         self.ewm_alpha = ewm_alpha
@@ -71,15 +78,18 @@ cdef class Validator:
 
     cdef int _price(self, InstState *s, double px) noexcept nogil:
         """Jump filter on a price (trade price or BBO mid, in ticks)."""
-        cdef double r, sigma
+        cdef double r, sigma, bound
         if s.ref_px <= 0:
             s.ref_px = px
             return V_OK
         r = log(px / s.ref_px)
         sigma = sqrt(s.ewm_var)
-        if s.n_returns >= self.jump_warmup and sigma > 0 and fabs(r) > self.jump_k * sigma:
+        bound = self.jump_k * sigma
+        if bound < self.jump_min:
+            bound = self.jump_min
+        if s.n_returns >= self.jump_warmup and fabs(r) > bound:
             # a jump: hold it back unless it keeps being confirmed at the new level
-            if s.pending_n > 0 and fabs(log(px / s.pending_px)) <= self.jump_k * sigma:
+            if s.pending_n > 0 and fabs(log(px / s.pending_px)) <= bound:
                 s.pending_n += 1
             else:
                 s.pending_px = px

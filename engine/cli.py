@@ -36,6 +36,78 @@ def _cmd_shm(args) -> int:
     return 0
 
 
+def _cmd_book_replay(args) -> int:
+    from engine.feed.replay import ReplayError, book_replay
+    try:
+        res = book_replay(args.file, args.out, symbol=args.symbol)
+    except ReplayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res))
+    return 0
+
+
+def _cmd_replay(args) -> int:
+    import time
+
+    from engine.feed.capture import iter_capture
+    from engine.feed.handler import FeedHandler
+    from engine.feed.replay import capture_symbol, estimate_clock_offset, infer_instruments, merge_captures
+    from cext.validate import Validator
+
+    instruments, symbols = [], []
+    for path in args.files:
+        sym = capture_symbol(path)
+        symbols.append(sym)
+        for ins in infer_instruments(path, sym):
+            if ins.symbol == sym and all(i.symbol != sym for i in instruments):
+                instruments.append(ins.__class__(**{**{f: getattr(ins, f) for f in ins.__struct_fields__},
+                                                    "inst": len(instruments)}))
+    offset = estimate_clock_offset(args.files[0])
+    handler = FeedHandler(instruments, validator=Validator(len(instruments), clock_offset_ns=offset))
+    records = frames = 0
+    t0 = time.monotonic()
+    first_local = None
+    for local, k, frame in merge_captures(args.files):
+        if args.speed > 0:
+            first_local = first_local if first_local is not None else local
+            due = t0 + (local - first_local) / 1e9 / args.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        res = handler.on_frame(frame, local, symbols[k])
+        records += len(res.records)
+        frames += 1
+    stats = handler.stats()
+    stats.update({"frames": frames, "records_out": records, "clock_offset_ns": offset,
+                  "wall_s": round(time.monotonic() - t0, 3)})
+    print(json.dumps(stats, indent=2, default=str))
+    return 0
+
+
+def _cmd_record(args) -> int:
+    import asyncio
+
+    import uvloop
+
+    from engine.feed.recorder import record
+
+    def status(name, info):
+        if name == "progress":
+            print(f"\r{info['frames']} frames, {info['snapshots']} snapshots, "
+                  f"{info['reconnects']} reconnects", end="", file=sys.stderr, flush=True)
+        else:
+            print(f"\n{name}: {info}", file=sys.stderr)
+
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    res = uvloop.run(record(symbols, args.out, ws_url=args.ws_url, rest_url=args.rest_url,
+                            seconds=args.seconds, streams=streams, on_status=status))
+    print(file=sys.stderr)
+    print(json.dumps(res))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -52,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["ls", "clean"], help="ls: list; clean: unlink those whose owner is dead")
     s.add_argument("--prefix", default="/cs.", help="name prefix (default /cs.)")
     s.set_defaults(func=_cmd_shm)
+
+    b = sub.add_parser("book-replay", help="replay a capture through parser, sync and book; "
+                       "write update_id,bid_px,bid_qty,ask_px,ask_qty per applied depth message")
+    b.add_argument("file", help="capture (.gz): '<ns> <frame>' per line")
+    b.add_argument("--symbol", help="symbol (default: the capture's)")
+    b.add_argument("--out", required=True, help="CSV to write")
+    b.set_defaults(func=_cmd_book_replay)
+
+    rp = sub.add_parser("replay", help="replay captures through the feed handler; print its stats")
+    rp.add_argument("files", nargs="+", help="captures, one symbol each, merged by receive time")
+    rp.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible; 1: real time; N: N x")
+    rp.set_defaults(func=_cmd_replay)
+
+    rc = sub.add_parser("record", help="record raw market-data frames to a gzip capture")
+    rc.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    rc.add_argument("--out", required=True, help="capture file to append to (.gz)")
+    rc.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    rc.add_argument("--streams", default="depth@0ms,bookTicker,trade", help="stream types per symbol")
+    rc.add_argument("--ws-url", default="wss://fstream.binance.com", help="WebSocket base URL (COIN-M: wss://dstream.binance.com)")
+    rc.add_argument("--rest-url", default="https://fapi.binance.com/fapi/v1",
+                    help="REST base for depth snapshots (COIN-M: https://dapi.binance.com/dapi/v1); '' for none")
+    rc.set_defaults(func=_cmd_record)
     return p
 
 

@@ -73,8 +73,11 @@ def estimate_clock_offset(path: str, n: int = 5000) -> int:
 def merge_captures(paths: list[str]) -> Iterator[tuple[int, int, bytes]]:
     """(local_ns, file index, frame) across several captures, in local-time order (a stable
     merge: ties keep file order)."""
-    its = [((ts, k, f) for ts, f in iter_capture(p)) for k, p in enumerate(paths)]
-    return heapq.merge(*its, key=lambda t: (t[0], t[1]))
+    def tagged(k: int, path: str):
+        for ts, frame in iter_capture(path):
+            yield ts, k, frame
+
+    return heapq.merge(*(tagged(k, p) for k, p in enumerate(paths)), key=lambda t: (t[0], t[1]))
 
 
 def iter_book(path: str, symbol: str | None = None, instruments: list[Instrument] | None = None,

@@ -34,6 +34,10 @@ ctypedef struct Str:
     const char *p
     Py_ssize_t n
 
+ctypedef struct Num:
+    int64_t m             # the digits as an integer (sign applied)
+    int d                 # digits after the decimal point
+
 ctypedef struct Cur:
     const char *p
     const char *start
@@ -55,7 +59,7 @@ cdef class BinanceParser:
     """Parses one frame (raw event, combined-stream wrapper, or REST depth snapshot)."""
     cdef InstSpec *specs
     cdef readonly int n_instruments
-    cdef Str *levels              # scratch: price/qty strings of the current message
+    cdef Num *levels              # scratch: price/qty numbers of the current message
     cdef readonly int max_levels
     cdef readonly uint64_t messages
     cdef uint64_t rejects[12]

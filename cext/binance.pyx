@@ -201,6 +201,78 @@ cdef int _skip(Cur *c, int depth) noexcept nogil:
         return 0
     return R_MALFORMED
 
+cdef int64_t POW10[19]
+POW10[0] = 1
+for _k in range(1, 19):
+    POW10[_k] = POW10[_k - 1] * 10
+
+
+cdef inline int _numval(Cur *c, Num *out) noexcept nogil:
+    """A decimal number inside a JSON string, scanned and converted in one pass."""
+    cdef const char *q
+    cdef int64_t m = 0
+    cdef int d = 0, nd = 0
+    cdef bint dot = False, neg = False
+    cdef char ch
+    _ws(c)
+    if c.p >= c.end:
+        return R_MALFORMED
+    if c.p[0] != b'"':
+        return R_FIELD_TYPE
+    q = c.p + 1
+    if q < c.end and q[0] == b'-':
+        neg = True
+        q += 1
+    while q < c.end:
+        ch = q[0]
+        if 48 <= ch <= 57:
+            if m > 922337203685477580LL:
+                return R_BAD_NUMBER
+            m = m * 10 + (ch - 48)
+            nd += 1
+            if dot:
+                d += 1
+        elif ch == b'"':
+            break
+        elif ch == b'.' and not dot:
+            dot = True
+        elif ch == b'\\':
+            return R_UNSUPPORTED_STRING
+        else:
+            return R_BAD_NUMBER
+        q += 1
+    if q >= c.end:
+        return R_MALFORMED
+    if nd == 0:
+        return R_BAD_NUMBER
+    out.m = -m if neg else m
+    out.d = d
+    c.p = q + 1
+    return 0
+
+
+cdef inline int _scale(Num *x, int scale, int64_t *v) noexcept nogil:
+    """x at ``scale`` decimals: 0, DEC_TOO_FINE-like 1 (a non-zero digit beyond the scale),
+    or 2 (overflow)."""
+    cdef int64_t div
+    if x.d == scale:
+        v[0] = x.m
+        return 0
+    if x.d < scale:
+        if scale - x.d > 18 or (x.m > 0 and x.m > 9223372036854775807LL // POW10[scale - x.d]) \
+                or (x.m < 0 and -x.m > 9223372036854775807LL // POW10[scale - x.d]):
+            return 2
+        v[0] = x.m * POW10[scale - x.d]
+        return 0
+    if x.d - scale > 18:
+        return 1 if x.m else 0
+    div = POW10[x.d - scale]
+    if x.m % div:
+        return 1
+    v[0] = x.m // div
+    return 0
+
+
 cdef inline int _strval(Cur *c, Str *out) noexcept nogil:
     _ws(c)
     if c.p >= c.end:
@@ -236,7 +308,7 @@ cdef class BinanceParser:
     def __cinit__(self, instruments, int max_levels=8192):
         self.n_instruments = len(instruments)
         self.specs = <InstSpec *>calloc(max(1, self.n_instruments), sizeof(InstSpec))
-        self.levels = <Str *>calloc(2 * max_levels, sizeof(Str))
+        self.levels = <Num *>calloc(2 * max_levels, sizeof(Num))
         if self.specs == NULL or self.levels == NULL:
             raise MemoryError()
         self.max_levels = max_levels
@@ -275,7 +347,7 @@ cdef class BinanceParser:
     cdef int _levels(self, Cur *c, int *off, int *count, int *used) noexcept nogil:
         """[[p, q, ...], ...] into the scratch array."""
         cdef int r, n = 0
-        cdef Str ps, qs
+        cdef Num ps, qs
         off[0] = used[0]
         if not _eat(c, b'['):
             return R_FIELD_TYPE
@@ -285,12 +357,12 @@ cdef class BinanceParser:
         while True:
             if not _eat(c, b'['):
                 return R_FIELD_TYPE
-            r = _strval(c, &ps)
+            r = _numval(c, &ps)
             if r:
                 return r
             if not _eat(c, b','):
                 return R_MALFORMED
-            r = _strval(c, &qs)
+            r = _numval(c, &qs)
             if r:
                 return r
             while _eat(c, b','):       # tolerate extra elements
@@ -365,9 +437,15 @@ cdef class BinanceParser:
                 elif k.p[0] == b't':
                     r = _int(c, &F.t); F.has |= H_t
                 elif k.p[0] == b'f':
-                    r = _int(c, &F.f); F.has |= H_f
+                    if ch == b'"':      # forceOrder: time in force, a string
+                        r = _skip(c, 0)
+                    else:
+                        r = _int(c, &F.f); F.has |= H_f
                 elif k.p[0] == b'l':
-                    r = _int(c, &F.l); F.has |= H_l
+                    if ch == b'"':      # forceOrder: last filled quantity, a string
+                        r = _skip(c, 0)
+                    else:
+                        r = _int(c, &F.l); F.has |= H_l
                 elif k.p[0] == b's':
                     r = _strval(c, &F.s); F.has |= H_s
                 elif k.p[0] == b'B':
@@ -446,6 +524,9 @@ cdef class BinanceParser:
             return R_PRICE_OFF_GRID
         if r != DEC_OK:
             return R_BAD_NUMBER
+        if sp.tick_units == 1:          # the common case: no division on the hot path
+            out[0] = v
+            return 0
         if v % sp.tick_units:
             return R_PRICE_OFF_GRID
         out[0] = v // sp.tick_units
@@ -458,6 +539,9 @@ cdef class BinanceParser:
             return R_QTY_OFF_GRID
         if r != DEC_OK:
             return R_BAD_NUMBER
+        if sp.lot_units == 1:
+            out[0] = v
+            return 0
         if v % sp.lot_units:
             return R_QTY_OFF_GRID
         out[0] = v // sp.lot_units
@@ -497,12 +581,20 @@ cdef class BinanceParser:
             off = F.bids_off if pass_ == 0 else F.asks_off
             cnt = F.bids_n if pass_ == 0 else F.asks_n
             for j in range(cnt):
-                r = self._px(sp, &self.levels[2 * (off + j)], &px)
+                r = _scale(&self.levels[2 * (off + j)], sp.px_scale, &px)
                 if r:
-                    return -r
-                r = self._qty(sp, &self.levels[2 * (off + j) + 1], &qty)
+                    return -(R_PRICE_OFF_GRID if r == 1 else R_BAD_NUMBER)
+                if sp.tick_units != 1:
+                    if px % sp.tick_units:
+                        return -R_PRICE_OFF_GRID
+                    px = px // sp.tick_units
+                r = _scale(&self.levels[2 * (off + j) + 1], sp.qty_scale, &qty)
                 if r:
-                    return -r
+                    return -(R_QTY_OFF_GRID if r == 1 else R_BAD_NUMBER)
+                if sp.lot_units != 1:
+                    if qty % sp.lot_units:
+                        return -R_QTY_OFF_GRID
+                    qty = qty // sp.lot_units
                 if px <= 0 or qty < 0:
                     return -R_NONPOSITIVE
                 o = &out[k]

@@ -12,7 +12,7 @@
         ],
         "include_dirs": [
             "cext",
-            "/tmp/pip-build-env-42u_pqho/overlay/lib/python3.11/site-packages/numpy/_core/include"
+            "/tmp/pip-build-env-uyp10j2d/overlay/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "language": "c++",
         "libraries": [
@@ -26649,7 +26649,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
  *             self.stale_dropped += 1
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
  *         if self.state == ST_WAIT_BRIDGE:
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+ *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
 */
     {
 
@@ -26670,19 +26670,19 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
  *             self.stale_dropped += 1
  *             return SYNC_STALE
  *         if self.state == ST_WAIT_BRIDGE:             # <<<<<<<<<<<<<<
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
- *             if pu >= 0:
+ *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
 */
   __pyx_t_2 = (__pyx_v_self->state == __pyx_e_4cext_4book_ST_WAIT_BRIDGE);
 
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":389
- *         if self.state == ST_WAIT_BRIDGE:
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+    /* "cext/book.pyx":390
+ *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:             # <<<<<<<<<<<<<<
- *                 if not (U <= self.snapshot_id <= u):
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1
 */
     __pyx_t_2 = (__pyx_v_pu >= 0);
@@ -26690,34 +26690,48 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":390
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+      /* "cext/book.pyx":391
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:
- *                 if not (U <= self.snapshot_id <= u):             # <<<<<<<<<<<<<<
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):             # <<<<<<<<<<<<<<
  *                     self.gaps += 1
  *                     self._invalidate()
 */
-      __pyx_t_2 = (__pyx_v_U <= __pyx_v_self->snapshot_id);
-      if (__pyx_t_2) {
-        __pyx_t_2 = (__pyx_v_self->snapshot_id <= __pyx_v_u);
+      __pyx_t_3 = (__pyx_v_U <= __pyx_v_self->snapshot_id);
+      if (__pyx_t_3) {
+        __pyx_t_3 = (__pyx_v_self->snapshot_id <= __pyx_v_u);
       }
+      if (!__pyx_t_3) {
+
+      } else {
+
+        __pyx_t_2 = __pyx_t_3;
+
+        goto __pyx_L10_bool_binop_done;
+      }
+      __pyx_t_3 = (__pyx_v_pu == __pyx_v_self->snapshot_id);
+
+
+      __pyx_t_2 = __pyx_t_3;
+
+      __pyx_L10_bool_binop_done:;
       __pyx_t_3 = (!__pyx_t_2);
 
 
       if (__pyx_t_3) {
 
 
-        /* "cext/book.pyx":391
+        /* "cext/book.pyx":392
  *             if pu >= 0:
- *                 if not (U <= self.snapshot_id <= u):
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1             # <<<<<<<<<<<<<<
  *                     self._invalidate()
  *                     return SYNC_GAP
 */
         __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-        /* "cext/book.pyx":392
- *                 if not (U <= self.snapshot_id <= u):
+        /* "cext/book.pyx":393
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1
  *                     self._invalidate()             # <<<<<<<<<<<<<<
  *                     return SYNC_GAP
@@ -26725,7 +26739,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
         ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-        /* "cext/book.pyx":393
+        /* "cext/book.pyx":394
  *                     self.gaps += 1
  *                     self._invalidate()
  *                     return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26738,26 +26752,26 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
         }
         goto __pyx_L0;
 
-        /* "cext/book.pyx":390
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+        /* "cext/book.pyx":391
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:
- *                 if not (U <= self.snapshot_id <= u):             # <<<<<<<<<<<<<<
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):             # <<<<<<<<<<<<<<
  *                     self.gaps += 1
  *                     self._invalidate()
 */
       }
 
-      /* "cext/book.pyx":389
- *         if self.state == ST_WAIT_BRIDGE:
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+      /* "cext/book.pyx":390
+ *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:             # <<<<<<<<<<<<<<
- *                 if not (U <= self.snapshot_id <= u):
+ *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1
 */
       goto __pyx_L8;
     }
 
-    /* "cext/book.pyx":394
+    /* "cext/book.pyx":395
  *                     self._invalidate()
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):             # <<<<<<<<<<<<<<
@@ -26777,7 +26791,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":395
+      /* "cext/book.pyx":396
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):
  *                 self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26786,7 +26800,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-      /* "cext/book.pyx":396
+      /* "cext/book.pyx":397
  *             elif not (U <= self.snapshot_id + 1 <= u):
  *                 self.gaps += 1
  *                 self._invalidate()             # <<<<<<<<<<<<<<
@@ -26795,7 +26809,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-      /* "cext/book.pyx":397
+      /* "cext/book.pyx":398
  *                 self.gaps += 1
  *                 self._invalidate()
  *                 return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26808,7 +26822,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":394
+      /* "cext/book.pyx":395
  *                     self._invalidate()
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):             # <<<<<<<<<<<<<<
@@ -26822,13 +26836,13 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
  *             self.stale_dropped += 1
  *             return SYNC_STALE
  *         if self.state == ST_WAIT_BRIDGE:             # <<<<<<<<<<<<<<
- *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
- *             if pu >= 0:
+ *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
+ *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
 */
     goto __pyx_L7;
   }
 
-  /* "cext/book.pyx":398
+  /* "cext/book.pyx":399
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif pu >= 0:             # <<<<<<<<<<<<<<
@@ -26840,7 +26854,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":399
+    /* "cext/book.pyx":400
  *                 return SYNC_GAP
  *         elif pu >= 0:
  *             if pu != self.last_u:             # <<<<<<<<<<<<<<
@@ -26852,7 +26866,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":400
+      /* "cext/book.pyx":401
  *         elif pu >= 0:
  *             if pu != self.last_u:
  *                 self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26861,7 +26875,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-      /* "cext/book.pyx":401
+      /* "cext/book.pyx":402
  *             if pu != self.last_u:
  *                 self.gaps += 1
  *                 self._invalidate()             # <<<<<<<<<<<<<<
@@ -26870,7 +26884,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-      /* "cext/book.pyx":402
+      /* "cext/book.pyx":403
  *                 self.gaps += 1
  *                 self._invalidate()
  *                 return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26883,7 +26897,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":399
+      /* "cext/book.pyx":400
  *                 return SYNC_GAP
  *         elif pu >= 0:
  *             if pu != self.last_u:             # <<<<<<<<<<<<<<
@@ -26892,7 +26906,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     }
 
-    /* "cext/book.pyx":398
+    /* "cext/book.pyx":399
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif pu >= 0:             # <<<<<<<<<<<<<<
@@ -26902,7 +26916,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     goto __pyx_L7;
   }
 
-  /* "cext/book.pyx":403
+  /* "cext/book.pyx":404
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:             # <<<<<<<<<<<<<<
@@ -26914,7 +26928,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":404
+    /* "cext/book.pyx":405
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:
  *             self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26923,7 +26937,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-    /* "cext/book.pyx":405
+    /* "cext/book.pyx":406
  *         elif U != self.last_u + 1:
  *             self.gaps += 1
  *             self._invalidate()             # <<<<<<<<<<<<<<
@@ -26932,7 +26946,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-    /* "cext/book.pyx":406
+    /* "cext/book.pyx":407
  *             self.gaps += 1
  *             self._invalidate()
  *             return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26945,7 +26959,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":403
+    /* "cext/book.pyx":404
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:             # <<<<<<<<<<<<<<
@@ -26955,7 +26969,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   }
   __pyx_L7:;
 
-  /* "cext/book.pyx":407
+  /* "cext/book.pyx":408
  *             self._invalidate()
  *             return SYNC_GAP
  *         self.book.apply_levels(recs, n)             # <<<<<<<<<<<<<<
@@ -26964,7 +26978,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->apply_levels(__pyx_v_self->book, __pyx_v_recs, __pyx_v_n);
 
-  /* "cext/book.pyx":408
+  /* "cext/book.pyx":409
  *             return SYNC_GAP
  *         self.book.apply_levels(recs, n)
  *         self.last_u = u             # <<<<<<<<<<<<<<
@@ -26973,7 +26987,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->last_u = __pyx_v_u;
 
-  /* "cext/book.pyx":409
+  /* "cext/book.pyx":410
  *         self.book.apply_levels(recs, n)
  *         self.last_u = u
  *         self.state = ST_SYNCED             # <<<<<<<<<<<<<<
@@ -26982,7 +26996,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_SYNCED;
 
-  /* "cext/book.pyx":410
+  /* "cext/book.pyx":411
  *         self.last_u = u
  *         self.state = ST_SYNCED
  *         self.applied += 1             # <<<<<<<<<<<<<<
@@ -26991,7 +27005,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->applied = (__pyx_v_self->applied + 1);
 
-  /* "cext/book.pyx":411
+  /* "cext/book.pyx":412
  *         self.state = ST_SYNCED
  *         self.applied += 1
  *         if self.book.crossed():             # <<<<<<<<<<<<<<
@@ -27003,7 +27017,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":412
+    /* "cext/book.pyx":413
  *         self.applied += 1
  *         if self.book.crossed():
  *             self.crossed_books += 1             # <<<<<<<<<<<<<<
@@ -27012,7 +27026,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     __pyx_v_self->crossed_books = (__pyx_v_self->crossed_books + 1);
 
-    /* "cext/book.pyx":413
+    /* "cext/book.pyx":414
  *         if self.book.crossed():
  *             self.crossed_books += 1
  *             self._invalidate()             # <<<<<<<<<<<<<<
@@ -27021,7 +27035,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-    /* "cext/book.pyx":414
+    /* "cext/book.pyx":415
  *             self.crossed_books += 1
  *             self._invalidate()
  *             return SYNC_CROSSED             # <<<<<<<<<<<<<<
@@ -27034,7 +27048,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":411
+    /* "cext/book.pyx":412
  *         self.state = ST_SYNCED
  *         self.applied += 1
  *         if self.book.crossed():             # <<<<<<<<<<<<<<
@@ -27043,7 +27057,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/book.pyx":415
+  /* "cext/book.pyx":416
  *             self._invalidate()
  *             return SYNC_CROSSED
  *         return SYNC_APPLIED             # <<<<<<<<<<<<<<
@@ -27072,7 +27086,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   return __pyx_r;
 }
 
-/* "cext/book.pyx":417
+/* "cext/book.pyx":418
  *         return SYNC_APPLIED
  * 
  *     cdef int on_depth(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27091,7 +27105,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_depth", 0);
 
-  /* "cext/book.pyx":419
+  /* "cext/book.pyx":420
  *     cdef int on_depth(self, MarketRecord *recs, int n):
  *         cdef int r
  *         if n <= 0:             # <<<<<<<<<<<<<<
@@ -27103,7 +27117,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":420
+    /* "cext/book.pyx":421
  *         cdef int r
  *         if n <= 0:
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
@@ -27116,7 +27130,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":419
+    /* "cext/book.pyx":420
  *     cdef int on_depth(self, MarketRecord *recs, int n):
  *         cdef int r
  *         if n <= 0:             # <<<<<<<<<<<<<<
@@ -27125,7 +27139,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
   }
 
-  /* "cext/book.pyx":421
+  /* "cext/book.pyx":422
  *         if n <= 0:
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27137,7 +27151,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":422
+    /* "cext/book.pyx":423
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)             # <<<<<<<<<<<<<<
@@ -27146,7 +27160,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
     __pyx_v_r = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_continue(__pyx_v_self, __pyx_v_recs, __pyx_v_n);
 
-    /* "cext/book.pyx":423
+    /* "cext/book.pyx":424
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:             # <<<<<<<<<<<<<<
@@ -27158,18 +27172,18 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":424
+      /* "cext/book.pyx":425
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot             # <<<<<<<<<<<<<<
  *             return r
  *         self._buffer(recs, n)
 */
-      __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 424, __pyx_L1_error)
+      __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 425, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "cext/book.pyx":423
+      /* "cext/book.pyx":424
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:             # <<<<<<<<<<<<<<
@@ -27178,7 +27192,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
     }
 
-    /* "cext/book.pyx":425
+    /* "cext/book.pyx":426
  *             if r == SYNC_GAP:
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot
  *             return r             # <<<<<<<<<<<<<<
@@ -27191,7 +27205,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":421
+    /* "cext/book.pyx":422
  *         if n <= 0:
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27200,18 +27214,18 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
   }
 
-  /* "cext/book.pyx":426
+  /* "cext/book.pyx":427
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot
  *             return r
  *         self._buffer(recs, n)             # <<<<<<<<<<<<<<
  *         return SYNC_BUFFERED
  * 
 */
-  __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 426, __pyx_L1_error)
+  __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 427, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":427
+  /* "cext/book.pyx":428
  *             return r
  *         self._buffer(recs, n)
  *         return SYNC_BUFFERED             # <<<<<<<<<<<<<<
@@ -27224,7 +27238,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":417
+  /* "cext/book.pyx":418
  *         return SYNC_APPLIED
  * 
  *     cdef int on_depth(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27244,7 +27258,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   return __pyx_r;
 }
 
-/* "cext/book.pyx":429
+/* "cext/book.pyx":430
  *         return SYNC_BUFFERED
  * 
  *     cdef _buffer(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27274,7 +27288,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_buffer", 0);
 
-  /* "cext/book.pyx":433
+  /* "cext/book.pyx":434
  *         when the buffer is full (counted: the snapshot will have to cover it)."""
  *         cdef MarketRecord[::1] v
  *         from engine.schema import MARKET_DTYPE             # <<<<<<<<<<<<<<
@@ -27283,14 +27297,14 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_MARKET_DTYPE};
-    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 433, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 434, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_t_2;
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_MARKET_DTYPE};
     __pyx_t_3 = 0; {
-      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 433, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 434, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       switch (__pyx_t_3) {
         case 0:
@@ -27304,7 +27318,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":434
+  /* "cext/book.pyx":435
  *         cdef MarketRecord[::1] v
  *         from engine.schema import MARKET_DTYPE
  *         a = np.empty(n, MARKET_DTYPE)             # <<<<<<<<<<<<<<
@@ -27312,12 +27326,12 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -27337,25 +27351,25 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 435, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_a = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":435
+  /* "cext/book.pyx":436
  *         from engine.schema import MARKET_DTYPE
  *         a = np.empty(n, MARKET_DTYPE)
  *         v = a             # <<<<<<<<<<<<<<
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_a, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_a, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 436, __pyx_L1_error)
   __pyx_v_v = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cext/book.pyx":436
+  /* "cext/book.pyx":437
  *         a = np.empty(n, MARKET_DTYPE)
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))             # <<<<<<<<<<<<<<
@@ -27365,7 +27379,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   __pyx_t_9 = 0;
   (void)(memcpy((&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_9)) )))), __pyx_v_recs, (__pyx_v_n * (sizeof(struct __pyx_t_4cext_6schema_MarketRecord)))));
 
-  /* "cext/book.pyx":437
+  /* "cext/book.pyx":438
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:             # <<<<<<<<<<<<<<
@@ -27376,9 +27390,9 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 437, __pyx_L1_error)
+    __PYX_ERR(0, 438, __pyx_L1_error)
   }
-  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_10 = (__pyx_t_3 >= __pyx_v_self->max_pending);
 
@@ -27386,7 +27400,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   if (__pyx_t_10) {
 
 
-    /* "cext/book.pyx":438
+    /* "cext/book.pyx":439
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:
  *             self.pending.pop(0)             # <<<<<<<<<<<<<<
@@ -27395,13 +27409,13 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
     if (unlikely(__pyx_v_self->pending == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "pop");
-      __PYX_ERR(0, 438, __pyx_L1_error)
+      __PYX_ERR(0, 439, __pyx_L1_error)
     }
-    __pyx_t_1 = __Pyx_PyList_PopIndex(__pyx_v_self->pending, __pyx_mstate_global->__pyx_int_0, 0, 1, Py_ssize_t, PyLong_FromSsize_t); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyList_PopIndex(__pyx_v_self->pending, __pyx_mstate_global->__pyx_int_0, 0, 1, Py_ssize_t, PyLong_FromSsize_t); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 439, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-    /* "cext/book.pyx":439
+    /* "cext/book.pyx":440
  *         if len(self.pending) >= self.max_pending:
  *             self.pending.pop(0)
  *             self.buffer_overflows += 1             # <<<<<<<<<<<<<<
@@ -27410,7 +27424,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
     __pyx_v_self->buffer_overflows = (__pyx_v_self->buffer_overflows + 1);
 
-    /* "cext/book.pyx":437
+    /* "cext/book.pyx":438
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:             # <<<<<<<<<<<<<<
@@ -27419,7 +27433,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":440
+  /* "cext/book.pyx":441
  *             self.pending.pop(0)
  *             self.buffer_overflows += 1
  *         self.pending.append(a)             # <<<<<<<<<<<<<<
@@ -27428,12 +27442,12 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   if (unlikely(__pyx_v_self->pending == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-    __PYX_ERR(0, 440, __pyx_L1_error)
+    __PYX_ERR(0, 441, __pyx_L1_error)
   }
-  __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_self->pending, __pyx_v_a); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_self->pending, __pyx_v_a); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 441, __pyx_L1_error)
 
 
-  /* "cext/book.pyx":441
+  /* "cext/book.pyx":442
  *             self.buffer_overflows += 1
  *         self.pending.append(a)
  *         self.buffered += 1             # <<<<<<<<<<<<<<
@@ -27442,7 +27456,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   __pyx_v_self->buffered = (__pyx_v_self->buffered + 1);
 
-  /* "cext/book.pyx":429
+  /* "cext/book.pyx":430
  *         return SYNC_BUFFERED
  * 
  *     cdef _buffer(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27470,7 +27484,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":443
+/* "cext/book.pyx":444
  *         self.buffered += 1
  * 
  *     cdef int on_snapshot(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27489,7 +27503,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   int64_t __pyx_t_5;
   int __pyx_t_6;
 
-  /* "cext/book.pyx":448
+  /* "cext/book.pyx":449
  *         sequenced, and reported, like a live update."""
  *         cdef int i
  *         cdef int64_t center = 0             # <<<<<<<<<<<<<<
@@ -27498,7 +27512,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_center = 0;
 
-  /* "cext/book.pyx":449
+  /* "cext/book.pyx":450
  *         cdef int i
  *         cdef int64_t center = 0
  *         self.book.clear()             # <<<<<<<<<<<<<<
@@ -27507,7 +27521,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->clear(__pyx_v_self->book);
 
-  /* "cext/book.pyx":450
+  /* "cext/book.pyx":451
  *         cdef int64_t center = 0
  *         self.book.clear()
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -27521,7 +27535,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/book.pyx":451
+    /* "cext/book.pyx":452
  *         self.book.clear()
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -27533,7 +27547,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
     if (__pyx_t_4) {
 
 
-      /* "cext/book.pyx":452
+      /* "cext/book.pyx":453
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:
  *                 center = recs[i].px             # <<<<<<<<<<<<<<
@@ -27544,7 +27558,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
       __pyx_v_center = __pyx_t_5;
 
-      /* "cext/book.pyx":453
+      /* "cext/book.pyx":454
  *             if recs[i].side == BOOK_BID:
  *                 center = recs[i].px
  *                 break             # <<<<<<<<<<<<<<
@@ -27553,7 +27567,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
       goto __pyx_L4_break;
 
-      /* "cext/book.pyx":451
+      /* "cext/book.pyx":452
  *         self.book.clear()
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -27565,7 +27579,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   __pyx_L4_break:;
 
 
-  /* "cext/book.pyx":454
+  /* "cext/book.pyx":455
  *                 center = recs[i].px
  *                 break
  *         if center == 0 and n:             # <<<<<<<<<<<<<<
@@ -27591,7 +27605,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   if (__pyx_t_4) {
 
 
-    /* "cext/book.pyx":455
+    /* "cext/book.pyx":456
  *                 break
  *         if center == 0 and n:
  *             center = recs[0].px             # <<<<<<<<<<<<<<
@@ -27602,7 +27616,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
     __pyx_v_center = __pyx_t_5;
 
-    /* "cext/book.pyx":454
+    /* "cext/book.pyx":455
  *                 center = recs[i].px
  *                 break
  *         if center == 0 and n:             # <<<<<<<<<<<<<<
@@ -27611,7 +27625,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":456
+  /* "cext/book.pyx":457
  *         if center == 0 and n:
  *             center = recs[0].px
  *         if center:             # <<<<<<<<<<<<<<
@@ -27623,7 +27637,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   if (__pyx_t_4) {
 
 
-    /* "cext/book.pyx":457
+    /* "cext/book.pyx":458
  *             center = recs[0].px
  *         if center:
  *             self.book.base = center - self.book.roi // 2             # <<<<<<<<<<<<<<
@@ -27632,7 +27646,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
     __pyx_v_self->book->base = (__pyx_v_center - (__pyx_v_self->book->roi / 2));
 
-    /* "cext/book.pyx":458
+    /* "cext/book.pyx":459
  *         if center:
  *             self.book.base = center - self.book.roi // 2
  *             self.book.based = True             # <<<<<<<<<<<<<<
@@ -27641,7 +27655,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
     __pyx_v_self->book->based = 1;
 
-    /* "cext/book.pyx":456
+    /* "cext/book.pyx":457
  *         if center == 0 and n:
  *             center = recs[0].px
  *         if center:             # <<<<<<<<<<<<<<
@@ -27650,7 +27664,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":459
+  /* "cext/book.pyx":460
  *             self.book.base = center - self.book.roi // 2
  *             self.book.based = True
  *         self.book.apply_levels(recs, n)             # <<<<<<<<<<<<<<
@@ -27659,7 +27673,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->apply_levels(__pyx_v_self->book, __pyx_v_recs, __pyx_v_n);
 
-  /* "cext/book.pyx":460
+  /* "cext/book.pyx":461
  *             self.book.based = True
  *         self.book.apply_levels(recs, n)
  *         self.snapshot_id = recs[0].seq if n else -1             # <<<<<<<<<<<<<<
@@ -27678,7 +27692,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->snapshot_id = __pyx_t_5;
 
-  /* "cext/book.pyx":461
+  /* "cext/book.pyx":462
  *         self.book.apply_levels(recs, n)
  *         self.snapshot_id = recs[0].seq if n else -1
  *         self.last_u = self.snapshot_id             # <<<<<<<<<<<<<<
@@ -27689,7 +27703,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->last_u = __pyx_t_5;
 
-  /* "cext/book.pyx":462
+  /* "cext/book.pyx":463
  *         self.snapshot_id = recs[0].seq if n else -1
  *         self.last_u = self.snapshot_id
  *         self.book.update_id = self.snapshot_id             # <<<<<<<<<<<<<<
@@ -27700,7 +27714,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->book->update_id = __pyx_t_5;
 
-  /* "cext/book.pyx":463
+  /* "cext/book.pyx":464
  *         self.last_u = self.snapshot_id
  *         self.book.update_id = self.snapshot_id
  *         self.state = ST_WAIT_BRIDGE             # <<<<<<<<<<<<<<
@@ -27709,7 +27723,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_WAIT_BRIDGE;
 
-  /* "cext/book.pyx":464
+  /* "cext/book.pyx":465
  *         self.book.update_id = self.snapshot_id
  *         self.state = ST_WAIT_BRIDGE
  *         self.snapshots += 1             # <<<<<<<<<<<<<<
@@ -27718,7 +27732,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_self->snapshots = (__pyx_v_self->snapshots + 1);
 
-  /* "cext/book.pyx":465
+  /* "cext/book.pyx":466
  *         self.state = ST_WAIT_BRIDGE
  *         self.snapshots += 1
  *         return SYNC_WAITING             # <<<<<<<<<<<<<<
@@ -27731,7 +27745,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":443
+  /* "cext/book.pyx":444
  *         self.buffered += 1
  * 
  *     cdef int on_snapshot(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27747,7 +27761,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   return __pyx_r;
 }
 
-/* "cext/book.pyx":468
+/* "cext/book.pyx":469
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -27795,32 +27809,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_recs,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 468, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 469, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 469, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 468, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 469, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 468, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 469, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 468, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 469, __pyx_L3_error)
     }
     __pyx_v_recs = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 468, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 469, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27861,19 +27875,19 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply", 0);
 
-  /* "cext/book.pyx":470
+  /* "cext/book.pyx":471
  *     def apply(self, recs):
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs             # <<<<<<<<<<<<<<
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 470, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 471, __pyx_L1_error)
   __pyx_v_v = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cext/book.pyx":471
+  /* "cext/book.pyx":472
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:             # <<<<<<<<<<<<<<
@@ -27885,14 +27899,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":472
+    /* "cext/book.pyx":473
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
 */
-    __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 472, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 473, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     {
       PyObject *__pyx_temp;
@@ -27905,7 +27919,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":471
+    /* "cext/book.pyx":472
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:             # <<<<<<<<<<<<<<
@@ -27914,7 +27928,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":473
+  /* "cext/book.pyx":474
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27927,7 +27941,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":474
+    /* "cext/book.pyx":475
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])             # <<<<<<<<<<<<<<
@@ -27935,8 +27949,8 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
  *             return self.on_depth(&v[0], v.shape[0])
 */
     __pyx_t_4 = 0;
-    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_snapshot(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 474, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 474, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_snapshot(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     {
@@ -27950,7 +27964,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":473
+    /* "cext/book.pyx":474
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27959,7 +27973,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":475
+  /* "cext/book.pyx":476
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:             # <<<<<<<<<<<<<<
@@ -27972,7 +27986,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":476
+    /* "cext/book.pyx":477
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:
  *             return self.on_depth(&v[0], v.shape[0])             # <<<<<<<<<<<<<<
@@ -27980,8 +27994,8 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
  * 
 */
     __pyx_t_4 = 0;
-    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_depth(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 476, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 476, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_depth(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 477, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     {
@@ -27995,7 +28009,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":475
+    /* "cext/book.pyx":476
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:             # <<<<<<<<<<<<<<
@@ -28004,7 +28018,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":477
+  /* "cext/book.pyx":478
  *         if v[0].kind == MK_DEPTH:
  *             return self.on_depth(&v[0], v.shape[0])
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")             # <<<<<<<<<<<<<<
@@ -28013,7 +28027,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   __pyx_t_6 = NULL;
   __pyx_t_4 = 0;
-  __pyx_t_7 = __Pyx_PyUnicode_From_uint8_t((*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) ))).kind, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 477, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyUnicode_From_uint8_t((*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) ))).kind, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 478, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __pyx_t_8[0] = __pyx_mstate_global->__pyx_kp_u_not_a_depth_or_snapshot_message;
   __pyx_t_8[1] = __pyx_t_7;
@@ -28024,7 +28038,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   #endif
   __pyx_t_5 = 0;
   __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_8, 3, __pyx_t_9, __pyx_t_5);
-  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 477, __pyx_L1_error)
+  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 478, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_t_11 = 1;
@@ -28033,14 +28047,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 477, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 478, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __Pyx_Raise(__pyx_t_3, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __PYX_ERR(0, 477, __pyx_L1_error)
+  __PYX_ERR(0, 478, __pyx_L1_error)
 
-  /* "cext/book.pyx":468
+  /* "cext/book.pyx":469
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -28064,7 +28078,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":479
+/* "cext/book.pyx":480
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28096,14 +28110,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":481
+  /* "cext/book.pyx":482
  *     @property
  *     def needs_snapshot(self):
  *         return self.state == ST_WAIT_SNAPSHOT             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 481, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 482, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -28116,7 +28130,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":479
+  /* "cext/book.pyx":480
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28135,7 +28149,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   return __pyx_r;
 }
 
-/* "cext/book.pyx":483
+/* "cext/book.pyx":484
  *         return self.state == ST_WAIT_SNAPSHOT
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28167,14 +28181,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":486
+  /* "cext/book.pyx":487
  *     def valid(self):
  *         """True when the book may be traded on: synced and not crossed."""
  *         return self.state == ST_SYNCED             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_SYNCED)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 486, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_SYNCED)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -28187,7 +28201,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":483
+  /* "cext/book.pyx":484
  *         return self.state == ST_WAIT_SNAPSHOT
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28206,7 +28220,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   return __pyx_r;
 }
 
-/* "cext/book.pyx":488
+/* "cext/book.pyx":489
  *         return self.state == ST_SYNCED
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28239,7 +28253,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":490
+  /* "cext/book.pyx":491
  *     @property
  *     def pending_messages(self):
  *         return len(self.pending)             # <<<<<<<<<<<<<<
@@ -28250,11 +28264,11 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 490, __pyx_L1_error)
+    __PYX_ERR(0, 491, __pyx_L1_error)
   }
-  __pyx_t_2 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(0, 490, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 490, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
   {
@@ -28268,7 +28282,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":488
+  /* "cext/book.pyx":489
  *         return self.state == ST_SYNCED
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28287,7 +28301,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   return __pyx_r;
 }
 
-/* "cext/book.pyx":492
+/* "cext/book.pyx":493
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
@@ -28349,7 +28363,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("take_pending", 0);
 
-  /* "cext/book.pyx":495
+  /* "cext/book.pyx":496
  *         """The buffered depth messages (oldest first), removing them: after a snapshot,
  *         feed each back through ``apply``."""
  *         p, self.pending = self.pending, []             # <<<<<<<<<<<<<<
@@ -28358,7 +28372,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
 */
   __pyx_t_1 = __pyx_v_self->pending;
   __Pyx_INCREF(__pyx_t_1);
-  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 495, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_p = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
@@ -28367,7 +28381,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   __Pyx_DECREF_SET(__pyx_v_self->pending, ((PyObject*)__pyx_t_2));
   __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":496
+  /* "cext/book.pyx":497
  *         feed each back through ``apply``."""
  *         p, self.pending = self.pending, []
  *         return p             # <<<<<<<<<<<<<<
@@ -28385,7 +28399,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":492
+  /* "cext/book.pyx":493
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
@@ -28406,7 +28420,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   return __pyx_r;
 }
 
-/* "cext/book.pyx":498
+/* "cext/book.pyx":499
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -28471,92 +28485,92 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "cext/book.pyx":499
+  /* "cext/book.pyx":500
  * 
  *     def stats(self):
  *         return {"state": STATE_NAMES[self.state],             # <<<<<<<<<<<<<<
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(11); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 499, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(11); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATE_NAMES); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 499, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATE_NAMES); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_GetItemInt(__pyx_t_3, __pyx_v_self->state, int, 1, __Pyx_PyLong_From_int, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 499, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_GetItemInt(__pyx_t_3, __pyx_v_self->state, int, 1, __Pyx_PyLong_From_int, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":500
+  /* "cext/book.pyx":501
  *     def stats(self):
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,             # <<<<<<<<<<<<<<
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->last_u); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->last_u); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_last_u, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_last_u, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->snapshot_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->snapshot_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshot_id, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshot_id, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":501
+  /* "cext/book.pyx":502
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,             # <<<<<<<<<<<<<<
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->applied); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->applied); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_applied, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_applied, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->gaps); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->gaps); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_gaps, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_gaps, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->crossed_books); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->crossed_books); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":502
+  /* "cext/book.pyx":503
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,             # <<<<<<<<<<<<<<
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
  *                 "pending": len(self.pending), **self.book.stats()}
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->stale_dropped); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->stale_dropped); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_stale_dropped, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_stale_dropped, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffered); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffered); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffered, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffered, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":503
+  /* "cext/book.pyx":504
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,             # <<<<<<<<<<<<<<
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffer_overflows); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffer_overflows); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffer_overflows, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffer_overflows, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->snapshots); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->snapshots); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshots, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshots, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":504
+  /* "cext/book.pyx":505
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
  *                 "pending": len(self.pending), **self.book.stats()}             # <<<<<<<<<<<<<<
@@ -28567,14 +28581,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   __Pyx_INCREF(__pyx_t_4);
   if (unlikely(__pyx_t_4 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 504, __pyx_L1_error)
+    __PYX_ERR(0, 505, __pyx_L1_error)
   }
-  __pyx_t_5 = __Pyx_PyList_GET_SIZE(__pyx_t_4); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyList_GET_SIZE(__pyx_t_4); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_5); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_5); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_1 = __pyx_t_2;
   __pyx_t_2 = 0;
@@ -28585,16 +28599,16 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_stats, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 504, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 505, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   if (unlikely(__pyx_t_2 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "argument after ** must be a mapping, not NoneType");
-    __PYX_ERR(0, 504, __pyx_L1_error)
+    __PYX_ERR(0, 505, __pyx_L1_error)
   }
   if (unlikely(PyDict_Update(__pyx_t_1, __pyx_t_2) < 0)) {
     if (PyErr_ExceptionMatches(PyExc_AttributeError)) __Pyx_RaiseMappingExpectedError(__pyx_t_2);
-    __PYX_ERR(0, 504, __pyx_L1_error)
+    __PYX_ERR(0, 505, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
@@ -28608,7 +28622,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":498
+  /* "cext/book.pyx":499
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -28630,7 +28644,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":506
+/* "cext/book.pyx":507
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
@@ -28678,32 +28692,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_code,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 506, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 507, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 506, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 507, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "status_name", 0) < (0)) __PYX_ERR(0, 506, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "status_name", 0) < (0)) __PYX_ERR(0, 507, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, i); __PYX_ERR(0, 506, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, i); __PYX_ERR(0, 507, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 506, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 507, __pyx_L3_error)
     }
-    __pyx_v_code = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_code == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 507, __pyx_L3_error)
+    __pyx_v_code = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_code == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 506, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 507, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28740,22 +28754,22 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("status_name", 0);
 
-  /* "cext/book.pyx":508
+  /* "cext/book.pyx":509
  *     @staticmethod
  *     def status_name(int code):
  *         return STATUS.get(code, str(code))             # <<<<<<<<<<<<<<
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATUS); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATUS); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_get); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_get); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_Unicode(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 508, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_Unicode(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __pyx_t_7 = 1;
@@ -28777,7 +28791,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 508, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 509, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -28791,7 +28805,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":506
+  /* "cext/book.pyx":507
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
@@ -33149,67 +33163,67 @@ __Pyx_RefNannySetupContext("PyInit_book", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":468
+  /* "cext/book.pyx":469
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_3apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_3apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 469, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 468, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 469, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":492
+  /* "cext/book.pyx":493
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
  *         """The buffered depth messages (oldest first), removing them: after a snapshot,
  *         feed each back through ``apply``."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_5take_pending, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_take_pending, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 492, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_5take_pending, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_take_pending, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 493, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_take_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 492, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_take_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 493, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":498
+  /* "cext/book.pyx":499
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_7stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 498, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_7stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 499, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 498, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":506
+  /* "cext/book.pyx":507
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
  *     def status_name(int code):
  *         return STATUS.get(code, str(code))
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_9status_name, __Pyx_CYFUNCTION_STATICMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_status_name, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 506, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_9status_name, __Pyx_CYFUNCTION_STATICMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_status_name, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 506, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_5 = NULL;
-  __Pyx_GetNameInClass(__pyx_t_9, (PyObject*)__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 506, __pyx_L1_error)
+  __Pyx_GetNameInClass(__pyx_t_9, (PyObject*)__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __pyx_t_6 = 1;
   {
@@ -33217,10 +33231,10 @@ __Pyx_RefNannySetupContext("PyInit_book", 0);
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_staticmethod, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 506, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 506, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -33301,7 +33315,7 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __pyx_builtin_staticmethod = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_staticmethod); if (!__pyx_builtin_staticmethod) __PYX_ERR(0, 506, __pyx_L1_error)
+  __pyx_builtin_staticmethod = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_staticmethod); if (!__pyx_builtin_staticmethod) __PYX_ERR(0, 507, __pyx_L1_error)
   __pyx_builtin___import__ = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_import); if (!__pyx_builtin___import__) __PYX_ERR(1, 119, __pyx_L1_error)
   __pyx_builtin_enumerate = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_enumerate); if (!__pyx_builtin_enumerate) __PYX_ERR(1, 175, __pyx_L1_error)
   __pyx_builtin_Ellipsis = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_Ellipsis); if (!__pyx_builtin_Ellipsis) __PYX_ERR(1, 436, __pyx_L1_error)
@@ -33729,22 +33743,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 468};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 469};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_recs, __pyx_mstate->__pyx_n_u_v};
     __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_apply, __pyx_mstate->__pyx_kp_b_iso88591_A_1_1F_3c_1_1ARvS_4_1AQat1F_1_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 492};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 493};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_take_pending, __pyx_mstate->__pyx_kp_b_iso88591_A_4_j_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 498};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 499};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_q_AT_i_d_4z_WKt1_5_Q_D_A_3at_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 506};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 507};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_code};
     __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_status_name, __pyx_mstate->__pyx_kp_b_iso88591_A_vT_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }

@@ -385,9 +385,10 @@ cdef class BinanceBookSync:
             self.stale_dropped += 1
             return SYNC_STALE
         if self.state == ST_WAIT_BRIDGE:
-            # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1)
+            # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
+            # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
             if pu >= 0:
-                if not (U <= self.snapshot_id <= u):
+                if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
                     self.gaps += 1
                     self._invalidate()
                     return SYNC_GAP

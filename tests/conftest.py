@@ -17,3 +17,16 @@ def shm_prefix():
             os.unlink("/dev/shm/" + name.lstrip("/"))
         except FileNotFoundError:
             pass
+
+
+
+@pytest.fixture
+def btc_capture():
+    from engine.testing.data import usdm_capture
+    return usdm_capture("BTCUSDT")
+
+
+@pytest.fixture
+def eth_capture():
+    from engine.testing.data import usdm_capture
+    return usdm_capture("ETHUSDT")

@@ -43,7 +43,7 @@ class FeedHandler:
 
     def __init__(self, instruments: list[Instrument], roi: int = 1 << 16,
                  validator: Validator | None = None, max_levels: int = 8192,
-                 log_first: int = 10, log_every: int = 1000):
+                 log_first: int = 10, log_every: int = 1000, ring=None, book_region=None):
         if not instruments:
             raise ValueError("FeedHandler needs at least one instrument")
         self.instruments = {i.inst: i for i in instruments}
@@ -58,9 +58,23 @@ class FeedHandler:
         self.dropped = 0
         self._log_first, self._log_every = log_first, log_every
         self._logged: dict[str, int] = {}
+        self.ring = ring                  # RingWriter of MARKET records, or None
+        self.book_region = book_region    # Region of BOOK_TOP records (slot = inst), or None
+        if book_region is not None and book_region.nslots <= max(self.instruments):
+            raise ValueError(f"book region has {book_region.nslots} slots; instrument ids go to {max(self.instruments)}")
+        self.published = 0
 
     # ---------------------------------------------------------------- frames
     def on_frame(self, frame, mono_origin: int, default_symbol: str | None = None) -> FrameResult:
+        res = self._on_frame(frame, mono_origin, default_symbol)
+        if self.ring is not None and len(res.records):
+            self.ring.publish_many(res.records)
+            self.published += len(res.records)
+        if self.book_region is not None and (res.applied or res.sync < 0):
+            self.books[res.inst].publish(self.book_region, res.inst, self.syncs[res.inst].valid)
+        return res
+
+    def _on_frame(self, frame, mono_origin: int, default_symbol: str | None) -> FrameResult:
         n = self.parser.parse(frame, mono_origin, self._buf, default_symbol)
         if n < 0:
             reason = BinanceParser.reason_name(n)

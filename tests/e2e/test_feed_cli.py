@@ -1,0 +1,85 @@
+"""The installed CLI's market-data commands: book-replay, replay, record."""
+import csv
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import orjson
+
+from engine.feed.capture import iter_capture
+from engine.testing.servers import SnapshotHTTP, ThreadedReplayWS
+
+CLI = shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
+
+
+def run(*args, timeout=300):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_book_replay_on_the_real_capture(btc_capture, tmp_path):
+    out = tmp_path / "tob.csv"
+    r = run("book-replay", btc_capture, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["symbol"] == "BTCUSDT" and "gap" not in res and "crossed" not in res
+    rows = list(csv.reader(open(out)))
+    assert len(rows) - 1 == res["rows"] > 6000
+    assert all(len(x) == 5 for x in rows)
+
+
+def test_book_replay_refuses_a_finer_price_than_the_scale(tmp_path):
+    cap = tmp_path / "c.gz"
+    lines = [
+        b'1 {"stream":"x@depth","data":{"e":"depthUpdate","E":1,"T":1,"s":"XUSDT","U":1,"u":5,"pu":0,"b":[["10.10","1.0"]],"a":[["10.20","2.0"]]}}',
+        b'2 {"lastUpdateId":5,"E":1,"T":1,"bids":[["10.10","1.0"]],"asks":[["10.20","2.0"]]}',
+        b'3 {"stream":"x@depth","data":{"e":"depthUpdate","E":2,"T":2,"s":"XUSDT","U":6,"u":6,"pu":5,"b":[["10.105","1.0"]],"a":[]}}',
+    ]
+    cap.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    r = run("book-replay", str(cap), "--out", str(tmp_path / "o.csv"))
+    assert r.returncode == 2
+    assert "price_off_grid" in r.stderr and ":3:" in r.stderr and "price 2 decimals" in r.stderr
+
+
+def test_replay_prints_feed_stats(btc_capture):
+    r = run("replay", btc_capture)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["parser"]["rejected"] == 0 and st["books"]["BTCUSDT"]["state"] == "synced"
+    assert st["frames"] == 93954
+
+
+def test_record_then_replay_round_trip(btc_capture, tmp_path):
+    frames, snap = [], None
+    for k, (_, f) in enumerate(iter_capture(btc_capture)):
+        if k >= 3000:
+            break
+        if f.startswith(b'{"stream"'):
+            frames.append((orjson.loads(f)["stream"], f))
+        else:
+            snap = f
+    ws = ThreadedReplayWS(frames, rate_hz=3000)
+    rest = SnapshotHTTP({"BTCUSDT": snap})
+    out = tmp_path / "rec.gz"
+    proc = subprocess.Popen([CLI, "record", "--symbols", "BTCUSDT", "--out", str(out), "--seconds", "4",
+                             "--ws-url", ws.url, "--rest-url", rest.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ws.wait_clients(1)
+        ws.play()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        ws.close()
+        rest.close()
+    assert proc.returncode == 0, stderr
+    res = json.loads(stdout.strip().splitlines()[-1])
+    assert res["snapshots"] == 1 and res["frames"] == len(frames)
+    recorded = [f for _, f in iter_capture(str(out))]
+    assert len(recorded) == len(frames) + 1
+    assert [f for f in recorded if f.startswith(b'{"stream"')] == [f for _, f in frames]
+    # the recording replays into a synced book
+    r = run("book-replay", str(out), "--out", str(tmp_path / "tob.csv"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"] > 0

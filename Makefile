@@ -33,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ring_latency.py
+	$(PY) benchmarks/feed_parse.py
 
 train-env: $(TRAIN)
 

@@ -34,6 +34,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/ring_latency.py
 	$(PY) benchmarks/feed_parse.py
+	$(PY) benchmarks/risk_check.py
 
 train-env: $(TRAIN)
 

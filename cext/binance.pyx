@@ -87,6 +87,12 @@ cdef enum:
     H_asks = 1 << 25
     H_o = 1 << 26
 
+SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,
+                    "MK_MARK": MK_MARK, "MK_FUNDING": MK_FUNDING, "MK_LIQUIDATION": MK_LIQUIDATION,
+                    "SIDE_NONE": SIDE_NONE, "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL,
+                    "F_LAST_IN_MESSAGE": F_LAST, "F_CLEAR": F_CLEAR, "F_NON_MARKET": F_NON_MARKET,
+                    "F_AGGREGATED": F_AGGREGATED}
+
 REASONS = {
     R_MALFORMED: "malformed", R_UNKNOWN_EVENT: "unknown_event", R_UNKNOWN_SYMBOL: "unknown_symbol",
     R_FIELD_TYPE: "field_type", R_MISSING_FIELD: "missing_field", R_BAD_NUMBER: "bad_number",

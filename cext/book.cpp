@@ -12,7 +12,7 @@
         ],
         "include_dirs": [
             "cext",
-            "/tmp/pip-build-env-zb4bzpxl/overlay/lib/python3.11/site-packages/numpy/_core/include"
+            "/tmp/pip-build-env-e7o78zco/overlay/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "language": "c++",
         "libraries": [
@@ -2335,7 +2335,7 @@ struct __pyx_vtabstruct_4cext_6region_Region {
 static struct __pyx_vtabstruct_4cext_6region_Region *__pyx_vtabptr_4cext_6region_Region;
 
 
-/* "cext/book.pyx":40
+/* "cext/book.pyx":43
  * 
  * 
  * cdef class OrderBook:             # <<<<<<<<<<<<<<
@@ -2359,7 +2359,7 @@ struct __pyx_vtabstruct_4cext_4book_OrderBook {
 static struct __pyx_vtabstruct_4cext_4book_OrderBook *__pyx_vtabptr_4cext_4book_OrderBook;
 
 
-/* "cext/book.pyx":368
+/* "cext/book.pyx":371
  * 
  * 
  * cdef class BinanceBookSync:             # <<<<<<<<<<<<<<
@@ -3963,6 +3963,9 @@ __pyx_memoryview_copy_new_contig(const __Pyx_memviewslice *from_mvs,
                                  int dtype_is_object);
 
 /* CIntToPy.proto */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
+
+/* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From___pyx_anon_enum(int value);
 
 /* CIntFromPy.proto */
@@ -3979,9 +3982,6 @@ static CYTHON_INLINE uint64_t __Pyx_PyLong_As_uint64_t(PyObject *);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value);
-
-/* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint64_t(uint64_t value);
@@ -4537,7 +4537,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[9];
     PyObject *__pyx_codeobj_tab[19];
-    PyObject *__pyx_string_tab[232];
+    PyObject *__pyx_string_tab[240];
     PyObject *__pyx_number_tab[6];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4622,203 +4622,211 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[32]
 #define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[33]
 #define __pyx_n_u_ASCII __pyx_string_tab[34]
-#define __pyx_n_u_BOOK_TOP_DTYPE __pyx_string_tab[35]
-#define __pyx_n_u_BinanceBookSync __pyx_string_tab[36]
-#define __pyx_n_u_BinanceBookSync___reduce_cython __pyx_string_tab[37]
-#define __pyx_n_u_BinanceBookSync___setstate_cytho __pyx_string_tab[38]
-#define __pyx_n_u_BinanceBookSync_apply __pyx_string_tab[39]
-#define __pyx_n_u_BinanceBookSync_stats __pyx_string_tab[40]
-#define __pyx_n_u_BinanceBookSync_status_name __pyx_string_tab[41]
-#define __pyx_n_u_BinanceBookSync_take_pending __pyx_string_tab[42]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[43]
-#define __pyx_n_u_MARKET_DTYPE __pyx_string_tab[44]
-#define __pyx_n_u_OrderBook __pyx_string_tab[45]
-#define __pyx_n_u_OrderBook___reduce_cython __pyx_string_tab[46]
-#define __pyx_n_u_OrderBook___setstate_cython __pyx_string_tab[47]
-#define __pyx_n_u_OrderBook_apply __pyx_string_tab[48]
-#define __pyx_n_u_OrderBook_depth __pyx_string_tab[49]
-#define __pyx_n_u_OrderBook_imbalance __pyx_string_tab[50]
-#define __pyx_n_u_OrderBook_is_crossed __pyx_string_tab[51]
-#define __pyx_n_u_OrderBook_levels __pyx_string_tab[52]
-#define __pyx_n_u_OrderBook_publish __pyx_string_tab[53]
-#define __pyx_n_u_OrderBook_qty __pyx_string_tab[54]
-#define __pyx_n_u_OrderBook_qty_within __pyx_string_tab[55]
-#define __pyx_n_u_OrderBook_stats __pyx_string_tab[56]
-#define __pyx_n_u_OrderBook_top_record __pyx_string_tab[57]
-#define __pyx_n_u_OrderBook_vwap __pyx_string_tab[58]
-#define __pyx_n_u_STATE_NAMES __pyx_string_tab[59]
-#define __pyx_n_u_STATUS __pyx_string_tab[60]
-#define __pyx_n_u_Sequence __pyx_string_tab[61]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[62]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[63]
-#define __pyx_n_u_annotate __pyx_string_tab[64]
-#define __pyx_n_u_class __pyx_string_tab[65]
-#define __pyx_n_u_class_getitem __pyx_string_tab[66]
-#define __pyx_n_u_dict __pyx_string_tab[67]
-#define __pyx_n_u_func __pyx_string_tab[68]
-#define __pyx_n_u_getstate __pyx_string_tab[69]
-#define __pyx_n_u_import __pyx_string_tab[70]
-#define __pyx_n_u_main __pyx_string_tab[71]
-#define __pyx_n_u_module __pyx_string_tab[72]
-#define __pyx_n_u_name_2 __pyx_string_tab[73]
-#define __pyx_n_u_new __pyx_string_tab[74]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[75]
-#define __pyx_n_u_pyx_state __pyx_string_tab[76]
-#define __pyx_n_u_pyx_type __pyx_string_tab[77]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[78]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[79]
-#define __pyx_n_u_qualname __pyx_string_tab[80]
-#define __pyx_n_u_reduce __pyx_string_tab[81]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[82]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[83]
-#define __pyx_n_u_set_name __pyx_string_tab[84]
-#define __pyx_n_u_setstate __pyx_string_tab[85]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[86]
-#define __pyx_n_u_test __pyx_string_tab[87]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[88]
-#define __pyx_n_u_a __pyx_string_tab[89]
-#define __pyx_n_u_abc __pyx_string_tab[90]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[91]
-#define __pyx_n_u_ap __pyx_string_tab[92]
-#define __pyx_n_u_applied __pyx_string_tab[93]
-#define __pyx_n_u_apply __pyx_string_tab[94]
-#define __pyx_n_u_aq __pyx_string_tab[95]
-#define __pyx_n_u_array __pyx_string_tab[96]
-#define __pyx_n_u_asks __pyx_string_tab[97]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[98]
-#define __pyx_n_u_b __pyx_string_tab[99]
-#define __pyx_n_u_base __pyx_string_tab[100]
-#define __pyx_n_u_bids __pyx_string_tab[101]
-#define __pyx_n_u_book __pyx_string_tab[102]
-#define __pyx_n_u_bp __pyx_string_tab[103]
-#define __pyx_n_u_bq __pyx_string_tab[104]
-#define __pyx_n_u_buffer_overflows __pyx_string_tab[105]
-#define __pyx_n_u_buffered __pyx_string_tab[106]
-#define __pyx_n_u_c __pyx_string_tab[107]
-#define __pyx_n_u_cext_book __pyx_string_tab[108]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[109]
-#define __pyx_n_u_code __pyx_string_tab[110]
-#define __pyx_n_u_cost __pyx_string_tab[111]
-#define __pyx_n_u_count __pyx_string_tab[112]
-#define __pyx_n_u_crossed __pyx_string_tab[113]
-#define __pyx_n_u_depth __pyx_string_tab[114]
-#define __pyx_n_u_dtype __pyx_string_tab[115]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[116]
-#define __pyx_n_u_edge __pyx_string_tab[117]
-#define __pyx_n_u_empty __pyx_string_tab[118]
-#define __pyx_n_u_encode __pyx_string_tab[119]
-#define __pyx_n_u_engine_schema __pyx_string_tab[120]
-#define __pyx_n_u_enumerate __pyx_string_tab[121]
-#define __pyx_n_u_error __pyx_string_tab[122]
-#define __pyx_n_u_filled __pyx_string_tab[123]
-#define __pyx_n_u_flags __pyx_string_tab[124]
-#define __pyx_n_u_format __pyx_string_tab[125]
-#define __pyx_n_u_fortran __pyx_string_tab[126]
-#define __pyx_n_u_gap __pyx_string_tab[127]
-#define __pyx_n_u_gaps __pyx_string_tab[128]
-#define __pyx_n_u_get __pyx_string_tab[129]
-#define __pyx_n_u_i __pyx_string_tab[130]
-#define __pyx_n_u_id __pyx_string_tab[131]
-#define __pyx_n_u_imbalance __pyx_string_tab[132]
-#define __pyx_n_u_index __pyx_string_tab[133]
-#define __pyx_n_u_inst __pyx_string_tab[134]
-#define __pyx_n_u_int64 __pyx_string_tab[135]
-#define __pyx_n_u_is_crossed __pyx_string_tab[136]
-#define __pyx_n_u_items __pyx_string_tab[137]
-#define __pyx_n_u_itemsize __pyx_string_tab[138]
-#define __pyx_n_u_k __pyx_string_tab[139]
-#define __pyx_n_u_kv __pyx_string_tab[140]
-#define __pyx_n_u_last_u __pyx_string_tab[141]
-#define __pyx_n_u_left __pyx_string_tab[142]
-#define __pyx_n_u_levels __pyx_string_tab[143]
-#define __pyx_n_u_levels_applied __pyx_string_tab[144]
-#define __pyx_n_u_m __pyx_string_tab[145]
-#define __pyx_n_u_max_pending __pyx_string_tab[146]
-#define __pyx_n_u_memview __pyx_string_tab[147]
-#define __pyx_n_u_mode __pyx_string_tab[148]
-#define __pyx_n_u_n __pyx_string_tab[149]
-#define __pyx_n_u_name __pyx_string_tab[150]
-#define __pyx_n_u_nan __pyx_string_tab[151]
-#define __pyx_n_u_ndim __pyx_string_tab[152]
-#define __pyx_n_u_np __pyx_string_tab[153]
-#define __pyx_n_u_numpy __pyx_string_tab[154]
-#define __pyx_n_u_obj __pyx_string_tab[155]
-#define __pyx_n_u_out __pyx_string_tab[156]
-#define __pyx_n_u_outside_roi __pyx_string_tab[157]
-#define __pyx_n_u_p __pyx_string_tab[158]
-#define __pyx_n_u_pack __pyx_string_tab[159]
-#define __pyx_n_u_pending __pyx_string_tab[160]
-#define __pyx_n_u_pop __pyx_string_tab[161]
-#define __pyx_n_u_publish __pyx_string_tab[162]
-#define __pyx_n_u_pv __pyx_string_tab[163]
-#define __pyx_n_u_px __pyx_string_tab[164]
-#define __pyx_n_u_q __pyx_string_tab[165]
-#define __pyx_n_u_qty __pyx_string_tab[166]
-#define __pyx_n_u_qty_within __pyx_string_tab[167]
-#define __pyx_n_u_qv __pyx_string_tab[168]
-#define __pyx_n_u_recenters __pyx_string_tab[169]
-#define __pyx_n_u_recs __pyx_string_tab[170]
-#define __pyx_n_u_region __pyx_string_tab[171]
-#define __pyx_n_u_register __pyx_string_tab[172]
-#define __pyx_n_u_reshape __pyx_string_tab[173]
-#define __pyx_n_u_reverse __pyx_string_tab[174]
-#define __pyx_n_u_roi __pyx_string_tab[175]
-#define __pyx_n_u_roi_base __pyx_string_tab[176]
-#define __pyx_n_u_self __pyx_string_tab[177]
-#define __pyx_n_u_setdefault __pyx_string_tab[178]
-#define __pyx_n_u_shape __pyx_string_tab[179]
-#define __pyx_n_u_side __pyx_string_tab[180]
-#define __pyx_n_u_size __pyx_string_tab[181]
-#define __pyx_n_u_slot __pyx_string_tab[182]
-#define __pyx_n_u_snapshot_id __pyx_string_tab[183]
-#define __pyx_n_u_snapshots __pyx_string_tab[184]
-#define __pyx_n_u_sort __pyx_string_tab[185]
-#define __pyx_n_u_stale __pyx_string_tab[186]
-#define __pyx_n_u_stale_dropped __pyx_string_tab[187]
-#define __pyx_n_u_start __pyx_string_tab[188]
-#define __pyx_n_u_state __pyx_string_tab[189]
-#define __pyx_n_u_staticmethod __pyx_string_tab[190]
-#define __pyx_n_u_stats __pyx_string_tab[191]
-#define __pyx_n_u_status_name __pyx_string_tab[192]
-#define __pyx_n_u_step __pyx_string_tab[193]
-#define __pyx_n_u_stop __pyx_string_tab[194]
-#define __pyx_n_u_struct __pyx_string_tab[195]
-#define __pyx_n_u_sum __pyx_string_tab[196]
-#define __pyx_n_u_synced __pyx_string_tab[197]
-#define __pyx_n_u_t __pyx_string_tab[198]
-#define __pyx_n_u_take __pyx_string_tab[199]
-#define __pyx_n_u_take_pending __pyx_string_tab[200]
-#define __pyx_n_u_ticks __pyx_string_tab[201]
-#define __pyx_n_u_top_record __pyx_string_tab[202]
-#define __pyx_n_u_tot __pyx_string_tab[203]
-#define __pyx_n_u_unpack __pyx_string_tab[204]
-#define __pyx_n_u_update __pyx_string_tab[205]
-#define __pyx_n_u_v __pyx_string_tab[206]
-#define __pyx_n_u_valid __pyx_string_tab[207]
-#define __pyx_n_u_values __pyx_string_tab[208]
-#define __pyx_n_u_vwap __pyx_string_tab[209]
-#define __pyx_n_u_wait_bridge __pyx_string_tab[210]
-#define __pyx_n_u_wait_snapshot __pyx_string_tab[211]
-#define __pyx_n_u_waiting __pyx_string_tab[212]
-#define __pyx_n_u_x __pyx_string_tab[213]
-#define __pyx_n_u_zeros __pyx_string_tab[214]
-#define __pyx_n_b_O __pyx_string_tab[215]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[216]
-#define __pyx_kp_b_iso88591_A_q_AT_i_d_4z_WKt1_5_Q_D_A_3at_E __pyx_string_tab[217]
-#define __pyx_kp_b_iso88591_A_t7_6 __pyx_string_tab[218]
-#define __pyx_kp_b_iso88591_A_t81 __pyx_string_tab[219]
-#define __pyx_kp_b_iso88591_A_7_D_D_wd_HE_XT_QVVW __pyx_string_tab[220]
-#define __pyx_kp_b_iso88591_A_RvQc_1_b_as_A_y_T_1F_Qb_Qb_q_r __pyx_string_tab[221]
-#define __pyx_kp_b_iso88591_A_vT_1A __pyx_string_tab[222]
-#define __pyx_kp_b_iso88591_A_a_5_1_A_r_A_q_2Rq_Cz_Rs_t7_6_D __pyx_string_tab[223]
-#define __pyx_kp_b_iso88591_A_1_1F_1_q_7_A_F_Qaq_QfAQ __pyx_string_tab[224]
-#define __pyx_kp_b_iso88591_A_1_1F_3c_1_1ARvS_4_1AQat1F_1_1A __pyx_string_tab[225]
-#define __pyx_kp_b_iso88591_A_4_j_q __pyx_string_tab[226]
-#define __pyx_kp_b_iso88591_A_E_WAZq_E_WAZq_4s_2T_c_D_q_Cs_B __pyx_string_tab[227]
-#define __pyx_kp_b_iso88591_A_E_at1_D_uC_T_Qa_q_7_D_b_1_D_E __pyx_string_tab[228]
-#define __pyx_kp_b_iso88591_A_A_1_4s_AQ_D_S_d_e2Rt2S_b_1_G1F __pyx_string_tab[229]
-#define __pyx_kp_b_iso88591_A_b_as_a_IQaq_U_Zq_q __pyx_string_tab[230]
-#define __pyx_kp_b_iso88591_q_6_c_AQ_5_6_AWAQ_IQas_A_j_q __pyx_string_tab[231]
+#define __pyx_n_u_BOOK_LEVELS __pyx_string_tab[35]
+#define __pyx_n_u_BOOK_TOP_DTYPE __pyx_string_tab[36]
+#define __pyx_n_u_BinanceBookSync __pyx_string_tab[37]
+#define __pyx_n_u_BinanceBookSync___reduce_cython __pyx_string_tab[38]
+#define __pyx_n_u_BinanceBookSync___setstate_cytho __pyx_string_tab[39]
+#define __pyx_n_u_BinanceBookSync_apply __pyx_string_tab[40]
+#define __pyx_n_u_BinanceBookSync_stats __pyx_string_tab[41]
+#define __pyx_n_u_BinanceBookSync_status_name __pyx_string_tab[42]
+#define __pyx_n_u_BinanceBookSync_take_pending __pyx_string_tab[43]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[44]
+#define __pyx_n_u_F_BOOK_INVALID __pyx_string_tab[45]
+#define __pyx_n_u_F_CLEAR __pyx_string_tab[46]
+#define __pyx_n_u_MARKET_DTYPE __pyx_string_tab[47]
+#define __pyx_n_u_MK_DEPTH __pyx_string_tab[48]
+#define __pyx_n_u_MK_SNAPSHOT __pyx_string_tab[49]
+#define __pyx_n_u_OrderBook __pyx_string_tab[50]
+#define __pyx_n_u_OrderBook___reduce_cython __pyx_string_tab[51]
+#define __pyx_n_u_OrderBook___setstate_cython __pyx_string_tab[52]
+#define __pyx_n_u_OrderBook_apply __pyx_string_tab[53]
+#define __pyx_n_u_OrderBook_depth __pyx_string_tab[54]
+#define __pyx_n_u_OrderBook_imbalance __pyx_string_tab[55]
+#define __pyx_n_u_OrderBook_is_crossed __pyx_string_tab[56]
+#define __pyx_n_u_OrderBook_levels __pyx_string_tab[57]
+#define __pyx_n_u_OrderBook_publish __pyx_string_tab[58]
+#define __pyx_n_u_OrderBook_qty __pyx_string_tab[59]
+#define __pyx_n_u_OrderBook_qty_within __pyx_string_tab[60]
+#define __pyx_n_u_OrderBook_stats __pyx_string_tab[61]
+#define __pyx_n_u_OrderBook_top_record __pyx_string_tab[62]
+#define __pyx_n_u_OrderBook_vwap __pyx_string_tab[63]
+#define __pyx_n_u_SCHEMA_CONSTANTS __pyx_string_tab[64]
+#define __pyx_n_u_SIDE_BUY __pyx_string_tab[65]
+#define __pyx_n_u_SIDE_SELL __pyx_string_tab[66]
+#define __pyx_n_u_STATE_NAMES __pyx_string_tab[67]
+#define __pyx_n_u_STATUS __pyx_string_tab[68]
+#define __pyx_n_u_Sequence __pyx_string_tab[69]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[70]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[71]
+#define __pyx_n_u_annotate __pyx_string_tab[72]
+#define __pyx_n_u_class __pyx_string_tab[73]
+#define __pyx_n_u_class_getitem __pyx_string_tab[74]
+#define __pyx_n_u_dict __pyx_string_tab[75]
+#define __pyx_n_u_func __pyx_string_tab[76]
+#define __pyx_n_u_getstate __pyx_string_tab[77]
+#define __pyx_n_u_import __pyx_string_tab[78]
+#define __pyx_n_u_main __pyx_string_tab[79]
+#define __pyx_n_u_module __pyx_string_tab[80]
+#define __pyx_n_u_name_2 __pyx_string_tab[81]
+#define __pyx_n_u_new __pyx_string_tab[82]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[83]
+#define __pyx_n_u_pyx_state __pyx_string_tab[84]
+#define __pyx_n_u_pyx_type __pyx_string_tab[85]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[86]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[87]
+#define __pyx_n_u_qualname __pyx_string_tab[88]
+#define __pyx_n_u_reduce __pyx_string_tab[89]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[90]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[91]
+#define __pyx_n_u_set_name __pyx_string_tab[92]
+#define __pyx_n_u_setstate __pyx_string_tab[93]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[94]
+#define __pyx_n_u_test __pyx_string_tab[95]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[96]
+#define __pyx_n_u_a __pyx_string_tab[97]
+#define __pyx_n_u_abc __pyx_string_tab[98]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[99]
+#define __pyx_n_u_ap __pyx_string_tab[100]
+#define __pyx_n_u_applied __pyx_string_tab[101]
+#define __pyx_n_u_apply __pyx_string_tab[102]
+#define __pyx_n_u_aq __pyx_string_tab[103]
+#define __pyx_n_u_array __pyx_string_tab[104]
+#define __pyx_n_u_asks __pyx_string_tab[105]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[106]
+#define __pyx_n_u_b __pyx_string_tab[107]
+#define __pyx_n_u_base __pyx_string_tab[108]
+#define __pyx_n_u_bids __pyx_string_tab[109]
+#define __pyx_n_u_book __pyx_string_tab[110]
+#define __pyx_n_u_bp __pyx_string_tab[111]
+#define __pyx_n_u_bq __pyx_string_tab[112]
+#define __pyx_n_u_buffer_overflows __pyx_string_tab[113]
+#define __pyx_n_u_buffered __pyx_string_tab[114]
+#define __pyx_n_u_c __pyx_string_tab[115]
+#define __pyx_n_u_cext_book __pyx_string_tab[116]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[117]
+#define __pyx_n_u_code __pyx_string_tab[118]
+#define __pyx_n_u_cost __pyx_string_tab[119]
+#define __pyx_n_u_count __pyx_string_tab[120]
+#define __pyx_n_u_crossed __pyx_string_tab[121]
+#define __pyx_n_u_depth __pyx_string_tab[122]
+#define __pyx_n_u_dtype __pyx_string_tab[123]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[124]
+#define __pyx_n_u_edge __pyx_string_tab[125]
+#define __pyx_n_u_empty __pyx_string_tab[126]
+#define __pyx_n_u_encode __pyx_string_tab[127]
+#define __pyx_n_u_engine_schema __pyx_string_tab[128]
+#define __pyx_n_u_enumerate __pyx_string_tab[129]
+#define __pyx_n_u_error __pyx_string_tab[130]
+#define __pyx_n_u_filled __pyx_string_tab[131]
+#define __pyx_n_u_flags __pyx_string_tab[132]
+#define __pyx_n_u_format __pyx_string_tab[133]
+#define __pyx_n_u_fortran __pyx_string_tab[134]
+#define __pyx_n_u_gap __pyx_string_tab[135]
+#define __pyx_n_u_gaps __pyx_string_tab[136]
+#define __pyx_n_u_get __pyx_string_tab[137]
+#define __pyx_n_u_i __pyx_string_tab[138]
+#define __pyx_n_u_id __pyx_string_tab[139]
+#define __pyx_n_u_imbalance __pyx_string_tab[140]
+#define __pyx_n_u_index __pyx_string_tab[141]
+#define __pyx_n_u_inst __pyx_string_tab[142]
+#define __pyx_n_u_int64 __pyx_string_tab[143]
+#define __pyx_n_u_is_crossed __pyx_string_tab[144]
+#define __pyx_n_u_items __pyx_string_tab[145]
+#define __pyx_n_u_itemsize __pyx_string_tab[146]
+#define __pyx_n_u_k __pyx_string_tab[147]
+#define __pyx_n_u_kv __pyx_string_tab[148]
+#define __pyx_n_u_last_u __pyx_string_tab[149]
+#define __pyx_n_u_left __pyx_string_tab[150]
+#define __pyx_n_u_levels __pyx_string_tab[151]
+#define __pyx_n_u_levels_applied __pyx_string_tab[152]
+#define __pyx_n_u_m __pyx_string_tab[153]
+#define __pyx_n_u_max_pending __pyx_string_tab[154]
+#define __pyx_n_u_memview __pyx_string_tab[155]
+#define __pyx_n_u_mode __pyx_string_tab[156]
+#define __pyx_n_u_n __pyx_string_tab[157]
+#define __pyx_n_u_name __pyx_string_tab[158]
+#define __pyx_n_u_nan __pyx_string_tab[159]
+#define __pyx_n_u_ndim __pyx_string_tab[160]
+#define __pyx_n_u_np __pyx_string_tab[161]
+#define __pyx_n_u_numpy __pyx_string_tab[162]
+#define __pyx_n_u_obj __pyx_string_tab[163]
+#define __pyx_n_u_out __pyx_string_tab[164]
+#define __pyx_n_u_outside_roi __pyx_string_tab[165]
+#define __pyx_n_u_p __pyx_string_tab[166]
+#define __pyx_n_u_pack __pyx_string_tab[167]
+#define __pyx_n_u_pending __pyx_string_tab[168]
+#define __pyx_n_u_pop __pyx_string_tab[169]
+#define __pyx_n_u_publish __pyx_string_tab[170]
+#define __pyx_n_u_pv __pyx_string_tab[171]
+#define __pyx_n_u_px __pyx_string_tab[172]
+#define __pyx_n_u_q __pyx_string_tab[173]
+#define __pyx_n_u_qty __pyx_string_tab[174]
+#define __pyx_n_u_qty_within __pyx_string_tab[175]
+#define __pyx_n_u_qv __pyx_string_tab[176]
+#define __pyx_n_u_recenters __pyx_string_tab[177]
+#define __pyx_n_u_recs __pyx_string_tab[178]
+#define __pyx_n_u_region __pyx_string_tab[179]
+#define __pyx_n_u_register __pyx_string_tab[180]
+#define __pyx_n_u_reshape __pyx_string_tab[181]
+#define __pyx_n_u_reverse __pyx_string_tab[182]
+#define __pyx_n_u_roi __pyx_string_tab[183]
+#define __pyx_n_u_roi_base __pyx_string_tab[184]
+#define __pyx_n_u_self __pyx_string_tab[185]
+#define __pyx_n_u_setdefault __pyx_string_tab[186]
+#define __pyx_n_u_shape __pyx_string_tab[187]
+#define __pyx_n_u_side __pyx_string_tab[188]
+#define __pyx_n_u_size __pyx_string_tab[189]
+#define __pyx_n_u_slot __pyx_string_tab[190]
+#define __pyx_n_u_snapshot_id __pyx_string_tab[191]
+#define __pyx_n_u_snapshots __pyx_string_tab[192]
+#define __pyx_n_u_sort __pyx_string_tab[193]
+#define __pyx_n_u_stale __pyx_string_tab[194]
+#define __pyx_n_u_stale_dropped __pyx_string_tab[195]
+#define __pyx_n_u_start __pyx_string_tab[196]
+#define __pyx_n_u_state __pyx_string_tab[197]
+#define __pyx_n_u_staticmethod __pyx_string_tab[198]
+#define __pyx_n_u_stats __pyx_string_tab[199]
+#define __pyx_n_u_status_name __pyx_string_tab[200]
+#define __pyx_n_u_step __pyx_string_tab[201]
+#define __pyx_n_u_stop __pyx_string_tab[202]
+#define __pyx_n_u_struct __pyx_string_tab[203]
+#define __pyx_n_u_sum __pyx_string_tab[204]
+#define __pyx_n_u_synced __pyx_string_tab[205]
+#define __pyx_n_u_t __pyx_string_tab[206]
+#define __pyx_n_u_take __pyx_string_tab[207]
+#define __pyx_n_u_take_pending __pyx_string_tab[208]
+#define __pyx_n_u_ticks __pyx_string_tab[209]
+#define __pyx_n_u_top_record __pyx_string_tab[210]
+#define __pyx_n_u_tot __pyx_string_tab[211]
+#define __pyx_n_u_unpack __pyx_string_tab[212]
+#define __pyx_n_u_update __pyx_string_tab[213]
+#define __pyx_n_u_v __pyx_string_tab[214]
+#define __pyx_n_u_valid __pyx_string_tab[215]
+#define __pyx_n_u_values __pyx_string_tab[216]
+#define __pyx_n_u_vwap __pyx_string_tab[217]
+#define __pyx_n_u_wait_bridge __pyx_string_tab[218]
+#define __pyx_n_u_wait_snapshot __pyx_string_tab[219]
+#define __pyx_n_u_waiting __pyx_string_tab[220]
+#define __pyx_n_u_x __pyx_string_tab[221]
+#define __pyx_n_u_zeros __pyx_string_tab[222]
+#define __pyx_n_b_O __pyx_string_tab[223]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[224]
+#define __pyx_kp_b_iso88591_A_q_AT_i_d_4z_WKt1_5_Q_D_A_3at_E __pyx_string_tab[225]
+#define __pyx_kp_b_iso88591_A_t7_6 __pyx_string_tab[226]
+#define __pyx_kp_b_iso88591_A_t81 __pyx_string_tab[227]
+#define __pyx_kp_b_iso88591_A_7_D_D_wd_HE_XT_QVVW __pyx_string_tab[228]
+#define __pyx_kp_b_iso88591_A_RvQc_1_b_as_A_y_T_1F_Qb_Qb_q_r __pyx_string_tab[229]
+#define __pyx_kp_b_iso88591_A_vT_1A __pyx_string_tab[230]
+#define __pyx_kp_b_iso88591_A_a_5_1_A_r_A_q_2Rq_Cz_Rs_t7_6_D __pyx_string_tab[231]
+#define __pyx_kp_b_iso88591_A_1_1F_1_q_7_A_F_Qaq_QfAQ __pyx_string_tab[232]
+#define __pyx_kp_b_iso88591_A_1_1F_3c_1_1ARvS_4_1AQat1F_1_1A __pyx_string_tab[233]
+#define __pyx_kp_b_iso88591_A_4_j_q __pyx_string_tab[234]
+#define __pyx_kp_b_iso88591_A_E_WAZq_E_WAZq_4s_2T_c_D_q_Cs_B __pyx_string_tab[235]
+#define __pyx_kp_b_iso88591_A_E_at1_D_uC_T_Qa_q_7_D_b_1_D_E __pyx_string_tab[236]
+#define __pyx_kp_b_iso88591_A_A_1_4s_AQ_D_S_d_e2Rt2S_b_1_G1F __pyx_string_tab[237]
+#define __pyx_kp_b_iso88591_A_b_as_a_IQaq_U_Zq_q __pyx_string_tab[238]
+#define __pyx_kp_b_iso88591_q_6_c_AQ_5_6_AWAQ_IQas_A_j_q __pyx_string_tab[239]
 #define __pyx_float_0_0 __pyx_number_tab[0]
 #define __pyx_int_0 __pyx_number_tab[1]
 #define __pyx_int_neg_1 __pyx_number_tab[2]
@@ -4859,7 +4867,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<9; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<19; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<232; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<240; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<6; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4903,7 +4911,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<9; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<19; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<232; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<240; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<6; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -19090,7 +19098,7 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "cext/book.pyx":42
+/* "cext/book.pyx":45
  * cdef class OrderBook:
  * 
  *     def __cinit__(self, uint32_t inst=0, int64_t roi=1 << 16):             # <<<<<<<<<<<<<<
@@ -19137,50 +19145,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_inst,&__pyx_mstate_global->__pyx_n_u_roi,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 42, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 45, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 42, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 45, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 42, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 45, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 42, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 45, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 42, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 45, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 42, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 45, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[0]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 42, __pyx_L3_error)
+      __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[0]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 45, __pyx_L3_error)
     } else {
       __pyx_v_inst = ((uint32_t)0);
     }
     if (values[1]) {
-      __pyx_v_roi = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_roi == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 42, __pyx_L3_error)
+      __pyx_v_roi = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_roi == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 45, __pyx_L3_error)
     } else {
       __pyx_v_roi = ((int64_t)0x10000);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 0, 2, __pyx_nargs); __PYX_ERR(0, 42, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 0, 2, __pyx_nargs); __PYX_ERR(0, 45, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -19218,7 +19226,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "cext/book.pyx":43
+  /* "cext/book.pyx":46
  * 
  *     def __cinit__(self, uint32_t inst=0, int64_t roi=1 << 16):
  *         if roi < 64 or roi > (1 << 24):             # <<<<<<<<<<<<<<
@@ -19244,7 +19252,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cext/book.pyx":44
+    /* "cext/book.pyx":47
  *     def __cinit__(self, uint32_t inst=0, int64_t roi=1 << 16):
  *         if roi < 64 or roi > (1 << 24):
  *             raise ValueError(f"roi must be 64..2**24 ticks, got {roi}")             # <<<<<<<<<<<<<<
@@ -19252,9 +19260,9 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
  *         self.bid = <int64_t *>calloc(roi, sizeof(int64_t))
 */
     __pyx_t_4 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_roi, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 44, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_roi, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 47, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_roi_must_be_64_2_24_ticks_got, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 44, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_roi_must_be_64_2_24_ticks_got, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 47, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = 1;
@@ -19263,14 +19271,14 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 44, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 47, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 44, __pyx_L1_error)
+    __PYX_ERR(0, 47, __pyx_L1_error)
 
-    /* "cext/book.pyx":43
+    /* "cext/book.pyx":46
  * 
  *     def __cinit__(self, uint32_t inst=0, int64_t roi=1 << 16):
  *         if roi < 64 or roi > (1 << 24):             # <<<<<<<<<<<<<<
@@ -19279,7 +19287,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   }
 
-  /* "cext/book.pyx":45
+  /* "cext/book.pyx":48
  *         if roi < 64 or roi > (1 << 24):
  *             raise ValueError(f"roi must be 64..2**24 ticks, got {roi}")
  *         self.roi = roi             # <<<<<<<<<<<<<<
@@ -19288,7 +19296,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->roi = __pyx_v_roi;
 
-  /* "cext/book.pyx":46
+  /* "cext/book.pyx":49
  *             raise ValueError(f"roi must be 64..2**24 ticks, got {roi}")
  *         self.roi = roi
  *         self.bid = <int64_t *>calloc(roi, sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19297,7 +19305,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->bid = ((int64_t *)calloc(__pyx_v_roi, (sizeof(int64_t))));
 
-  /* "cext/book.pyx":47
+  /* "cext/book.pyx":50
  *         self.roi = roi
  *         self.bid = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.ask = <int64_t *>calloc(roi, sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19306,7 +19314,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->ask = ((int64_t *)calloc(__pyx_v_roi, (sizeof(int64_t))));
 
-  /* "cext/book.pyx":48
+  /* "cext/book.pyx":51
  *         self.bid = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.ask = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.spare_bid = <int64_t *>calloc(roi, sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19315,7 +19323,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->spare_bid = ((int64_t *)calloc(__pyx_v_roi, (sizeof(int64_t))));
 
-  /* "cext/book.pyx":49
+  /* "cext/book.pyx":52
  *         self.ask = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.spare_bid = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.spare_ask = <int64_t *>calloc(roi, sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19324,7 +19332,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->spare_ask = ((int64_t *)calloc(__pyx_v_roi, (sizeof(int64_t))));
 
-  /* "cext/book.pyx":50
+  /* "cext/book.pyx":53
  *         self.spare_bid = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.spare_ask = <int64_t *>calloc(roi, sizeof(int64_t))
  *         if not (self.bid and self.ask and self.spare_bid and self.spare_ask):             # <<<<<<<<<<<<<<
@@ -19373,16 +19381,16 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "cext/book.pyx":51
+    /* "cext/book.pyx":54
  *         self.spare_ask = <int64_t *>calloc(roi, sizeof(int64_t))
  *         if not (self.bid and self.ask and self.spare_bid and self.spare_ask):
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         self.inst = inst
  *         self.based = False
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 51, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 54, __pyx_L1_error)
 
-    /* "cext/book.pyx":50
+    /* "cext/book.pyx":53
  *         self.spare_bid = <int64_t *>calloc(roi, sizeof(int64_t))
  *         self.spare_ask = <int64_t *>calloc(roi, sizeof(int64_t))
  *         if not (self.bid and self.ask and self.spare_bid and self.spare_ask):             # <<<<<<<<<<<<<<
@@ -19391,7 +19399,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   }
 
-  /* "cext/book.pyx":52
+  /* "cext/book.pyx":55
  *         if not (self.bid and self.ask and self.spare_bid and self.spare_ask):
  *             raise MemoryError()
  *         self.inst = inst             # <<<<<<<<<<<<<<
@@ -19400,7 +19408,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->inst = __pyx_v_inst;
 
-  /* "cext/book.pyx":53
+  /* "cext/book.pyx":56
  *             raise MemoryError()
  *         self.inst = inst
  *         self.based = False             # <<<<<<<<<<<<<<
@@ -19409,7 +19417,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->based = 0;
 
-  /* "cext/book.pyx":54
+  /* "cext/book.pyx":57
  *         self.inst = inst
  *         self.based = False
  *         self.best_bid_px = INT64_MIN             # <<<<<<<<<<<<<<
@@ -19418,7 +19426,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->best_bid_px = INT64_MIN;
 
-  /* "cext/book.pyx":55
+  /* "cext/book.pyx":58
  *         self.based = False
  *         self.best_bid_px = INT64_MIN
  *         self.best_ask_px = INT64_MAX             # <<<<<<<<<<<<<<
@@ -19427,7 +19435,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->best_ask_px = INT64_MAX;
 
-  /* "cext/book.pyx":56
+  /* "cext/book.pyx":59
  *         self.best_bid_px = INT64_MIN
  *         self.best_ask_px = INT64_MAX
  *         self.update_id = -1             # <<<<<<<<<<<<<<
@@ -19436,7 +19444,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->update_id = -1L;
 
-  /* "cext/book.pyx":42
+  /* "cext/book.pyx":45
  * cdef class OrderBook:
  * 
  *     def __cinit__(self, uint32_t inst=0, int64_t roi=1 << 16):             # <<<<<<<<<<<<<<
@@ -19460,7 +19468,7 @@ static int __pyx_pf_4cext_4book_9OrderBook___cinit__(struct __pyx_obj_4cext_4boo
   return __pyx_r;
 }
 
-/* "cext/book.pyx":58
+/* "cext/book.pyx":61
  *         self.update_id = -1
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19483,7 +19491,7 @@ static void __pyx_pw_4cext_4book_9OrderBook_3__dealloc__(PyObject *__pyx_v_self)
 
 static void __pyx_pf_4cext_4book_9OrderBook_2__dealloc__(struct __pyx_obj_4cext_4book_OrderBook *__pyx_v_self) {
 
-  /* "cext/book.pyx":59
+  /* "cext/book.pyx":62
  * 
  *     def __dealloc__(self):
  *         free(self.bid); free(self.ask); free(self.spare_bid); free(self.spare_ask)             # <<<<<<<<<<<<<<
@@ -19495,7 +19503,7 @@ static void __pyx_pf_4cext_4book_9OrderBook_2__dealloc__(struct __pyx_obj_4cext_
   free(__pyx_v_self->spare_bid);
   free(__pyx_v_self->spare_ask);
 
-  /* "cext/book.pyx":58
+  /* "cext/book.pyx":61
  *         self.update_id = -1
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19507,7 +19515,7 @@ static void __pyx_pf_4cext_4book_9OrderBook_2__dealloc__(struct __pyx_obj_4cext_
 
 }
 
-/* "cext/book.pyx":62
+/* "cext/book.pyx":65
  * 
  *     # -------------------------------------------------------------- core
  *     cdef void clear(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -19517,7 +19525,7 @@ static void __pyx_pf_4cext_4book_9OrderBook_2__dealloc__(struct __pyx_obj_4cext_
 
 static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_OrderBook *__pyx_v_self) {
 
-  /* "cext/book.pyx":63
+  /* "cext/book.pyx":66
  *     # -------------------------------------------------------------- core
  *     cdef void clear(self) noexcept nogil:
  *         memset(self.bid, 0, self.roi * sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19526,7 +19534,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   (void)(memset(__pyx_v_self->bid, 0, (__pyx_v_self->roi * (sizeof(int64_t)))));
 
-  /* "cext/book.pyx":64
+  /* "cext/book.pyx":67
  *     cdef void clear(self) noexcept nogil:
  *         memset(self.bid, 0, self.roi * sizeof(int64_t))
  *         memset(self.ask, 0, self.roi * sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -19535,7 +19543,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   (void)(memset(__pyx_v_self->ask, 0, (__pyx_v_self->roi * (sizeof(int64_t)))));
 
-  /* "cext/book.pyx":65
+  /* "cext/book.pyx":68
  *         memset(self.bid, 0, self.roi * sizeof(int64_t))
  *         memset(self.ask, 0, self.roi * sizeof(int64_t))
  *         self.bid_out.clear()             # <<<<<<<<<<<<<<
@@ -19544,7 +19552,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   __pyx_v_self->bid_out.clear();
 
-  /* "cext/book.pyx":66
+  /* "cext/book.pyx":69
  *         memset(self.ask, 0, self.roi * sizeof(int64_t))
  *         self.bid_out.clear()
  *         self.ask_out.clear()             # <<<<<<<<<<<<<<
@@ -19553,7 +19561,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   __pyx_v_self->ask_out.clear();
 
-  /* "cext/book.pyx":67
+  /* "cext/book.pyx":70
  *         self.bid_out.clear()
  *         self.ask_out.clear()
  *         self.best_bid_px = INT64_MIN             # <<<<<<<<<<<<<<
@@ -19562,7 +19570,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   __pyx_v_self->best_bid_px = INT64_MIN;
 
-  /* "cext/book.pyx":68
+  /* "cext/book.pyx":71
  *         self.ask_out.clear()
  *         self.best_bid_px = INT64_MIN
  *         self.best_ask_px = INT64_MAX             # <<<<<<<<<<<<<<
@@ -19571,7 +19579,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   __pyx_v_self->best_ask_px = INT64_MAX;
 
-  /* "cext/book.pyx":69
+  /* "cext/book.pyx":72
  *         self.best_bid_px = INT64_MIN
  *         self.best_ask_px = INT64_MAX
  *         self.based = False             # <<<<<<<<<<<<<<
@@ -19580,7 +19588,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
 */
   __pyx_v_self->based = 0;
 
-  /* "cext/book.pyx":62
+  /* "cext/book.pyx":65
  * 
  *     # -------------------------------------------------------------- core
  *     cdef void clear(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -19591,7 +19599,7 @@ static void __pyx_f_4cext_4book_9OrderBook_clear(struct __pyx_obj_4cext_4book_Or
   /* function exit code */
 }
 
-/* "cext/book.pyx":71
+/* "cext/book.pyx":74
  *         self.based = False
  * 
  *     cdef int64_t qty_at(self, int side, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -19607,7 +19615,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
   int __pyx_t_2;
   int64_t __pyx_t_3;
 
-  /* "cext/book.pyx":72
+  /* "cext/book.pyx":75
  * 
  *     cdef int64_t qty_at(self, int side, int64_t px) noexcept nogil:
  *         cdef int64_t off = px - self.base             # <<<<<<<<<<<<<<
@@ -19616,7 +19624,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_off = (__pyx_v_px - __pyx_v_self->base);
 
-  /* "cext/book.pyx":74
+  /* "cext/book.pyx":77
  *         cdef int64_t off = px - self.base
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if self.based and 0 <= off < self.roi:             # <<<<<<<<<<<<<<
@@ -19640,7 +19648,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":75
+    /* "cext/book.pyx":78
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if self.based and 0 <= off < self.roi:
  *             return self.bid[off] if side == BOOK_BID else self.ask[off]             # <<<<<<<<<<<<<<
@@ -19662,7 +19670,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":74
+    /* "cext/book.pyx":77
  *         cdef int64_t off = px - self.base
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if self.based and 0 <= off < self.roi:             # <<<<<<<<<<<<<<
@@ -19671,7 +19679,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
 */
   }
 
-  /* "cext/book.pyx":76
+  /* "cext/book.pyx":79
  *         if self.based and 0 <= off < self.roi:
  *             return self.bid[off] if side == BOOK_BID else self.ask[off]
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19683,7 +19691,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":77
+    /* "cext/book.pyx":80
  *             return self.bid[off] if side == BOOK_BID else self.ask[off]
  *         if side == BOOK_BID:
  *             it = self.bid_out.find(px)             # <<<<<<<<<<<<<<
@@ -19692,7 +19700,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
 */
     __pyx_v_it = __pyx_v_self->bid_out.find(__pyx_v_px);
 
-    /* "cext/book.pyx":78
+    /* "cext/book.pyx":81
  *         if side == BOOK_BID:
  *             it = self.bid_out.find(px)
  *             return deref(it).second if it != self.bid_out.end() else 0             # <<<<<<<<<<<<<<
@@ -19714,7 +19722,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":76
+    /* "cext/book.pyx":79
  *         if self.based and 0 <= off < self.roi:
  *             return self.bid[off] if side == BOOK_BID else self.ask[off]
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19723,7 +19731,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
 */
   }
 
-  /* "cext/book.pyx":79
+  /* "cext/book.pyx":82
  *             it = self.bid_out.find(px)
  *             return deref(it).second if it != self.bid_out.end() else 0
  *         it = self.ask_out.find(px)             # <<<<<<<<<<<<<<
@@ -19732,7 +19740,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_it = __pyx_v_self->ask_out.find(__pyx_v_px);
 
-  /* "cext/book.pyx":80
+  /* "cext/book.pyx":83
  *             return deref(it).second if it != self.bid_out.end() else 0
  *         it = self.ask_out.find(px)
  *         return deref(it).second if it != self.ask_out.end() else 0             # <<<<<<<<<<<<<<
@@ -19754,7 +19762,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":71
+  /* "cext/book.pyx":74
  *         self.based = False
  * 
  *     cdef int64_t qty_at(self, int side, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -19769,7 +19777,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_qty_at(struct __pyx_obj_4cext_4boo
   return __pyx_r;
 }
 
-/* "cext/book.pyx":82
+/* "cext/book.pyx":85
  *         return deref(it).second if it != self.ask_out.end() else 0
  * 
  *     cdef void set_level(self, int side, int64_t px, int64_t qty) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -19781,7 +19789,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   int64_t __pyx_v_off;
   int __pyx_t_1;
 
-  /* "cext/book.pyx":84
+  /* "cext/book.pyx":87
  *     cdef void set_level(self, int side, int64_t px, int64_t qty) noexcept nogil:
  *         cdef int64_t off
  *         if not self.based:             # <<<<<<<<<<<<<<
@@ -19793,7 +19801,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":85
+    /* "cext/book.pyx":88
  *         cdef int64_t off
  *         if not self.based:
  *             self.base = px - self.roi // 2             # <<<<<<<<<<<<<<
@@ -19802,7 +19810,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
     __pyx_v_self->base = (__pyx_v_px - (__pyx_v_self->roi / 2));
 
-    /* "cext/book.pyx":86
+    /* "cext/book.pyx":89
  *         if not self.based:
  *             self.base = px - self.roi // 2
  *             self.based = True             # <<<<<<<<<<<<<<
@@ -19811,7 +19819,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
     __pyx_v_self->based = 1;
 
-    /* "cext/book.pyx":84
+    /* "cext/book.pyx":87
  *     cdef void set_level(self, int side, int64_t px, int64_t qty) noexcept nogil:
  *         cdef int64_t off
  *         if not self.based:             # <<<<<<<<<<<<<<
@@ -19820,7 +19828,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
   }
 
-  /* "cext/book.pyx":87
+  /* "cext/book.pyx":90
  *             self.base = px - self.roi // 2
  *             self.based = True
  *         off = px - self.base             # <<<<<<<<<<<<<<
@@ -19829,7 +19837,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_off = (__pyx_v_px - __pyx_v_self->base);
 
-  /* "cext/book.pyx":88
+  /* "cext/book.pyx":91
  *             self.based = True
  *         off = px - self.base
  *         if 0 <= off < self.roi:             # <<<<<<<<<<<<<<
@@ -19843,7 +19851,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":89
+    /* "cext/book.pyx":92
  *         off = px - self.base
  *         if 0 <= off < self.roi:
  *             if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19855,7 +19863,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":90
+      /* "cext/book.pyx":93
  *         if 0 <= off < self.roi:
  *             if side == BOOK_BID:
  *                 self.bid[off] = qty             # <<<<<<<<<<<<<<
@@ -19864,7 +19872,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       (__pyx_v_self->bid[__pyx_v_off]) = __pyx_v_qty;
 
-      /* "cext/book.pyx":89
+      /* "cext/book.pyx":92
  *         off = px - self.base
  *         if 0 <= off < self.roi:
  *             if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19874,7 +19882,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       goto __pyx_L5;
     }
 
-    /* "cext/book.pyx":92
+    /* "cext/book.pyx":95
  *                 self.bid[off] = qty
  *             else:
  *                 self.ask[off] = qty             # <<<<<<<<<<<<<<
@@ -19886,7 +19894,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     }
     __pyx_L5:;
 
-    /* "cext/book.pyx":88
+    /* "cext/book.pyx":91
  *             self.based = True
  *         off = px - self.base
  *         if 0 <= off < self.roi:             # <<<<<<<<<<<<<<
@@ -19896,7 +19904,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     goto __pyx_L4;
   }
 
-  /* "cext/book.pyx":93
+  /* "cext/book.pyx":96
  *             else:
  *                 self.ask[off] = qty
  *         elif side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19908,7 +19916,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":94
+    /* "cext/book.pyx":97
  *                 self.ask[off] = qty
  *         elif side == BOOK_BID:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -19920,7 +19928,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":95
+      /* "cext/book.pyx":98
  *         elif side == BOOK_BID:
  *             if qty:
  *                 self.bid_out[px] = qty             # <<<<<<<<<<<<<<
@@ -19929,7 +19937,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       (__pyx_v_self->bid_out[__pyx_v_px]) = __pyx_v_qty;
 
-      /* "cext/book.pyx":94
+      /* "cext/book.pyx":97
  *                 self.ask[off] = qty
  *         elif side == BOOK_BID:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -19939,7 +19947,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       goto __pyx_L6;
     }
 
-    /* "cext/book.pyx":97
+    /* "cext/book.pyx":100
  *                 self.bid_out[px] = qty
  *             else:
  *                 self.bid_out.erase(px)             # <<<<<<<<<<<<<<
@@ -19951,7 +19959,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     }
     __pyx_L6:;
 
-    /* "cext/book.pyx":93
+    /* "cext/book.pyx":96
  *             else:
  *                 self.ask[off] = qty
  *         elif side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -19961,7 +19969,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     goto __pyx_L4;
   }
 
-  /* "cext/book.pyx":99
+  /* "cext/book.pyx":102
  *                 self.bid_out.erase(px)
  *         else:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -19974,7 +19982,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":100
+      /* "cext/book.pyx":103
  *         else:
  *             if qty:
  *                 self.ask_out[px] = qty             # <<<<<<<<<<<<<<
@@ -19983,7 +19991,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       (__pyx_v_self->ask_out[__pyx_v_px]) = __pyx_v_qty;
 
-      /* "cext/book.pyx":99
+      /* "cext/book.pyx":102
  *                 self.bid_out.erase(px)
  *         else:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -19993,7 +20001,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       goto __pyx_L7;
     }
 
-    /* "cext/book.pyx":102
+    /* "cext/book.pyx":105
  *                 self.ask_out[px] = qty
  *             else:
  *                 self.ask_out.erase(px)             # <<<<<<<<<<<<<<
@@ -20007,7 +20015,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   }
   __pyx_L4:;
 
-  /* "cext/book.pyx":103
+  /* "cext/book.pyx":106
  *             else:
  *                 self.ask_out.erase(px)
  *         self.levels_applied += 1             # <<<<<<<<<<<<<<
@@ -20016,7 +20024,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
   __pyx_v_self->levels_applied = (__pyx_v_self->levels_applied + 1);
 
-  /* "cext/book.pyx":104
+  /* "cext/book.pyx":107
  *                 self.ask_out.erase(px)
  *         self.levels_applied += 1
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -20028,7 +20036,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":105
+    /* "cext/book.pyx":108
  *         self.levels_applied += 1
  *         if side == BOOK_BID:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -20040,7 +20048,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":106
+      /* "cext/book.pyx":109
  *         if side == BOOK_BID:
  *             if qty:
  *                 if px > self.best_bid_px:             # <<<<<<<<<<<<<<
@@ -20052,7 +20060,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       if (__pyx_t_1) {
 
 
-        /* "cext/book.pyx":107
+        /* "cext/book.pyx":110
  *             if qty:
  *                 if px > self.best_bid_px:
  *                     self.best_bid_px = px             # <<<<<<<<<<<<<<
@@ -20061,7 +20069,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
         __pyx_v_self->best_bid_px = __pyx_v_px;
 
-        /* "cext/book.pyx":106
+        /* "cext/book.pyx":109
  *         if side == BOOK_BID:
  *             if qty:
  *                 if px > self.best_bid_px:             # <<<<<<<<<<<<<<
@@ -20070,7 +20078,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       }
 
-      /* "cext/book.pyx":105
+      /* "cext/book.pyx":108
  *         self.levels_applied += 1
  *         if side == BOOK_BID:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -20080,7 +20088,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       goto __pyx_L9;
     }
 
-    /* "cext/book.pyx":108
+    /* "cext/book.pyx":111
  *                 if px > self.best_bid_px:
  *                     self.best_bid_px = px
  *             elif px == self.best_bid_px:             # <<<<<<<<<<<<<<
@@ -20092,7 +20100,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":109
+      /* "cext/book.pyx":112
  *                     self.best_bid_px = px
  *             elif px == self.best_bid_px:
  *                 self.best_bid_px = self.next_bid_below(px)             # <<<<<<<<<<<<<<
@@ -20101,7 +20109,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       __pyx_v_self->best_bid_px = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->next_bid_below(__pyx_v_self, __pyx_v_px);
 
-      /* "cext/book.pyx":108
+      /* "cext/book.pyx":111
  *                 if px > self.best_bid_px:
  *                     self.best_bid_px = px
  *             elif px == self.best_bid_px:             # <<<<<<<<<<<<<<
@@ -20111,7 +20119,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     }
     __pyx_L9:;
 
-    /* "cext/book.pyx":104
+    /* "cext/book.pyx":107
  *                 self.ask_out.erase(px)
  *         self.levels_applied += 1
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -20121,7 +20129,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     goto __pyx_L8;
   }
 
-  /* "cext/book.pyx":111
+  /* "cext/book.pyx":114
  *                 self.best_bid_px = self.next_bid_below(px)
  *         else:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -20134,7 +20142,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":112
+      /* "cext/book.pyx":115
  *         else:
  *             if qty:
  *                 if px < self.best_ask_px:             # <<<<<<<<<<<<<<
@@ -20146,7 +20154,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       if (__pyx_t_1) {
 
 
-        /* "cext/book.pyx":113
+        /* "cext/book.pyx":116
  *             if qty:
  *                 if px < self.best_ask_px:
  *                     self.best_ask_px = px             # <<<<<<<<<<<<<<
@@ -20155,7 +20163,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
         __pyx_v_self->best_ask_px = __pyx_v_px;
 
-        /* "cext/book.pyx":112
+        /* "cext/book.pyx":115
  *         else:
  *             if qty:
  *                 if px < self.best_ask_px:             # <<<<<<<<<<<<<<
@@ -20164,7 +20172,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       }
 
-      /* "cext/book.pyx":111
+      /* "cext/book.pyx":114
  *                 self.best_bid_px = self.next_bid_below(px)
  *         else:
  *             if qty:             # <<<<<<<<<<<<<<
@@ -20174,7 +20182,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
       goto __pyx_L11;
     }
 
-    /* "cext/book.pyx":114
+    /* "cext/book.pyx":117
  *                 if px < self.best_ask_px:
  *                     self.best_ask_px = px
  *             elif px == self.best_ask_px:             # <<<<<<<<<<<<<<
@@ -20186,7 +20194,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":115
+      /* "cext/book.pyx":118
  *                     self.best_ask_px = px
  *             elif px == self.best_ask_px:
  *                 self.best_ask_px = self.next_ask_above(px)             # <<<<<<<<<<<<<<
@@ -20195,7 +20203,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 */
       __pyx_v_self->best_ask_px = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->next_ask_above(__pyx_v_self, __pyx_v_px);
 
-      /* "cext/book.pyx":114
+      /* "cext/book.pyx":117
  *                 if px < self.best_ask_px:
  *                     self.best_ask_px = px
  *             elif px == self.best_ask_px:             # <<<<<<<<<<<<<<
@@ -20207,7 +20215,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
   }
   __pyx_L8:;
 
-  /* "cext/book.pyx":82
+  /* "cext/book.pyx":85
  *         return deref(it).second if it != self.ask_out.end() else 0
  * 
  *     cdef void set_level(self, int side, int64_t px, int64_t qty) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20219,7 +20227,7 @@ static void __pyx_f_4cext_4book_9OrderBook_set_level(struct __pyx_obj_4cext_4boo
 
 }
 
-/* "cext/book.pyx":117
+/* "cext/book.pyx":120
  *                 self.best_ask_px = self.next_ask_above(px)
  * 
  *     cdef int64_t next_bid_below(self, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20235,7 +20243,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   int __pyx_t_1;
   int64_t __pyx_t_2;
 
-  /* "cext/book.pyx":119
+  /* "cext/book.pyx":122
  *     cdef int64_t next_bid_below(self, int64_t px) noexcept nogil:
  *         """Highest bid level strictly below px, or INT64_MIN."""
  *         cdef int64_t top = self.base + self.roi, i             # <<<<<<<<<<<<<<
@@ -20244,7 +20252,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
   __pyx_v_top = (__pyx_v_self->base + __pyx_v_self->roi);
 
-  /* "cext/book.pyx":121
+  /* "cext/book.pyx":124
  *         cdef int64_t top = self.base + self.roi, i
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px > top:             # <<<<<<<<<<<<<<
@@ -20256,7 +20264,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":122
+    /* "cext/book.pyx":125
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px > top:
  *             it = self.bid_out.lower_bound(px)             # <<<<<<<<<<<<<<
@@ -20265,7 +20273,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
     __pyx_v_it = __pyx_v_self->bid_out.lower_bound(__pyx_v_px);
 
-    /* "cext/book.pyx":123
+    /* "cext/book.pyx":126
  *         if px > top:
  *             it = self.bid_out.lower_bound(px)
  *             if it != self.bid_out.begin():             # <<<<<<<<<<<<<<
@@ -20277,7 +20285,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":124
+      /* "cext/book.pyx":127
  *             it = self.bid_out.lower_bound(px)
  *             if it != self.bid_out.begin():
  *                 dec(it)             # <<<<<<<<<<<<<<
@@ -20286,7 +20294,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
       (void)((--__pyx_v_it));
 
-      /* "cext/book.pyx":125
+      /* "cext/book.pyx":128
  *             if it != self.bid_out.begin():
  *                 dec(it)
  *                 if deref(it).first >= top:             # <<<<<<<<<<<<<<
@@ -20298,7 +20306,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
       if (__pyx_t_1) {
 
 
-        /* "cext/book.pyx":126
+        /* "cext/book.pyx":129
  *                 dec(it)
  *                 if deref(it).first >= top:
  *                     return deref(it).first             # <<<<<<<<<<<<<<
@@ -20311,7 +20319,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
         }
         goto __pyx_L0;
 
-        /* "cext/book.pyx":125
+        /* "cext/book.pyx":128
  *             if it != self.bid_out.begin():
  *                 dec(it)
  *                 if deref(it).first >= top:             # <<<<<<<<<<<<<<
@@ -20320,7 +20328,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
       }
 
-      /* "cext/book.pyx":123
+      /* "cext/book.pyx":126
  *         if px > top:
  *             it = self.bid_out.lower_bound(px)
  *             if it != self.bid_out.begin():             # <<<<<<<<<<<<<<
@@ -20329,7 +20337,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
     }
 
-    /* "cext/book.pyx":121
+    /* "cext/book.pyx":124
  *         cdef int64_t top = self.base + self.roi, i
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px > top:             # <<<<<<<<<<<<<<
@@ -20338,7 +20346,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":127
+  /* "cext/book.pyx":130
  *                 if deref(it).first >= top:
  *                     return deref(it).first
  *         i = (px if px < top else top) - 1 - self.base             # <<<<<<<<<<<<<<
@@ -20358,7 +20366,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   __pyx_v_i = ((__pyx_t_2 - 1) - __pyx_v_self->base);
 
 
-  /* "cext/book.pyx":128
+  /* "cext/book.pyx":131
  *                     return deref(it).first
  *         i = (px if px < top else top) - 1 - self.base
  *         while i >= 0:             # <<<<<<<<<<<<<<
@@ -20371,7 +20379,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 
     if (!__pyx_t_1) break;
 
-    /* "cext/book.pyx":129
+    /* "cext/book.pyx":132
  *         i = (px if px < top else top) - 1 - self.base
  *         while i >= 0:
  *             if self.bid[i]:             # <<<<<<<<<<<<<<
@@ -20383,7 +20391,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":130
+      /* "cext/book.pyx":133
  *         while i >= 0:
  *             if self.bid[i]:
  *                 return self.base + i             # <<<<<<<<<<<<<<
@@ -20396,7 +20404,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":129
+      /* "cext/book.pyx":132
  *         i = (px if px < top else top) - 1 - self.base
  *         while i >= 0:
  *             if self.bid[i]:             # <<<<<<<<<<<<<<
@@ -20405,7 +20413,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
     }
 
-    /* "cext/book.pyx":131
+    /* "cext/book.pyx":134
  *             if self.bid[i]:
  *                 return self.base + i
  *             i -= 1             # <<<<<<<<<<<<<<
@@ -20415,7 +20423,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
     __pyx_v_i = (__pyx_v_i - 1);
   }
 
-  /* "cext/book.pyx":132
+  /* "cext/book.pyx":135
  *                 return self.base + i
  *             i -= 1
  *         it = self.bid_out.lower_bound(px if px < self.base else self.base)             # <<<<<<<<<<<<<<
@@ -20435,7 +20443,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   __pyx_v_it = __pyx_v_self->bid_out.lower_bound(__pyx_t_2);
 
 
-  /* "cext/book.pyx":133
+  /* "cext/book.pyx":136
  *             i -= 1
  *         it = self.bid_out.lower_bound(px if px < self.base else self.base)
  *         if it != self.bid_out.begin():             # <<<<<<<<<<<<<<
@@ -20447,7 +20455,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":134
+    /* "cext/book.pyx":137
  *         it = self.bid_out.lower_bound(px if px < self.base else self.base)
  *         if it != self.bid_out.begin():
  *             dec(it)             # <<<<<<<<<<<<<<
@@ -20456,7 +20464,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
     (void)((--__pyx_v_it));
 
-    /* "cext/book.pyx":135
+    /* "cext/book.pyx":138
  *         if it != self.bid_out.begin():
  *             dec(it)
  *             return deref(it).first             # <<<<<<<<<<<<<<
@@ -20469,7 +20477,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":133
+    /* "cext/book.pyx":136
  *             i -= 1
  *         it = self.bid_out.lower_bound(px if px < self.base else self.base)
  *         if it != self.bid_out.begin():             # <<<<<<<<<<<<<<
@@ -20478,7 +20486,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":136
+  /* "cext/book.pyx":139
  *             dec(it)
  *             return deref(it).first
  *         return INT64_MIN             # <<<<<<<<<<<<<<
@@ -20491,7 +20499,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":117
+  /* "cext/book.pyx":120
  *                 self.best_ask_px = self.next_ask_above(px)
  * 
  *     cdef int64_t next_bid_below(self, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20507,7 +20515,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_bid_below(struct __pyx_obj_4c
   return __pyx_r;
 }
 
-/* "cext/book.pyx":138
+/* "cext/book.pyx":141
  *         return INT64_MIN
  * 
  *     cdef int64_t next_ask_above(self, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20524,7 +20532,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   int __pyx_t_2;
   int64_t __pyx_t_3;
 
-  /* "cext/book.pyx":140
+  /* "cext/book.pyx":143
  *     cdef int64_t next_ask_above(self, int64_t px) noexcept nogil:
  *         """Lowest ask level strictly above px, or INT64_MAX."""
  *         cdef int64_t top = self.base + self.roi, i             # <<<<<<<<<<<<<<
@@ -20533,7 +20541,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
   __pyx_v_top = (__pyx_v_self->base + __pyx_v_self->roi);
 
-  /* "cext/book.pyx":142
+  /* "cext/book.pyx":145
  *         cdef int64_t top = self.base + self.roi, i
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px < self.base - 1:             # <<<<<<<<<<<<<<
@@ -20545,7 +20553,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":143
+    /* "cext/book.pyx":146
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px < self.base - 1:
  *             it = self.ask_out.upper_bound(px)             # <<<<<<<<<<<<<<
@@ -20554,7 +20562,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
     __pyx_v_it = __pyx_v_self->ask_out.upper_bound(__pyx_v_px);
 
-    /* "cext/book.pyx":144
+    /* "cext/book.pyx":147
  *         if px < self.base - 1:
  *             it = self.ask_out.upper_bound(px)
  *             if it != self.ask_out.end() and deref(it).first < self.base:             # <<<<<<<<<<<<<<
@@ -20580,7 +20588,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":145
+      /* "cext/book.pyx":148
  *             it = self.ask_out.upper_bound(px)
  *             if it != self.ask_out.end() and deref(it).first < self.base:
  *                 return deref(it).first             # <<<<<<<<<<<<<<
@@ -20593,7 +20601,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":144
+      /* "cext/book.pyx":147
  *         if px < self.base - 1:
  *             it = self.ask_out.upper_bound(px)
  *             if it != self.ask_out.end() and deref(it).first < self.base:             # <<<<<<<<<<<<<<
@@ -20602,7 +20610,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
     }
 
-    /* "cext/book.pyx":142
+    /* "cext/book.pyx":145
  *         cdef int64_t top = self.base + self.roi, i
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if px < self.base - 1:             # <<<<<<<<<<<<<<
@@ -20611,7 +20619,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":146
+  /* "cext/book.pyx":149
  *             if it != self.ask_out.end() and deref(it).first < self.base:
  *                 return deref(it).first
  *         i = (px + 1 if px + 1 > self.base else self.base) - self.base             # <<<<<<<<<<<<<<
@@ -20631,7 +20639,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   __pyx_v_i = (__pyx_t_3 - __pyx_v_self->base);
 
 
-  /* "cext/book.pyx":147
+  /* "cext/book.pyx":150
  *                 return deref(it).first
  *         i = (px + 1 if px + 1 > self.base else self.base) - self.base
  *         while i < self.roi:             # <<<<<<<<<<<<<<
@@ -20644,7 +20652,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 
     if (!__pyx_t_1) break;
 
-    /* "cext/book.pyx":148
+    /* "cext/book.pyx":151
  *         i = (px + 1 if px + 1 > self.base else self.base) - self.base
  *         while i < self.roi:
  *             if self.ask[i]:             # <<<<<<<<<<<<<<
@@ -20656,7 +20664,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":149
+      /* "cext/book.pyx":152
  *         while i < self.roi:
  *             if self.ask[i]:
  *                 return self.base + i             # <<<<<<<<<<<<<<
@@ -20669,7 +20677,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":148
+      /* "cext/book.pyx":151
  *         i = (px + 1 if px + 1 > self.base else self.base) - self.base
  *         while i < self.roi:
  *             if self.ask[i]:             # <<<<<<<<<<<<<<
@@ -20678,7 +20686,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
     }
 
-    /* "cext/book.pyx":150
+    /* "cext/book.pyx":153
  *             if self.ask[i]:
  *                 return self.base + i
  *             i += 1             # <<<<<<<<<<<<<<
@@ -20688,7 +20696,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
     __pyx_v_i = (__pyx_v_i + 1);
   }
 
-  /* "cext/book.pyx":151
+  /* "cext/book.pyx":154
  *                 return self.base + i
  *             i += 1
  *         it = self.ask_out.upper_bound(px if px > top - 1 else top - 1)             # <<<<<<<<<<<<<<
@@ -20708,7 +20716,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   __pyx_v_it = __pyx_v_self->ask_out.upper_bound(__pyx_t_3);
 
 
-  /* "cext/book.pyx":152
+  /* "cext/book.pyx":155
  *             i += 1
  *         it = self.ask_out.upper_bound(px if px > top - 1 else top - 1)
  *         if it != self.ask_out.end():             # <<<<<<<<<<<<<<
@@ -20720,7 +20728,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":153
+    /* "cext/book.pyx":156
  *         it = self.ask_out.upper_bound(px if px > top - 1 else top - 1)
  *         if it != self.ask_out.end():
  *             return deref(it).first             # <<<<<<<<<<<<<<
@@ -20733,7 +20741,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":152
+    /* "cext/book.pyx":155
  *             i += 1
  *         it = self.ask_out.upper_bound(px if px > top - 1 else top - 1)
  *         if it != self.ask_out.end():             # <<<<<<<<<<<<<<
@@ -20742,7 +20750,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":154
+  /* "cext/book.pyx":157
  *         if it != self.ask_out.end():
  *             return deref(it).first
  *         return INT64_MAX             # <<<<<<<<<<<<<<
@@ -20755,7 +20763,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":138
+  /* "cext/book.pyx":141
  *         return INT64_MIN
  * 
  *     cdef int64_t next_ask_above(self, int64_t px) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20771,7 +20779,7 @@ static int64_t __pyx_f_4cext_4book_9OrderBook_next_ask_above(struct __pyx_obj_4c
   return __pyx_r;
 }
 
-/* "cext/book.pyx":156
+/* "cext/book.pyx":159
  *         return INT64_MAX
  * 
  *     cdef void recenter(self, int64_t center) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20793,7 +20801,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   int __pyx_t_5;
   int64_t *__pyx_t_6;
 
-  /* "cext/book.pyx":159
+  /* "cext/book.pyx":162
  *         """Move the ROI so that it is centred on ``center``; levels that leave it go to the
  *         maps, map levels that enter it come back into the arrays."""
  *         cdef int64_t nb = center - self.roi // 2, i, px, end = nb + self.roi             # <<<<<<<<<<<<<<
@@ -20803,7 +20811,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   __pyx_v_nb = (__pyx_v_center - (__pyx_v_self->roi / 2));
   __pyx_v_end = (__pyx_v_nb + __pyx_v_self->roi);
 
-  /* "cext/book.pyx":162
+  /* "cext/book.pyx":165
  *         cdef int64_t *t
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if nb == self.base:             # <<<<<<<<<<<<<<
@@ -20815,7 +20823,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":163
+    /* "cext/book.pyx":166
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if nb == self.base:
  *             return             # <<<<<<<<<<<<<<
@@ -20826,7 +20834,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":162
+    /* "cext/book.pyx":165
  *         cdef int64_t *t
  *         cdef cmap[int64_t, int64_t].iterator it
  *         if nb == self.base:             # <<<<<<<<<<<<<<
@@ -20835,7 +20843,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   }
 
-  /* "cext/book.pyx":164
+  /* "cext/book.pyx":167
  *         if nb == self.base:
  *             return
  *         memset(self.spare_bid, 0, self.roi * sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -20844,7 +20852,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   (void)(memset(__pyx_v_self->spare_bid, 0, (__pyx_v_self->roi * (sizeof(int64_t)))));
 
-  /* "cext/book.pyx":165
+  /* "cext/book.pyx":168
  *             return
  *         memset(self.spare_bid, 0, self.roi * sizeof(int64_t))
  *         memset(self.spare_ask, 0, self.roi * sizeof(int64_t))             # <<<<<<<<<<<<<<
@@ -20853,7 +20861,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   (void)(memset(__pyx_v_self->spare_ask, 0, (__pyx_v_self->roi * (sizeof(int64_t)))));
 
-  /* "cext/book.pyx":166
+  /* "cext/book.pyx":169
  *         memset(self.spare_bid, 0, self.roi * sizeof(int64_t))
  *         memset(self.spare_ask, 0, self.roi * sizeof(int64_t))
  *         for i in range(self.roi):             # <<<<<<<<<<<<<<
@@ -20867,7 +20875,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/book.pyx":167
+    /* "cext/book.pyx":170
  *         memset(self.spare_ask, 0, self.roi * sizeof(int64_t))
  *         for i in range(self.roi):
  *             px = self.base + i             # <<<<<<<<<<<<<<
@@ -20876,7 +20884,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
     __pyx_v_px = (__pyx_v_self->base + __pyx_v_i);
 
-    /* "cext/book.pyx":168
+    /* "cext/book.pyx":171
  *         for i in range(self.roi):
  *             px = self.base + i
  *             if self.bid[i]:             # <<<<<<<<<<<<<<
@@ -20888,7 +20896,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":169
+      /* "cext/book.pyx":172
  *             px = self.base + i
  *             if self.bid[i]:
  *                 if nb <= px < end:             # <<<<<<<<<<<<<<
@@ -20902,7 +20910,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
       if (__pyx_t_1) {
 
 
-        /* "cext/book.pyx":170
+        /* "cext/book.pyx":173
  *             if self.bid[i]:
  *                 if nb <= px < end:
  *                     self.spare_bid[px - nb] = self.bid[i]             # <<<<<<<<<<<<<<
@@ -20911,7 +20919,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
         (__pyx_v_self->spare_bid[(__pyx_v_px - __pyx_v_nb)]) = (__pyx_v_self->bid[__pyx_v_i]);
 
-        /* "cext/book.pyx":169
+        /* "cext/book.pyx":172
  *             px = self.base + i
  *             if self.bid[i]:
  *                 if nb <= px < end:             # <<<<<<<<<<<<<<
@@ -20921,7 +20929,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
         goto __pyx_L7;
       }
 
-      /* "cext/book.pyx":172
+      /* "cext/book.pyx":175
  *                     self.spare_bid[px - nb] = self.bid[i]
  *                 else:
  *                     self.bid_out[px] = self.bid[i]             # <<<<<<<<<<<<<<
@@ -20933,7 +20941,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
       }
       __pyx_L7:;
 
-      /* "cext/book.pyx":168
+      /* "cext/book.pyx":171
  *         for i in range(self.roi):
  *             px = self.base + i
  *             if self.bid[i]:             # <<<<<<<<<<<<<<
@@ -20942,7 +20950,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
     }
 
-    /* "cext/book.pyx":173
+    /* "cext/book.pyx":176
  *                 else:
  *                     self.bid_out[px] = self.bid[i]
  *             if self.ask[i]:             # <<<<<<<<<<<<<<
@@ -20954,7 +20962,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":174
+      /* "cext/book.pyx":177
  *                     self.bid_out[px] = self.bid[i]
  *             if self.ask[i]:
  *                 if nb <= px < end:             # <<<<<<<<<<<<<<
@@ -20968,7 +20976,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
       if (__pyx_t_1) {
 
 
-        /* "cext/book.pyx":175
+        /* "cext/book.pyx":178
  *             if self.ask[i]:
  *                 if nb <= px < end:
  *                     self.spare_ask[px - nb] = self.ask[i]             # <<<<<<<<<<<<<<
@@ -20977,7 +20985,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
         (__pyx_v_self->spare_ask[(__pyx_v_px - __pyx_v_nb)]) = (__pyx_v_self->ask[__pyx_v_i]);
 
-        /* "cext/book.pyx":174
+        /* "cext/book.pyx":177
  *                     self.bid_out[px] = self.bid[i]
  *             if self.ask[i]:
  *                 if nb <= px < end:             # <<<<<<<<<<<<<<
@@ -20987,7 +20995,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
         goto __pyx_L9;
       }
 
-      /* "cext/book.pyx":177
+      /* "cext/book.pyx":180
  *                     self.spare_ask[px - nb] = self.ask[i]
  *                 else:
  *                     self.ask_out[px] = self.ask[i]             # <<<<<<<<<<<<<<
@@ -20999,7 +21007,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
       }
       __pyx_L9:;
 
-      /* "cext/book.pyx":173
+      /* "cext/book.pyx":176
  *                 else:
  *                     self.bid_out[px] = self.bid[i]
  *             if self.ask[i]:             # <<<<<<<<<<<<<<
@@ -21010,7 +21018,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   }
 
 
-  /* "cext/book.pyx":178
+  /* "cext/book.pyx":181
  *                 else:
  *                     self.ask_out[px] = self.ask[i]
  *         it = self.bid_out.lower_bound(nb)             # <<<<<<<<<<<<<<
@@ -21019,7 +21027,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   __pyx_v_it = __pyx_v_self->bid_out.lower_bound(__pyx_v_nb);
 
-  /* "cext/book.pyx":179
+  /* "cext/book.pyx":182
  *                     self.ask_out[px] = self.ask[i]
  *         it = self.bid_out.lower_bound(nb)
  *         while it != self.bid_out.end() and deref(it).first < end:             # <<<<<<<<<<<<<<
@@ -21046,7 +21054,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 
     if (!__pyx_t_1) break;
 
-    /* "cext/book.pyx":180
+    /* "cext/book.pyx":183
  *         it = self.bid_out.lower_bound(nb)
  *         while it != self.bid_out.end() and deref(it).first < end:
  *             self.spare_bid[deref(it).first - nb] = deref(it).second             # <<<<<<<<<<<<<<
@@ -21058,7 +21066,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     (__pyx_v_self->spare_bid[((*__pyx_v_it).first - __pyx_v_nb)]) = __pyx_t_2;
 
 
-    /* "cext/book.pyx":181
+    /* "cext/book.pyx":184
  *         while it != self.bid_out.end() and deref(it).first < end:
  *             self.spare_bid[deref(it).first - nb] = deref(it).second
  *             it = self.bid_out.erase(it)             # <<<<<<<<<<<<<<
@@ -21068,7 +21076,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     __pyx_v_it = __pyx_v_self->bid_out.erase(__pyx_v_it);
   }
 
-  /* "cext/book.pyx":182
+  /* "cext/book.pyx":185
  *             self.spare_bid[deref(it).first - nb] = deref(it).second
  *             it = self.bid_out.erase(it)
  *         it = self.ask_out.lower_bound(nb)             # <<<<<<<<<<<<<<
@@ -21077,7 +21085,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   __pyx_v_it = __pyx_v_self->ask_out.lower_bound(__pyx_v_nb);
 
-  /* "cext/book.pyx":183
+  /* "cext/book.pyx":186
  *             it = self.bid_out.erase(it)
  *         it = self.ask_out.lower_bound(nb)
  *         while it != self.ask_out.end() and deref(it).first < end:             # <<<<<<<<<<<<<<
@@ -21104,7 +21112,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 
     if (!__pyx_t_1) break;
 
-    /* "cext/book.pyx":184
+    /* "cext/book.pyx":187
  *         it = self.ask_out.lower_bound(nb)
  *         while it != self.ask_out.end() and deref(it).first < end:
  *             self.spare_ask[deref(it).first - nb] = deref(it).second             # <<<<<<<<<<<<<<
@@ -21116,7 +21124,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     (__pyx_v_self->spare_ask[((*__pyx_v_it).first - __pyx_v_nb)]) = __pyx_t_2;
 
 
-    /* "cext/book.pyx":185
+    /* "cext/book.pyx":188
  *         while it != self.ask_out.end() and deref(it).first < end:
  *             self.spare_ask[deref(it).first - nb] = deref(it).second
  *             it = self.ask_out.erase(it)             # <<<<<<<<<<<<<<
@@ -21126,7 +21134,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
     __pyx_v_it = __pyx_v_self->ask_out.erase(__pyx_v_it);
   }
 
-  /* "cext/book.pyx":186
+  /* "cext/book.pyx":189
  *             self.spare_ask[deref(it).first - nb] = deref(it).second
  *             it = self.ask_out.erase(it)
  *         t = self.bid; self.bid = self.spare_bid; self.spare_bid = t             # <<<<<<<<<<<<<<
@@ -21141,7 +21149,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   __pyx_v_self->bid = __pyx_t_6;
   __pyx_v_self->spare_bid = __pyx_v_t;
 
-  /* "cext/book.pyx":187
+  /* "cext/book.pyx":190
  *             it = self.ask_out.erase(it)
  *         t = self.bid; self.bid = self.spare_bid; self.spare_bid = t
  *         t = self.ask; self.ask = self.spare_ask; self.spare_ask = t             # <<<<<<<<<<<<<<
@@ -21156,7 +21164,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
   __pyx_v_self->ask = __pyx_t_6;
   __pyx_v_self->spare_ask = __pyx_v_t;
 
-  /* "cext/book.pyx":188
+  /* "cext/book.pyx":191
  *         t = self.bid; self.bid = self.spare_bid; self.spare_bid = t
  *         t = self.ask; self.ask = self.spare_ask; self.spare_ask = t
  *         self.base = nb             # <<<<<<<<<<<<<<
@@ -21165,7 +21173,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   __pyx_v_self->base = __pyx_v_nb;
 
-  /* "cext/book.pyx":189
+  /* "cext/book.pyx":192
  *         t = self.ask; self.ask = self.spare_ask; self.spare_ask = t
  *         self.base = nb
  *         self.recenters += 1             # <<<<<<<<<<<<<<
@@ -21174,7 +21182,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 */
   __pyx_v_self->recenters = (__pyx_v_self->recenters + 1);
 
-  /* "cext/book.pyx":156
+  /* "cext/book.pyx":159
  *         return INT64_MAX
  * 
  *     cdef void recenter(self, int64_t center) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21192,7 +21200,7 @@ static void __pyx_f_4cext_4book_9OrderBook_recenter(struct __pyx_obj_4cext_4book
 
 }
 
-/* "cext/book.pyx":191
+/* "cext/book.pyx":194
  *         self.recenters += 1
  * 
  *     cdef void maybe_recenter(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21206,7 +21214,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   int __pyx_t_2;
   int64_t __pyx_t_3;
 
-  /* "cext/book.pyx":193
+  /* "cext/book.pyx":196
  *     cdef void maybe_recenter(self) noexcept nogil:
  *         cdef int64_t mid
  *         if self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21232,7 +21240,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":194
+    /* "cext/book.pyx":197
  *         cdef int64_t mid
  *         if self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX:
  *             mid = (self.best_bid_px + self.best_ask_px) // 2             # <<<<<<<<<<<<<<
@@ -21241,7 +21249,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 */
     __pyx_v_mid = ((__pyx_v_self->best_bid_px + __pyx_v_self->best_ask_px) / 2);
 
-    /* "cext/book.pyx":193
+    /* "cext/book.pyx":196
  *     cdef void maybe_recenter(self) noexcept nogil:
  *         cdef int64_t mid
  *         if self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21251,7 +21259,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
     goto __pyx_L3;
   }
 
-  /* "cext/book.pyx":195
+  /* "cext/book.pyx":198
  *         if self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX:
  *             mid = (self.best_bid_px + self.best_ask_px) // 2
  *         elif self.best_bid_px != INT64_MIN:             # <<<<<<<<<<<<<<
@@ -21263,7 +21271,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":196
+    /* "cext/book.pyx":199
  *             mid = (self.best_bid_px + self.best_ask_px) // 2
  *         elif self.best_bid_px != INT64_MIN:
  *             mid = self.best_bid_px             # <<<<<<<<<<<<<<
@@ -21274,7 +21282,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 
     __pyx_v_mid = __pyx_t_3;
 
-    /* "cext/book.pyx":195
+    /* "cext/book.pyx":198
  *         if self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX:
  *             mid = (self.best_bid_px + self.best_ask_px) // 2
  *         elif self.best_bid_px != INT64_MIN:             # <<<<<<<<<<<<<<
@@ -21284,7 +21292,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
     goto __pyx_L3;
   }
 
-  /* "cext/book.pyx":197
+  /* "cext/book.pyx":200
  *         elif self.best_bid_px != INT64_MIN:
  *             mid = self.best_bid_px
  *         elif self.best_ask_px != INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21296,7 +21304,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":198
+    /* "cext/book.pyx":201
  *             mid = self.best_bid_px
  *         elif self.best_ask_px != INT64_MAX:
  *             mid = self.best_ask_px             # <<<<<<<<<<<<<<
@@ -21307,7 +21315,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 
     __pyx_v_mid = __pyx_t_3;
 
-    /* "cext/book.pyx":197
+    /* "cext/book.pyx":200
  *         elif self.best_bid_px != INT64_MIN:
  *             mid = self.best_bid_px
  *         elif self.best_ask_px != INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21317,7 +21325,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
     goto __pyx_L3;
   }
 
-  /* "cext/book.pyx":200
+  /* "cext/book.pyx":203
  *             mid = self.best_ask_px
  *         else:
  *             return             # <<<<<<<<<<<<<<
@@ -21331,7 +21339,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   }
   __pyx_L3:;
 
-  /* "cext/book.pyx":201
+  /* "cext/book.pyx":204
  *         else:
  *             return
  *         if mid < self.base + self.roi // 4 or mid >= self.base + 3 * (self.roi // 4):             # <<<<<<<<<<<<<<
@@ -21357,7 +21365,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":202
+    /* "cext/book.pyx":205
  *             return
  *         if mid < self.base + self.roi // 4 or mid >= self.base + 3 * (self.roi // 4):
  *             self.recenter(mid)             # <<<<<<<<<<<<<<
@@ -21366,7 +21374,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 */
     ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->recenter(__pyx_v_self, __pyx_v_mid);
 
-    /* "cext/book.pyx":201
+    /* "cext/book.pyx":204
  *         else:
  *             return
  *         if mid < self.base + self.roi // 4 or mid >= self.base + 3 * (self.roi // 4):             # <<<<<<<<<<<<<<
@@ -21375,7 +21383,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 */
   }
 
-  /* "cext/book.pyx":191
+  /* "cext/book.pyx":194
  *         self.recenters += 1
  * 
  *     cdef void maybe_recenter(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21388,7 +21396,7 @@ static void __pyx_f_4cext_4book_9OrderBook_maybe_recenter(struct __pyx_obj_4cext
 
 }
 
-/* "cext/book.pyx":204
+/* "cext/book.pyx":207
  *             self.recenter(mid)
  * 
  *     cdef void apply_levels(self, MarketRecord *recs, int n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21405,7 +21413,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
   int __pyx_t_5;
   int64_t __pyx_t_6;
 
-  /* "cext/book.pyx":206
+  /* "cext/book.pyx":209
  *     cdef void apply_levels(self, MarketRecord *recs, int n) noexcept nogil:
  *         cdef int i
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -21419,7 +21427,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/book.pyx":207
+    /* "cext/book.pyx":210
  *         cdef int i
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID or recs[i].side == BOOK_ASK:             # <<<<<<<<<<<<<<
@@ -21445,7 +21453,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
     if (__pyx_t_4) {
 
 
-      /* "cext/book.pyx":208
+      /* "cext/book.pyx":211
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID or recs[i].side == BOOK_ASK:
  *                 self.set_level(recs[i].side, recs[i].px, recs[i].qty)             # <<<<<<<<<<<<<<
@@ -21454,7 +21462,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->set_level(__pyx_v_self, (__pyx_v_recs[__pyx_v_i]).side, (__pyx_v_recs[__pyx_v_i]).px, (__pyx_v_recs[__pyx_v_i]).qty);
 
-      /* "cext/book.pyx":207
+      /* "cext/book.pyx":210
  *         cdef int i
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID or recs[i].side == BOOK_ASK:             # <<<<<<<<<<<<<<
@@ -21465,7 +21473,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
   }
 
 
-  /* "cext/book.pyx":209
+  /* "cext/book.pyx":212
  *             if recs[i].side == BOOK_BID or recs[i].side == BOOK_ASK:
  *                 self.set_level(recs[i].side, recs[i].px, recs[i].qty)
  *         if n:             # <<<<<<<<<<<<<<
@@ -21477,7 +21485,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
   if (__pyx_t_4) {
 
 
-    /* "cext/book.pyx":210
+    /* "cext/book.pyx":213
  *                 self.set_level(recs[i].side, recs[i].px, recs[i].qty)
  *         if n:
  *             self.update_id = recs[n - 1].seq             # <<<<<<<<<<<<<<
@@ -21488,7 +21496,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 
     __pyx_v_self->update_id = __pyx_t_6;
 
-    /* "cext/book.pyx":211
+    /* "cext/book.pyx":214
  *         if n:
  *             self.update_id = recs[n - 1].seq
  *             self.exch_ts = recs[n - 1].exch_ts             # <<<<<<<<<<<<<<
@@ -21499,7 +21507,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 
     __pyx_v_self->exch_ts = __pyx_t_6;
 
-    /* "cext/book.pyx":212
+    /* "cext/book.pyx":215
  *             self.update_id = recs[n - 1].seq
  *             self.exch_ts = recs[n - 1].exch_ts
  *             self.mono_origin = recs[n - 1].mono_origin             # <<<<<<<<<<<<<<
@@ -21510,7 +21518,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 
     __pyx_v_self->mono_origin = __pyx_t_6;
 
-    /* "cext/book.pyx":209
+    /* "cext/book.pyx":212
  *             if recs[i].side == BOOK_BID or recs[i].side == BOOK_ASK:
  *                 self.set_level(recs[i].side, recs[i].px, recs[i].qty)
  *         if n:             # <<<<<<<<<<<<<<
@@ -21519,7 +21527,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 */
   }
 
-  /* "cext/book.pyx":213
+  /* "cext/book.pyx":216
  *             self.exch_ts = recs[n - 1].exch_ts
  *             self.mono_origin = recs[n - 1].mono_origin
  *         self.maybe_recenter()             # <<<<<<<<<<<<<<
@@ -21528,7 +21536,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->maybe_recenter(__pyx_v_self);
 
-  /* "cext/book.pyx":204
+  /* "cext/book.pyx":207
  *             self.recenter(mid)
  * 
  *     cdef void apply_levels(self, MarketRecord *recs, int n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21540,7 +21548,7 @@ static void __pyx_f_4cext_4book_9OrderBook_apply_levels(struct __pyx_obj_4cext_4
 
 }
 
-/* "cext/book.pyx":215
+/* "cext/book.pyx":218
  *         self.maybe_recenter()
  * 
  *     cdef bint crossed(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21553,7 +21561,7 @@ static int __pyx_f_4cext_4book_9OrderBook_crossed(struct __pyx_obj_4cext_4book_O
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cext/book.pyx":216
+  /* "cext/book.pyx":219
  * 
  *     cdef bint crossed(self) noexcept nogil:
  *         return (self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX             # <<<<<<<<<<<<<<
@@ -21571,7 +21579,7 @@ static int __pyx_f_4cext_4book_9OrderBook_crossed(struct __pyx_obj_4cext_4book_O
     goto __pyx_L3_bool_binop_done;
   }
 
-  /* "cext/book.pyx":217
+  /* "cext/book.pyx":220
  *     cdef bint crossed(self) noexcept nogil:
  *         return (self.best_bid_px != INT64_MIN and self.best_ask_px != INT64_MAX
  *                 and self.best_bid_px >= self.best_ask_px)             # <<<<<<<<<<<<<<
@@ -21599,7 +21607,7 @@ static int __pyx_f_4cext_4book_9OrderBook_crossed(struct __pyx_obj_4cext_4book_O
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":215
+  /* "cext/book.pyx":218
  *         self.maybe_recenter()
  * 
  *     cdef bint crossed(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21612,7 +21620,7 @@ static int __pyx_f_4cext_4book_9OrderBook_crossed(struct __pyx_obj_4cext_4book_O
   return __pyx_r;
 }
 
-/* "cext/book.pyx":219
+/* "cext/book.pyx":222
  *                 and self.best_bid_px >= self.best_ask_px)
  * 
  *     cdef int fill_side(self, int side, int n, int64_t *px, int64_t *qty) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21627,7 +21635,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
   int64_t __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cext/book.pyx":221
+  /* "cext/book.pyx":224
  *     cdef int fill_side(self, int side, int n, int64_t *px, int64_t *qty) noexcept nogil:
  *         """Top n levels of a side, best first. Returns how many exist."""
  *         cdef int k = 0             # <<<<<<<<<<<<<<
@@ -21636,7 +21644,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
   __pyx_v_k = 0;
 
-  /* "cext/book.pyx":222
+  /* "cext/book.pyx":225
  *         """Top n levels of a side, best first. Returns how many exist."""
  *         cdef int k = 0
  *         cdef int64_t p = self.best_bid_px if side == BOOK_BID else self.best_ask_px             # <<<<<<<<<<<<<<
@@ -21655,7 +21663,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 
   __pyx_v_p = __pyx_t_1;
 
-  /* "cext/book.pyx":223
+  /* "cext/book.pyx":226
  *         cdef int k = 0
  *         cdef int64_t p = self.best_bid_px if side == BOOK_BID else self.best_ask_px
  *         while k < n:             # <<<<<<<<<<<<<<
@@ -21668,7 +21676,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 
     if (!__pyx_t_2) break;
 
-    /* "cext/book.pyx":224
+    /* "cext/book.pyx":227
  *         cdef int64_t p = self.best_bid_px if side == BOOK_BID else self.best_ask_px
  *         while k < n:
  *             if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -21680,7 +21688,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":225
+      /* "cext/book.pyx":228
  *         while k < n:
  *             if side == BOOK_BID:
  *                 if p == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -21692,7 +21700,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
       if (__pyx_t_2) {
 
 
-        /* "cext/book.pyx":226
+        /* "cext/book.pyx":229
  *             if side == BOOK_BID:
  *                 if p == INT64_MIN:
  *                     break             # <<<<<<<<<<<<<<
@@ -21701,7 +21709,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
         goto __pyx_L4_break;
 
-        /* "cext/book.pyx":225
+        /* "cext/book.pyx":228
  *         while k < n:
  *             if side == BOOK_BID:
  *                 if p == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -21710,7 +21718,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
       }
 
-      /* "cext/book.pyx":224
+      /* "cext/book.pyx":227
  *         cdef int64_t p = self.best_bid_px if side == BOOK_BID else self.best_ask_px
  *         while k < n:
  *             if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -21720,7 +21728,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
       goto __pyx_L5;
     }
 
-    /* "cext/book.pyx":227
+    /* "cext/book.pyx":230
  *                 if p == INT64_MIN:
  *                     break
  *             elif p == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21732,7 +21740,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":228
+      /* "cext/book.pyx":231
  *                     break
  *             elif p == INT64_MAX:
  *                 break             # <<<<<<<<<<<<<<
@@ -21741,7 +21749,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
       goto __pyx_L4_break;
 
-      /* "cext/book.pyx":227
+      /* "cext/book.pyx":230
  *                 if p == INT64_MIN:
  *                     break
  *             elif p == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -21751,7 +21759,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
     }
     __pyx_L5:;
 
-    /* "cext/book.pyx":229
+    /* "cext/book.pyx":232
  *             elif p == INT64_MAX:
  *                 break
  *             px[k] = p             # <<<<<<<<<<<<<<
@@ -21760,7 +21768,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
     (__pyx_v_px[__pyx_v_k]) = __pyx_v_p;
 
-    /* "cext/book.pyx":230
+    /* "cext/book.pyx":233
  *                 break
  *             px[k] = p
  *             qty[k] = self.qty_at(side, p)             # <<<<<<<<<<<<<<
@@ -21769,7 +21777,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
     (__pyx_v_qty[__pyx_v_k]) = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_p);
 
-    /* "cext/book.pyx":231
+    /* "cext/book.pyx":234
  *             px[k] = p
  *             qty[k] = self.qty_at(side, p)
  *             k += 1             # <<<<<<<<<<<<<<
@@ -21778,7 +21786,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
 */
     __pyx_v_k = (__pyx_v_k + 1);
 
-    /* "cext/book.pyx":232
+    /* "cext/book.pyx":235
  *             qty[k] = self.qty_at(side, p)
  *             k += 1
  *             p = self.next_bid_below(p) if side == BOOK_BID else self.next_ask_above(p)             # <<<<<<<<<<<<<<
@@ -21799,7 +21807,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
   }
   __pyx_L4_break:;
 
-  /* "cext/book.pyx":233
+  /* "cext/book.pyx":236
  *             k += 1
  *             p = self.next_bid_below(p) if side == BOOK_BID else self.next_ask_above(p)
  *         return k             # <<<<<<<<<<<<<<
@@ -21812,7 +21820,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":219
+  /* "cext/book.pyx":222
  *                 and self.best_bid_px >= self.best_ask_px)
  * 
  *     cdef int fill_side(self, int side, int n, int64_t *px, int64_t *qty) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21827,7 +21835,7 @@ static int __pyx_f_4cext_4book_9OrderBook_fill_side(struct __pyx_obj_4cext_4book
   return __pyx_r;
 }
 
-/* "cext/book.pyx":235
+/* "cext/book.pyx":238
  *         return k
  * 
  *     cdef void fill_top(self, BookTop *out, uint32_t flags, int64_t mono_pub) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21839,7 +21847,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
   uint32_t __pyx_t_1;
   int64_t __pyx_t_2;
 
-  /* "cext/book.pyx":237
+  /* "cext/book.pyx":240
  *     cdef void fill_top(self, BookTop *out, uint32_t flags, int64_t mono_pub) noexcept nogil:
  *         cdef int k
  *         memset(out, 0, sizeof(BookTop))             # <<<<<<<<<<<<<<
@@ -21848,7 +21856,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 */
   (void)(memset(__pyx_v_out, 0, (sizeof(struct __pyx_t_4cext_6schema_BookTop))));
 
-  /* "cext/book.pyx":238
+  /* "cext/book.pyx":241
  *         cdef int k
  *         memset(out, 0, sizeof(BookTop))
  *         out.inst = self.inst             # <<<<<<<<<<<<<<
@@ -21859,7 +21867,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 
   __pyx_v_out->inst = __pyx_t_1;
 
-  /* "cext/book.pyx":239
+  /* "cext/book.pyx":242
  *         memset(out, 0, sizeof(BookTop))
  *         out.inst = self.inst
  *         out.flags = flags             # <<<<<<<<<<<<<<
@@ -21868,7 +21876,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 */
   __pyx_v_out->flags = __pyx_v_flags;
 
-  /* "cext/book.pyx":240
+  /* "cext/book.pyx":243
  *         out.inst = self.inst
  *         out.flags = flags
  *         out.update_id = self.update_id             # <<<<<<<<<<<<<<
@@ -21879,7 +21887,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 
   __pyx_v_out->update_id = __pyx_t_2;
 
-  /* "cext/book.pyx":241
+  /* "cext/book.pyx":244
  *         out.flags = flags
  *         out.update_id = self.update_id
  *         out.exch_ts = self.exch_ts             # <<<<<<<<<<<<<<
@@ -21890,7 +21898,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 
   __pyx_v_out->exch_ts = __pyx_t_2;
 
-  /* "cext/book.pyx":242
+  /* "cext/book.pyx":245
  *         out.update_id = self.update_id
  *         out.exch_ts = self.exch_ts
  *         out.mono_origin = self.mono_origin             # <<<<<<<<<<<<<<
@@ -21901,7 +21909,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 
   __pyx_v_out->mono_origin = __pyx_t_2;
 
-  /* "cext/book.pyx":243
+  /* "cext/book.pyx":246
  *         out.exch_ts = self.exch_ts
  *         out.mono_origin = self.mono_origin
  *         out.mono_pub = mono_pub             # <<<<<<<<<<<<<<
@@ -21910,7 +21918,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 */
   __pyx_v_out->mono_pub = __pyx_v_mono_pub;
 
-  /* "cext/book.pyx":244
+  /* "cext/book.pyx":247
  *         out.mono_origin = self.mono_origin
  *         out.mono_pub = mono_pub
  *         self.fill_side(BOOK_BID, BOOK_LEVELS, out.bid_px, out.bid_qty)             # <<<<<<<<<<<<<<
@@ -21919,7 +21927,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 */
   (void)(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->fill_side(__pyx_v_self, __pyx_e_4cext_4book_BOOK_BID, __pyx_v_4cext_4book_BOOK_LEVELS, __pyx_v_out->bid_px, __pyx_v_out->bid_qty));
 
-  /* "cext/book.pyx":245
+  /* "cext/book.pyx":248
  *         out.mono_pub = mono_pub
  *         self.fill_side(BOOK_BID, BOOK_LEVELS, out.bid_px, out.bid_qty)
  *         self.fill_side(BOOK_ASK, BOOK_LEVELS, out.ask_px, out.ask_qty)             # <<<<<<<<<<<<<<
@@ -21928,7 +21936,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
 */
   (void)(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->fill_side(__pyx_v_self, __pyx_e_4cext_4book_BOOK_ASK, __pyx_v_4cext_4book_BOOK_LEVELS, __pyx_v_out->ask_px, __pyx_v_out->ask_qty));
 
-  /* "cext/book.pyx":235
+  /* "cext/book.pyx":238
  *         return k
  * 
  *     cdef void fill_top(self, BookTop *out, uint32_t flags, int64_t mono_pub) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21939,7 +21947,7 @@ static void __pyx_f_4cext_4book_9OrderBook_fill_top(struct __pyx_obj_4cext_4book
   /* function exit code */
 }
 
-/* "cext/book.pyx":248
+/* "cext/book.pyx":251
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -21987,32 +21995,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_recs,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 248, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 251, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 248, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 248, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 251, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 248, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 251, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 248, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 251, __pyx_L3_error)
     }
     __pyx_v_recs = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 248, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 251, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22045,19 +22053,19 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply", 0);
 
-  /* "cext/book.pyx":250
+  /* "cext/book.pyx":253
  *     def apply(self, recs):
  *         """Apply depth/snapshot level records (no sequencing: see BinanceBookSync)."""
  *         cdef MarketRecord[::1] v = recs             # <<<<<<<<<<<<<<
  *         if v.shape[0]:
  *             if v[0].flags & 2:      # F_CLEAR
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 250, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 253, __pyx_L1_error)
   __pyx_v_v = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cext/book.pyx":251
+  /* "cext/book.pyx":254
  *         """Apply depth/snapshot level records (no sequencing: see BinanceBookSync)."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0]:             # <<<<<<<<<<<<<<
@@ -22069,7 +22077,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":252
+    /* "cext/book.pyx":255
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0]:
  *             if v[0].flags & 2:      # F_CLEAR             # <<<<<<<<<<<<<<
@@ -22082,7 +22090,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":253
+      /* "cext/book.pyx":256
  *         if v.shape[0]:
  *             if v[0].flags & 2:      # F_CLEAR
  *                 self.clear()             # <<<<<<<<<<<<<<
@@ -22091,7 +22099,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->clear(__pyx_v_self);
 
-      /* "cext/book.pyx":252
+      /* "cext/book.pyx":255
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0]:
  *             if v[0].flags & 2:      # F_CLEAR             # <<<<<<<<<<<<<<
@@ -22100,7 +22108,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
 */
     }
 
-    /* "cext/book.pyx":254
+    /* "cext/book.pyx":257
  *             if v[0].flags & 2:      # F_CLEAR
  *                 self.clear()
  *             self.apply_levels(&v[0], v.shape[0])             # <<<<<<<<<<<<<<
@@ -22110,7 +22118,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
     __pyx_t_3 = 0;
     ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->apply_levels(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_3)) )))), (__pyx_v_v.shape[0]));
 
-    /* "cext/book.pyx":251
+    /* "cext/book.pyx":254
  *         """Apply depth/snapshot level records (no sequencing: see BinanceBookSync)."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0]:             # <<<<<<<<<<<<<<
@@ -22119,7 +22127,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
 */
   }
 
-  /* "cext/book.pyx":248
+  /* "cext/book.pyx":251
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -22141,7 +22149,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_4apply(struct __pyx_obj_4cext_4
   return __pyx_r;
 }
 
-/* "cext/book.pyx":256
+/* "cext/book.pyx":259
  *             self.apply_levels(&v[0], v.shape[0])
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -22176,7 +22184,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":259
+  /* "cext/book.pyx":262
  *     def best_bid(self):
  *         """(px ticks, qty lots) or None."""
  *         if self.best_bid_px == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -22188,7 +22196,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":260
+    /* "cext/book.pyx":263
  *         """(px ticks, qty lots) or None."""
  *         if self.best_bid_px == INT64_MIN:
  *             return None             # <<<<<<<<<<<<<<
@@ -22205,7 +22213,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":259
+    /* "cext/book.pyx":262
  *     def best_bid(self):
  *         """(px ticks, qty lots) or None."""
  *         if self.best_bid_px == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -22214,23 +22222,23 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
 */
   }
 
-  /* "cext/book.pyx":261
+  /* "cext/book.pyx":264
  *         if self.best_bid_px == INT64_MIN:
  *             return None
  *         return self.best_bid_px, self.qty_at(BOOK_BID, self.best_bid_px)             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->best_bid_px); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 261, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->best_bid_px); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 264, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_e_4cext_4book_BOOK_BID, __pyx_v_self->best_bid_px)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 261, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_e_4cext_4book_BOOK_BID, __pyx_v_self->best_bid_px)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 264, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 261, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 264, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 261, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 264, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 261, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 264, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   {
@@ -22244,7 +22252,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":256
+  /* "cext/book.pyx":259
  *             self.apply_levels(&v[0], v.shape[0])
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -22265,7 +22273,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_bid___get__(struct __pyx_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":263
+/* "cext/book.pyx":266
  *         return self.best_bid_px, self.qty_at(BOOK_BID, self.best_bid_px)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -22300,7 +22308,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":265
+  /* "cext/book.pyx":268
  *     @property
  *     def best_ask(self):
  *         if self.best_ask_px == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -22312,7 +22320,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":266
+    /* "cext/book.pyx":269
  *     def best_ask(self):
  *         if self.best_ask_px == INT64_MAX:
  *             return None             # <<<<<<<<<<<<<<
@@ -22329,7 +22337,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":265
+    /* "cext/book.pyx":268
  *     @property
  *     def best_ask(self):
  *         if self.best_ask_px == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -22338,23 +22346,23 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
 */
   }
 
-  /* "cext/book.pyx":267
+  /* "cext/book.pyx":270
  *         if self.best_ask_px == INT64_MAX:
  *             return None
  *         return self.best_ask_px, self.qty_at(BOOK_ASK, self.best_ask_px)             # <<<<<<<<<<<<<<
  * 
  *     def qty(self, int side, int64_t px):
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->best_ask_px); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 267, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->best_ask_px); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 270, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_e_4cext_4book_BOOK_ASK, __pyx_v_self->best_ask_px)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 267, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_e_4cext_4book_BOOK_ASK, __pyx_v_self->best_ask_px)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 270, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 267, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 270, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 267, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 270, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 267, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 270, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   {
@@ -22368,7 +22376,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":263
+  /* "cext/book.pyx":266
  *         return self.best_bid_px, self.qty_at(BOOK_BID, self.best_bid_px)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -22389,7 +22397,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8best_ask___get__(struct __pyx_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":269
+/* "cext/book.pyx":272
  *         return self.best_ask_px, self.qty_at(BOOK_ASK, self.best_ask_px)
  * 
  *     def qty(self, int side, int64_t px):             # <<<<<<<<<<<<<<
@@ -22438,39 +22446,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_px,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 269, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 272, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 269, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 272, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 269, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 272, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "qty", 0) < (0)) __PYX_ERR(0, 269, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "qty", 0) < (0)) __PYX_ERR(0, 272, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("qty", 1, 2, 2, i); __PYX_ERR(0, 269, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("qty", 1, 2, 2, i); __PYX_ERR(0, 272, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 269, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 272, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 269, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 272, __pyx_L3_error)
     }
-    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 269, __pyx_L3_error)
-    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 269, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 272, __pyx_L3_error)
+    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 272, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("qty", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 269, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("qty", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 272, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22502,14 +22510,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_6qty(struct __pyx_obj_4cext_4bo
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("qty", 0);
 
-  /* "cext/book.pyx":270
+  /* "cext/book.pyx":273
  * 
  *     def qty(self, int side, int64_t px):
  *         return self.qty_at(side, px)             # <<<<<<<<<<<<<<
  * 
  *     def levels(self, int side, int n):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_px)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 270, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_px)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 273, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -22522,7 +22530,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_6qty(struct __pyx_obj_4cext_4bo
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":269
+  /* "cext/book.pyx":272
  *         return self.best_ask_px, self.qty_at(BOOK_ASK, self.best_ask_px)
  * 
  *     def qty(self, int side, int64_t px):             # <<<<<<<<<<<<<<
@@ -22541,7 +22549,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_6qty(struct __pyx_obj_4cext_4bo
   return __pyx_r;
 }
 
-/* "cext/book.pyx":272
+/* "cext/book.pyx":275
  *         return self.qty_at(side, px)
  * 
  *     def levels(self, int side, int n):             # <<<<<<<<<<<<<<
@@ -22590,39 +22598,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_n,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 272, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 275, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 272, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 275, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 272, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 275, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "levels", 0) < (0)) __PYX_ERR(0, 272, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "levels", 0) < (0)) __PYX_ERR(0, 275, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("levels", 1, 2, 2, i); __PYX_ERR(0, 272, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("levels", 1, 2, 2, i); __PYX_ERR(0, 275, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 272, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 275, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 272, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 275, __pyx_L3_error)
     }
-    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 272, __pyx_L3_error)
-    __pyx_v_n = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_n == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 272, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 275, __pyx_L3_error)
+    __pyx_v_n = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_n == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 275, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("levels", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 272, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("levels", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 275, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22670,7 +22678,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("levels", 0);
 
-  /* "cext/book.pyx":274
+  /* "cext/book.pyx":277
  *     def levels(self, int side, int n):
  *         """Top n levels of a side as two int64 arrays (px, qty), best first."""
  *         px = np.zeros(n, np.int64)             # <<<<<<<<<<<<<<
@@ -22678,16 +22686,16 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
  *         cdef int64_t[::1] pv = px, qv = qty
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 274, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 274, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 274, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 274, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 274, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __pyx_t_7 = 1;
@@ -22709,13 +22717,13 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 274, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 277, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_px = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":275
+  /* "cext/book.pyx":278
  *         """Top n levels of a side as two int64 arrays (px, qty), best first."""
  *         px = np.zeros(n, np.int64)
  *         qty = np.zeros(n, np.int64)             # <<<<<<<<<<<<<<
@@ -22723,16 +22731,16 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
  *         cdef int k = self.fill_side(side, n, &pv[0], &qv[0]) if n else 0
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 275, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 275, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 275, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 275, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 275, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __pyx_t_7 = 1;
@@ -22754,29 +22762,29 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 275, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 278, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_qty = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":276
+  /* "cext/book.pyx":279
  *         px = np.zeros(n, np.int64)
  *         qty = np.zeros(n, np.int64)
  *         cdef int64_t[::1] pv = px, qv = qty             # <<<<<<<<<<<<<<
  *         cdef int k = self.fill_side(side, n, &pv[0], &qv[0]) if n else 0
  *         return px[:k], qty[:k]
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_px, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 276, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_px, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 279, __pyx_L1_error)
   __pyx_v_pv = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_qty, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 276, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_qty, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 279, __pyx_L1_error)
   __pyx_v_qv = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cext/book.pyx":277
+  /* "cext/book.pyx":280
  *         qty = np.zeros(n, np.int64)
  *         cdef int64_t[::1] pv = px, qv = qty
  *         cdef int k = self.fill_side(side, n, &pv[0], &qv[0]) if n else 0             # <<<<<<<<<<<<<<
@@ -22797,23 +22805,23 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
 
   __pyx_v_k = __pyx_t_9;
 
-  /* "cext/book.pyx":278
+  /* "cext/book.pyx":281
  *         cdef int64_t[::1] pv = px, qv = qty
  *         cdef int k = self.fill_side(side, n, &pv[0], &qv[0]) if n else 0
  *         return px[:k], qty[:k]             # <<<<<<<<<<<<<<
  * 
  *     def depth(self, int side):
 */
-  __pyx_t_1 = __Pyx_PyObject_GetSlice(__pyx_v_px, 0, __pyx_v_k, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 278, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetSlice(__pyx_v_px, 0, __pyx_v_k, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_qty, 0, __pyx_v_k, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 278, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_qty, 0, __pyx_v_k, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 278, __pyx_L1_error)
+  __pyx_t_5 = PyTuple_New(2); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 278, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 281, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 278, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_5, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 281, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_3 = 0;
   {
@@ -22827,7 +22835,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
   __pyx_t_5 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":272
+  /* "cext/book.pyx":275
  *         return self.qty_at(side, px)
  * 
  *     def levels(self, int side, int n):             # <<<<<<<<<<<<<<
@@ -22857,7 +22865,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_8levels(struct __pyx_obj_4cext_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":280
+/* "cext/book.pyx":283
  *         return px[:k], qty[:k]
  * 
  *     def depth(self, int side):             # <<<<<<<<<<<<<<
@@ -22905,32 +22913,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_side,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 280, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 283, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 280, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 283, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "depth", 0) < (0)) __PYX_ERR(0, 280, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "depth", 0) < (0)) __PYX_ERR(0, 283, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("depth", 1, 1, 1, i); __PYX_ERR(0, 280, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("depth", 1, 1, 1, i); __PYX_ERR(0, 283, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 280, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 283, __pyx_L3_error)
     }
-    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 280, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 283, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("depth", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 280, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("depth", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 283, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22981,19 +22989,19 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("depth", 0);
 
-  /* "cext/book.pyx":283
+  /* "cext/book.pyx":286
  *         """Every level of a side, best first: (px, qty) arrays (for tests and snapshots)."""
  *         cdef int64_t i
  *         cdef list out = []             # <<<<<<<<<<<<<<
  *         for i in range(self.roi):
  *             q = self.bid[i] if side == BOOK_BID else self.ask[i]
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 283, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 286, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":284
+  /* "cext/book.pyx":287
  *         cdef int64_t i
  *         cdef list out = []
  *         for i in range(self.roi):             # <<<<<<<<<<<<<<
@@ -23007,7 +23015,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/book.pyx":285
+    /* "cext/book.pyx":288
  *         cdef list out = []
  *         for i in range(self.roi):
  *             q = self.bid[i] if side == BOOK_BID else self.ask[i]             # <<<<<<<<<<<<<<
@@ -23026,7 +23034,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
 
     __pyx_v_q = __pyx_t_5;
 
-    /* "cext/book.pyx":286
+    /* "cext/book.pyx":289
  *         for i in range(self.roi):
  *             q = self.bid[i] if side == BOOK_BID else self.ask[i]
  *             if q:             # <<<<<<<<<<<<<<
@@ -23038,30 +23046,30 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     if (__pyx_t_6) {
 
 
-      /* "cext/book.pyx":287
+      /* "cext/book.pyx":290
  *             q = self.bid[i] if side == BOOK_BID else self.ask[i]
  *             if q:
  *                 out.append((self.base + i, q))             # <<<<<<<<<<<<<<
  *         m = self.bid_out if side == BOOK_BID else self.ask_out
  *         for kv in m:
 */
-      __pyx_t_1 = __Pyx_PyLong_From_int64_t((__pyx_v_self->base + __pyx_v_i)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 287, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_int64_t((__pyx_v_self->base + __pyx_v_i)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 290, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_q); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 287, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_q); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 290, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 287, __pyx_L1_error)
+      __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 290, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       __Pyx_GIVEREF(__pyx_t_1);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 287, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 290, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_7);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 287, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 290, __pyx_L1_error);
       __pyx_t_1 = 0;
       __pyx_t_7 = 0;
-      __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(0, 287, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(0, 290, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
 
-      /* "cext/book.pyx":286
+      /* "cext/book.pyx":289
  *         for i in range(self.roi):
  *             q = self.bid[i] if side == BOOK_BID else self.ask[i]
  *             if q:             # <<<<<<<<<<<<<<
@@ -23072,7 +23080,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   }
 
 
-  /* "cext/book.pyx":288
+  /* "cext/book.pyx":291
  *             if q:
  *                 out.append((self.base + i, q))
  *         m = self.bid_out if side == BOOK_BID else self.ask_out             # <<<<<<<<<<<<<<
@@ -23091,7 +23099,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
 
   __pyx_v_m = __PYX_STD_MOVE_IF_SUPPORTED(__pyx_t_10);
 
-  /* "cext/book.pyx":289
+  /* "cext/book.pyx":292
  *                 out.append((self.base + i, q))
  *         m = self.bid_out if side == BOOK_BID else self.ask_out
  *         for kv in m:             # <<<<<<<<<<<<<<
@@ -23103,30 +23111,30 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     __pyx_t_12 = *__pyx_t_11;
     __pyx_v_kv = __PYX_STD_MOVE_IF_SUPPORTED(__pyx_t_12);
 
-    /* "cext/book.pyx":290
+    /* "cext/book.pyx":293
  *         m = self.bid_out if side == BOOK_BID else self.ask_out
  *         for kv in m:
  *             out.append((kv.first, kv.second))             # <<<<<<<<<<<<<<
  *         out.sort(reverse=(side == BOOK_BID))
  *         a = np.array(out, dtype=np.int64).reshape(-1, 2)
 */
-    __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_kv.first); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 290, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_kv.first); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 293, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_kv.second); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 290, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_kv.second); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 293, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 290, __pyx_L1_error)
+    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 293, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_8);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_8) != (0)) __PYX_ERR(0, 290, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_8) != (0)) __PYX_ERR(0, 293, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 290, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 293, __pyx_L1_error);
     __pyx_t_8 = 0;
     __pyx_t_7 = 0;
-    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_1); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(0, 290, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_1); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(0, 293, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
 
-    /* "cext/book.pyx":289
+    /* "cext/book.pyx":292
  *                 out.append((self.base + i, q))
  *         m = self.bid_out if side == BOOK_BID else self.ask_out
  *         for kv in m:             # <<<<<<<<<<<<<<
@@ -23136,7 +23144,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   }
 
 
-  /* "cext/book.pyx":291
+  /* "cext/book.pyx":294
  *         for kv in m:
  *             out.append((kv.first, kv.second))
  *         out.sort(reverse=(side == BOOK_BID))             # <<<<<<<<<<<<<<
@@ -23145,7 +23153,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
 */
   __pyx_t_7 = __pyx_v_out;
   __Pyx_INCREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyBool_FromLong((__pyx_v_side == __pyx_e_4cext_4book_BOOK_BID)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 291, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyBool_FromLong((__pyx_v_side == __pyx_e_4cext_4book_BOOK_BID)); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 294, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   #if CYTHON_VECTORCALL
   #endif
@@ -23154,13 +23162,13 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_8};
     #if CYTHON_VECTORCALL
     __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 291, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 294, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_14);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_reverse};
       __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
-      if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 291, __pyx_L1_error)
+      if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 294, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_14);
     }
     #endif
@@ -23170,12 +23178,12 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     #endif
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 291, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 294, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":292
+  /* "cext/book.pyx":295
  *             out.append((kv.first, kv.second))
  *         out.sort(reverse=(side == BOOK_BID))
  *         a = np.array(out, dtype=np.int64).reshape(-1, 2)             # <<<<<<<<<<<<<<
@@ -23183,14 +23191,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
  * 
 */
   __pyx_t_14 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_array); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_array); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
   #if CYTHON_VECTORCALL
@@ -23211,13 +23219,13 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     PyObject *__pyx_callargs[3] = {__pyx_t_14, __pyx_v_out, __pyx_t_15};
     #if CYTHON_VECTORCALL
     __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 292, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 295, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_8);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 292, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 295, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     #endif
@@ -23228,35 +23236,35 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 292, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 295, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_reshape); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_reshape); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = __Pyx_PyObject_Call(__pyx_t_7, __pyx_mstate_global->__pyx_tuple[4], NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 292, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_Call(__pyx_t_7, __pyx_mstate_global->__pyx_tuple[4], NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_a = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":293
+  /* "cext/book.pyx":296
  *         out.sort(reverse=(side == BOOK_BID))
  *         a = np.array(out, dtype=np.int64).reshape(-1, 2)
  *         return a[:, 0], a[:, 1]             # <<<<<<<<<<<<<<
  * 
  *     def vwap(self, int side, int64_t qty):
 */
-  __pyx_t_1 = __Pyx_PyObject_GetItem(__pyx_v_a, __pyx_mstate_global->__pyx_tuple[5]); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 293, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetItem(__pyx_v_a, __pyx_mstate_global->__pyx_tuple[5]); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 296, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_7 = __Pyx_PyObject_GetItem(__pyx_v_a, __pyx_mstate_global->__pyx_tuple[6]); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 293, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyObject_GetItem(__pyx_v_a, __pyx_mstate_global->__pyx_tuple[6]); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 296, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 293, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 296, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 293, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 296, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 293, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 296, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_7 = 0;
   {
@@ -23270,7 +23278,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   __pyx_t_8 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":280
+  /* "cext/book.pyx":283
  *         return px[:k], qty[:k]
  * 
  *     def depth(self, int side):             # <<<<<<<<<<<<<<
@@ -23299,7 +23307,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_10depth(struct __pyx_obj_4cext_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":295
+/* "cext/book.pyx":298
  *         return a[:, 0], a[:, 1]
  * 
  *     def vwap(self, int side, int64_t qty):             # <<<<<<<<<<<<<<
@@ -23348,39 +23356,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_qty,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 295, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 298, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 298, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 298, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "vwap", 0) < (0)) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "vwap", 0) < (0)) __PYX_ERR(0, 298, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("vwap", 1, 2, 2, i); __PYX_ERR(0, 295, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("vwap", 1, 2, 2, i); __PYX_ERR(0, 298, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 298, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 298, __pyx_L3_error)
     }
-    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 295, __pyx_L3_error)
-    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 295, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
+    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("vwap", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 295, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("vwap", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 298, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23425,7 +23433,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("vwap", 0);
 
-  /* "cext/book.pyx":298
+  /* "cext/book.pyx":301
  *         """Average price (ticks, float) to fill ``qty`` lots against ``side`` (BOOK_ASK to
  *         buy, BOOK_BID to sell), and the quantity the book could fill."""
  *         cdef int64_t left = qty, take, p, q             # <<<<<<<<<<<<<<
@@ -23434,7 +23442,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
   __pyx_v_left = __pyx_v_qty;
 
-  /* "cext/book.pyx":299
+  /* "cext/book.pyx":302
  *         buy, BOOK_BID to sell), and the quantity the book could fill."""
  *         cdef int64_t left = qty, take, p, q
  *         cdef double cost = 0             # <<<<<<<<<<<<<<
@@ -23443,7 +23451,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
   __pyx_v_cost = 0.0;
 
-  /* "cext/book.pyx":300
+  /* "cext/book.pyx":303
  *         cdef int64_t left = qty, take, p, q
  *         cdef double cost = 0
  *         if qty <= 0:             # <<<<<<<<<<<<<<
@@ -23455,7 +23463,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cext/book.pyx":301
+    /* "cext/book.pyx":304
  *         cdef double cost = 0
  *         if qty <= 0:
  *             raise ValueError("qty must be positive")             # <<<<<<<<<<<<<<
@@ -23468,14 +23476,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_qty_must_be_positive};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 301, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 304, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 301, __pyx_L1_error)
+    __PYX_ERR(0, 304, __pyx_L1_error)
 
-    /* "cext/book.pyx":300
+    /* "cext/book.pyx":303
  *         cdef int64_t left = qty, take, p, q
  *         cdef double cost = 0
  *         if qty <= 0:             # <<<<<<<<<<<<<<
@@ -23484,7 +23492,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
   }
 
-  /* "cext/book.pyx":302
+  /* "cext/book.pyx":305
  *         if qty <= 0:
  *             raise ValueError("qty must be positive")
  *         p = self.best_ask_px if side == BOOK_ASK else self.best_bid_px             # <<<<<<<<<<<<<<
@@ -23503,7 +23511,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 
   __pyx_v_p = __pyx_t_5;
 
-  /* "cext/book.pyx":303
+  /* "cext/book.pyx":306
  *             raise ValueError("qty must be positive")
  *         p = self.best_ask_px if side == BOOK_ASK else self.best_bid_px
  *         while left > 0 and p != INT64_MAX and p != INT64_MIN:             # <<<<<<<<<<<<<<
@@ -23540,7 +23548,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 
     if (!__pyx_t_1) break;
 
-    /* "cext/book.pyx":304
+    /* "cext/book.pyx":307
  *         p = self.best_ask_px if side == BOOK_ASK else self.best_bid_px
  *         while left > 0 and p != INT64_MAX and p != INT64_MIN:
  *             q = self.qty_at(side, p)             # <<<<<<<<<<<<<<
@@ -23549,7 +23557,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
     __pyx_v_q = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_p);
 
-    /* "cext/book.pyx":305
+    /* "cext/book.pyx":308
  *         while left > 0 and p != INT64_MAX and p != INT64_MIN:
  *             q = self.qty_at(side, p)
  *             take = q if q < left else left             # <<<<<<<<<<<<<<
@@ -23568,7 +23576,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 
     __pyx_v_take = __pyx_t_5;
 
-    /* "cext/book.pyx":306
+    /* "cext/book.pyx":309
  *             q = self.qty_at(side, p)
  *             take = q if q < left else left
  *             cost += <double>take * p             # <<<<<<<<<<<<<<
@@ -23577,7 +23585,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
     __pyx_v_cost = (__pyx_v_cost + (((double)__pyx_v_take) * __pyx_v_p));
 
-    /* "cext/book.pyx":307
+    /* "cext/book.pyx":310
  *             take = q if q < left else left
  *             cost += <double>take * p
  *             left -= take             # <<<<<<<<<<<<<<
@@ -23586,7 +23594,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
     __pyx_v_left = (__pyx_v_left - __pyx_v_take);
 
-    /* "cext/book.pyx":308
+    /* "cext/book.pyx":311
  *             cost += <double>take * p
  *             left -= take
  *             p = self.next_ask_above(p) if side == BOOK_ASK else self.next_bid_below(p)             # <<<<<<<<<<<<<<
@@ -23606,20 +23614,20 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
     __pyx_v_p = __pyx_t_5;
   }
 
-  /* "cext/book.pyx":309
+  /* "cext/book.pyx":312
  *             left -= take
  *             p = self.next_ask_above(p) if side == BOOK_ASK else self.next_bid_below(p)
  *         filled = qty - left             # <<<<<<<<<<<<<<
  *         return (cost / filled if filled else float("nan")), filled
  * 
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t((__pyx_v_qty - __pyx_v_left)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 309, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t((__pyx_v_qty - __pyx_v_left)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 312, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 309, __pyx_L1_error)
+  if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 0) < (0)) __PYX_ERR(0, 312, __pyx_L1_error)
   __pyx_v_filled = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":310
+  /* "cext/book.pyx":313
  *             p = self.next_ask_above(p) if side == BOOK_ASK else self.next_bid_below(p)
  *         filled = qty - left
  *         return (cost / filled if filled else float("nan")), filled             # <<<<<<<<<<<<<<
@@ -23628,39 +23636,39 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
 */
   {
     Py_ssize_t __pyx_temp = __Pyx_PyLong_IsNonZero(__pyx_v_filled);
-    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 310, __pyx_L1_error)
+    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 313, __pyx_L1_error)
     __pyx_t_1 = (__pyx_temp != 0);
   }
 
   if (__pyx_t_1) {
-    __pyx_t_3 = PyFloat_FromDouble(__pyx_v_cost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 310, __pyx_L1_error)
+    __pyx_t_3 = PyFloat_FromDouble(__pyx_v_cost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_7 = __Pyx_PyNumber_Divide(__pyx_t_3, __pyx_v_filled); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 310, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyNumber_Divide(__pyx_t_3, __pyx_v_filled); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_8 = __Pyx_PyFloat_AsDouble(__pyx_t_7); if (unlikely((__pyx_t_8 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 310, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyFloat_AsDouble(__pyx_t_7); if (unlikely((__pyx_t_8 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_7 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 310, __pyx_L1_error)
+    __pyx_t_7 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
 
     __pyx_t_2 = __pyx_t_7;
     __pyx_t_7 = 0;
   } else {
-    __pyx_t_8 = __Pyx_PyUnicode_AsDouble(__pyx_mstate_global->__pyx_n_u_nan); if (unlikely(__PYX_CHECK_FLOAT_EXCEPTION(__pyx_t_8, ((double)((double)-1))) && PyErr_Occurred())) __PYX_ERR(0, 310, __pyx_L1_error)
-    __pyx_t_7 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 310, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_AsDouble(__pyx_mstate_global->__pyx_n_u_nan); if (unlikely(__PYX_CHECK_FLOAT_EXCEPTION(__pyx_t_8, ((double)((double)-1))) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
+    __pyx_t_7 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
 
     __pyx_t_2 = __pyx_t_7;
     __pyx_t_7 = 0;
   }
 
-  __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 313, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 310, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 313, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_filled);
   __Pyx_GIVEREF(__pyx_v_filled);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_v_filled) != (0)) __PYX_ERR(0, 310, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_v_filled) != (0)) __PYX_ERR(0, 313, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -23673,7 +23681,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
   __pyx_t_7 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":295
+  /* "cext/book.pyx":298
  *         return a[:, 0], a[:, 1]
  * 
  *     def vwap(self, int side, int64_t qty):             # <<<<<<<<<<<<<<
@@ -23700,7 +23708,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_12vwap(struct __pyx_obj_4cext_4
   return __pyx_r;
 }
 
-/* "cext/book.pyx":312
+/* "cext/book.pyx":315
  *         return (cost / filled if filled else float("nan")), filled
  * 
  *     def imbalance(self, int n):             # <<<<<<<<<<<<<<
@@ -23748,32 +23756,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 312, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 315, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 312, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 315, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "imbalance", 0) < (0)) __PYX_ERR(0, 312, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "imbalance", 0) < (0)) __PYX_ERR(0, 315, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("imbalance", 1, 1, 1, i); __PYX_ERR(0, 312, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("imbalance", 1, 1, 1, i); __PYX_ERR(0, 315, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 312, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 315, __pyx_L3_error)
     }
-    __pyx_v_n = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_n == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 312, __pyx_L3_error)
+    __pyx_v_n = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_n == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 315, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("imbalance", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 312, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("imbalance", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 315, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23817,7 +23825,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("imbalance", 0);
 
-  /* "cext/book.pyx":315
+  /* "cext/book.pyx":318
  *         """(bid qty - ask qty) / (bid qty + ask qty) over the top n levels of each side;
  *         0.0 for an empty book."""
  *         bp, bq = self.levels(BOOK_BID, n)             # <<<<<<<<<<<<<<
@@ -23826,9 +23834,9 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
 */
   __pyx_t_2 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_BID); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 315, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_BID); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 318, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 315, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 318, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_5 = 0;
   {
@@ -23837,7 +23845,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 315, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 318, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
@@ -23846,7 +23854,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     if (unlikely(size != 2)) {
       if (size > 2) __Pyx_RaiseTooManyValuesError(2);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 315, __pyx_L1_error)
+      __PYX_ERR(0, 318, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -23856,22 +23864,22 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
       __Pyx_INCREF(__pyx_t_3);
     } else {
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 315, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 315, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_3);
     }
     #else
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 315, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 318, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_3 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 315, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 318, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     #endif
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   } else {
     Py_ssize_t index = -1;
-    __pyx_t_2 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 315, __pyx_L1_error)
+    __pyx_t_2 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 318, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_2);
@@ -23879,7 +23887,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_GOTREF(__pyx_t_4);
     index = 1; __pyx_t_3 = __pyx_t_6(__pyx_t_2); if (unlikely(!__pyx_t_3)) goto __pyx_L3_unpacking_failed;
     __Pyx_GOTREF(__pyx_t_3);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_2), 2) < (0)) __PYX_ERR(0, 315, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_2), 2) < (0)) __PYX_ERR(0, 318, __pyx_L1_error)
     __pyx_t_6 = NULL;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     goto __pyx_L4_unpacking_done;
@@ -23887,7 +23895,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_6 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 315, __pyx_L1_error)
+    __PYX_ERR(0, 318, __pyx_L1_error)
     __pyx_L4_unpacking_done:;
   }
   __pyx_v_bp = __pyx_t_4;
@@ -23895,7 +23903,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   __pyx_v_bq = __pyx_t_3;
   __pyx_t_3 = 0;
 
-  /* "cext/book.pyx":316
+  /* "cext/book.pyx":319
  *         0.0 for an empty book."""
  *         bp, bq = self.levels(BOOK_BID, n)
  *         ap, aq = self.levels(BOOK_ASK, n)             # <<<<<<<<<<<<<<
@@ -23904,9 +23912,9 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
 */
   __pyx_t_3 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_ASK); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 316, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_ASK); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 319, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 316, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 319, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_t_5 = 0;
   {
@@ -23915,7 +23923,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 316, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 319, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
@@ -23924,7 +23932,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     if (unlikely(size != 2)) {
       if (size > 2) __Pyx_RaiseTooManyValuesError(2);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 316, __pyx_L1_error)
+      __PYX_ERR(0, 319, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -23934,22 +23942,22 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
       __Pyx_INCREF(__pyx_t_4);
     } else {
       __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 316, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 319, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_2);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 316, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 319, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
     }
     #else
-    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 316, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 319, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 316, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 319, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     #endif
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   } else {
     Py_ssize_t index = -1;
-    __pyx_t_3 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 316, __pyx_L1_error)
+    __pyx_t_3 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 319, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_6 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_3);
@@ -23957,7 +23965,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_GOTREF(__pyx_t_2);
     index = 1; __pyx_t_4 = __pyx_t_6(__pyx_t_3); if (unlikely(!__pyx_t_4)) goto __pyx_L5_unpacking_failed;
     __Pyx_GOTREF(__pyx_t_4);
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_3), 2) < (0)) __PYX_ERR(0, 316, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_6(__pyx_t_3), 2) < (0)) __PYX_ERR(0, 319, __pyx_L1_error)
     __pyx_t_6 = NULL;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     goto __pyx_L6_unpacking_done;
@@ -23965,7 +23973,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_6 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 316, __pyx_L1_error)
+    __PYX_ERR(0, 319, __pyx_L1_error)
     __pyx_L6_unpacking_done:;
   }
   __pyx_v_ap = __pyx_t_2;
@@ -23973,7 +23981,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   __pyx_v_aq = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":317
+  /* "cext/book.pyx":320
  *         bp, bq = self.levels(BOOK_BID, n)
  *         ap, aq = self.levels(BOOK_ASK, n)
  *         b, a = int(bq.sum()), int(aq.sum())             # <<<<<<<<<<<<<<
@@ -23987,10 +23995,10 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_sum, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 317, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_2 = __pyx_v_aq;
@@ -24000,10 +24008,10 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_sum, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 317, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyNumber_Int(__pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_b = ((PyObject*)__pyx_t_4);
@@ -24011,34 +24019,34 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   __pyx_v_a = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":318
+  /* "cext/book.pyx":321
  *         ap, aq = self.levels(BOOK_ASK, n)
  *         b, a = int(bq.sum()), int(aq.sum())
  *         return (b - a) / (b + a) if b + a else 0.0             # <<<<<<<<<<<<<<
  * 
  *     def qty_within(self, int side, int64_t ticks):
 */
-  __pyx_t_4 = __Pyx_PyNumber_Add_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 318, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyNumber_Add_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 321, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     Py_ssize_t __pyx_temp = __Pyx_PyLong_IsNonZero(__pyx_t_4);
-    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 318, __pyx_L1_error)
+    if (unlikely(((!CYTHON_USE_PYLONG_INTERNALS) && __pyx_temp < 0))) __PYX_ERR(0, 321, __pyx_L1_error)
     __pyx_t_7 = (__pyx_temp != 0);
   }
 
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   if (__pyx_t_7) {
-    __pyx_t_4 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 318, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyNumber_Subtract_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 318, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyNumber_Add_int_int(__pyx_v_b, __pyx_v_a); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = __Pyx_PyNumber_Divide(__pyx_t_4, __pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 318, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyNumber_Divide(__pyx_t_4, __pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __pyx_t_8 = __Pyx_PyFloat_AsDouble(__pyx_t_3); if (unlikely((__pyx_t_8 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 318, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyFloat_AsDouble(__pyx_t_3); if (unlikely((__pyx_t_8 == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 321, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_3 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 318, __pyx_L1_error)
+    __pyx_t_3 = PyFloat_FromDouble(__pyx_t_8); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     __pyx_t_2 = __pyx_t_3;
@@ -24059,7 +24067,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":312
+  /* "cext/book.pyx":315
  *         return (cost / filled if filled else float("nan")), filled
  * 
  *     def imbalance(self, int n):             # <<<<<<<<<<<<<<
@@ -24087,7 +24095,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_14imbalance(struct __pyx_obj_4c
   return __pyx_r;
 }
 
-/* "cext/book.pyx":320
+/* "cext/book.pyx":323
  *         return (b - a) / (b + a) if b + a else 0.0
  * 
  *     def qty_within(self, int side, int64_t ticks):             # <<<<<<<<<<<<<<
@@ -24136,39 +24144,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_ticks,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 320, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 323, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "qty_within", 0) < (0)) __PYX_ERR(0, 320, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "qty_within", 0) < (0)) __PYX_ERR(0, 323, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("qty_within", 1, 2, 2, i); __PYX_ERR(0, 320, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("qty_within", 1, 2, 2, i); __PYX_ERR(0, 323, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 320, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 320, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
     }
-    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
-    __pyx_v_ticks = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ticks == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
+    __pyx_v_ticks = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ticks == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("qty_within", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 320, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("qty_within", 1, 2, 2, __pyx_nargs); __PYX_ERR(0, 323, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -24206,7 +24214,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("qty_within", 0);
 
-  /* "cext/book.pyx":322
+  /* "cext/book.pyx":325
  *     def qty_within(self, int side, int64_t ticks):
  *         """Total quantity of ``side`` within ``ticks`` of its best price."""
  *         cdef int64_t p, tot = 0, edge             # <<<<<<<<<<<<<<
@@ -24215,7 +24223,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
   __pyx_v_tot = 0;
 
-  /* "cext/book.pyx":323
+  /* "cext/book.pyx":326
  *         """Total quantity of ``side`` within ``ticks`` of its best price."""
  *         cdef int64_t p, tot = 0, edge
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -24227,7 +24235,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":324
+    /* "cext/book.pyx":327
  *         cdef int64_t p, tot = 0, edge
  *         if side == BOOK_BID:
  *             p = self.best_bid_px             # <<<<<<<<<<<<<<
@@ -24238,7 +24246,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 
     __pyx_v_p = __pyx_t_2;
 
-    /* "cext/book.pyx":325
+    /* "cext/book.pyx":328
  *         if side == BOOK_BID:
  *             p = self.best_bid_px
  *             if p == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -24250,7 +24258,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":326
+      /* "cext/book.pyx":329
  *             p = self.best_bid_px
  *             if p == INT64_MIN:
  *                 return 0             # <<<<<<<<<<<<<<
@@ -24268,7 +24276,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":325
+      /* "cext/book.pyx":328
  *         if side == BOOK_BID:
  *             p = self.best_bid_px
  *             if p == INT64_MIN:             # <<<<<<<<<<<<<<
@@ -24277,7 +24285,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
     }
 
-    /* "cext/book.pyx":327
+    /* "cext/book.pyx":330
  *             if p == INT64_MIN:
  *                 return 0
  *             edge = p - ticks             # <<<<<<<<<<<<<<
@@ -24286,7 +24294,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
     __pyx_v_edge = (__pyx_v_p - __pyx_v_ticks);
 
-    /* "cext/book.pyx":328
+    /* "cext/book.pyx":331
  *                 return 0
  *             edge = p - ticks
  *             while p != INT64_MIN and p >= edge:             # <<<<<<<<<<<<<<
@@ -24313,7 +24321,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 
       if (!__pyx_t_1) break;
 
-      /* "cext/book.pyx":329
+      /* "cext/book.pyx":332
  *             edge = p - ticks
  *             while p != INT64_MIN and p >= edge:
  *                 tot += self.qty_at(side, p)             # <<<<<<<<<<<<<<
@@ -24322,7 +24330,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
       __pyx_v_tot = (__pyx_v_tot + ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_p));
 
-      /* "cext/book.pyx":330
+      /* "cext/book.pyx":333
  *             while p != INT64_MIN and p >= edge:
  *                 tot += self.qty_at(side, p)
  *                 p = self.next_bid_below(p)             # <<<<<<<<<<<<<<
@@ -24332,7 +24340,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
       __pyx_v_p = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->next_bid_below(__pyx_v_self, __pyx_v_p);
     }
 
-    /* "cext/book.pyx":323
+    /* "cext/book.pyx":326
  *         """Total quantity of ``side`` within ``ticks`` of its best price."""
  *         cdef int64_t p, tot = 0, edge
  *         if side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -24342,7 +24350,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
     goto __pyx_L3;
   }
 
-  /* "cext/book.pyx":332
+  /* "cext/book.pyx":335
  *                 p = self.next_bid_below(p)
  *         else:
  *             p = self.best_ask_px             # <<<<<<<<<<<<<<
@@ -24354,7 +24362,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 
     __pyx_v_p = __pyx_t_2;
 
-    /* "cext/book.pyx":333
+    /* "cext/book.pyx":336
  *         else:
  *             p = self.best_ask_px
  *             if p == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -24366,7 +24374,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":334
+      /* "cext/book.pyx":337
  *             p = self.best_ask_px
  *             if p == INT64_MAX:
  *                 return 0             # <<<<<<<<<<<<<<
@@ -24384,7 +24392,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":333
+      /* "cext/book.pyx":336
  *         else:
  *             p = self.best_ask_px
  *             if p == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -24393,7 +24401,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
     }
 
-    /* "cext/book.pyx":335
+    /* "cext/book.pyx":338
  *             if p == INT64_MAX:
  *                 return 0
  *             edge = p + ticks             # <<<<<<<<<<<<<<
@@ -24402,7 +24410,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
     __pyx_v_edge = (__pyx_v_p + __pyx_v_ticks);
 
-    /* "cext/book.pyx":336
+    /* "cext/book.pyx":339
  *                 return 0
  *             edge = p + ticks
  *             while p != INT64_MAX and p <= edge:             # <<<<<<<<<<<<<<
@@ -24429,7 +24437,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 
       if (!__pyx_t_1) break;
 
-      /* "cext/book.pyx":337
+      /* "cext/book.pyx":340
  *             edge = p + ticks
  *             while p != INT64_MAX and p <= edge:
  *                 tot += self.qty_at(side, p)             # <<<<<<<<<<<<<<
@@ -24438,7 +24446,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
 */
       __pyx_v_tot = (__pyx_v_tot + ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->qty_at(__pyx_v_self, __pyx_v_side, __pyx_v_p));
 
-      /* "cext/book.pyx":338
+      /* "cext/book.pyx":341
  *             while p != INT64_MAX and p <= edge:
  *                 tot += self.qty_at(side, p)
  *                 p = self.next_ask_above(p)             # <<<<<<<<<<<<<<
@@ -24450,14 +24458,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
   }
   __pyx_L3:;
 
-  /* "cext/book.pyx":339
+  /* "cext/book.pyx":342
  *                 tot += self.qty_at(side, p)
  *                 p = self.next_ask_above(p)
  *         return tot             # <<<<<<<<<<<<<<
  * 
  *     def is_crossed(self):
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_tot); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 339, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_tot); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 342, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -24470,7 +24478,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":320
+  /* "cext/book.pyx":323
  *         return (b - a) / (b + a) if b + a else 0.0
  * 
  *     def qty_within(self, int side, int64_t ticks):             # <<<<<<<<<<<<<<
@@ -24492,7 +24500,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_16qty_within(struct __pyx_obj_4
   return __pyx_r;
 }
 
-/* "cext/book.pyx":341
+/* "cext/book.pyx":344
  *         return tot
  * 
  *     def is_crossed(self):             # <<<<<<<<<<<<<<
@@ -24552,14 +24560,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_18is_crossed(struct __pyx_obj_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("is_crossed", 0);
 
-  /* "cext/book.pyx":342
+  /* "cext/book.pyx":345
  * 
  *     def is_crossed(self):
  *         return self.crossed()             # <<<<<<<<<<<<<<
  * 
  *     def top_record(self, bint valid=True):
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->crossed(__pyx_v_self)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 342, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong(((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->crossed(__pyx_v_self)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 345, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -24572,7 +24580,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_18is_crossed(struct __pyx_obj_4
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":341
+  /* "cext/book.pyx":344
  *         return tot
  * 
  *     def is_crossed(self):             # <<<<<<<<<<<<<<
@@ -24591,7 +24599,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_18is_crossed(struct __pyx_obj_4
   return __pyx_r;
 }
 
-/* "cext/book.pyx":344
+/* "cext/book.pyx":347
  *         return self.crossed()
  * 
  *     def top_record(self, bint valid=True):             # <<<<<<<<<<<<<<
@@ -24639,37 +24647,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_valid,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 344, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 347, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 344, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 347, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "top_record", 0) < (0)) __PYX_ERR(0, 344, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "top_record", 0) < (0)) __PYX_ERR(0, 347, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 344, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 347, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_valid = __Pyx_PyObject_IsTrue(values[0]); if (unlikely((__pyx_v_valid == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 344, __pyx_L3_error)
+      __pyx_v_valid = __Pyx_PyObject_IsTrue(values[0]); if (unlikely((__pyx_v_valid == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 347, __pyx_L3_error)
     } else {
       __pyx_v_valid = ((int)1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("top_record", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 344, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("top_record", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 347, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -24712,7 +24720,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("top_record", 0);
 
-  /* "cext/book.pyx":346
+  /* "cext/book.pyx":349
  *     def top_record(self, bint valid=True):
  *         """The BOOK_TOP_DTYPE record as the feed publishes it."""
  *         from engine.schema import BOOK_TOP_DTYPE             # <<<<<<<<<<<<<<
@@ -24721,14 +24729,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_BOOK_TOP_DTYPE};
-    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 346, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 349, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_t_2;
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_BOOK_TOP_DTYPE};
     __pyx_t_3 = 0; {
-      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 346, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 349, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       switch (__pyx_t_3) {
         case 0:
@@ -24742,7 +24750,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":347
+  /* "cext/book.pyx":350
  *         """The BOOK_TOP_DTYPE record as the feed publishes it."""
  *         from engine.schema import BOOK_TOP_DTYPE
  *         out = np.zeros(1, BOOK_TOP_DTYPE)             # <<<<<<<<<<<<<<
@@ -24750,9 +24758,9 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
  *         self.fill_top(&v[0], 0 if valid else F_BOOK_INVALID, cs_mono_ns())
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 350, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 350, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __pyx_t_7 = 1;
@@ -24772,25 +24780,25 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 347, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 350, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":348
+  /* "cext/book.pyx":351
  *         from engine.schema import BOOK_TOP_DTYPE
  *         out = np.zeros(1, BOOK_TOP_DTYPE)
  *         cdef BookTop[::1] v = out             # <<<<<<<<<<<<<<
  *         self.fill_top(&v[0], 0 if valid else F_BOOK_INVALID, cs_mono_ns())
  *         return out
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_BookTop(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 348, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_BookTop(__pyx_v_out, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 351, __pyx_L1_error)
   __pyx_v_v = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cext/book.pyx":349
+  /* "cext/book.pyx":352
  *         out = np.zeros(1, BOOK_TOP_DTYPE)
  *         cdef BookTop[::1] v = out
  *         self.fill_top(&v[0], 0 if valid else F_BOOK_INVALID, cs_mono_ns())             # <<<<<<<<<<<<<<
@@ -24808,7 +24816,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->fill_top(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_BookTop *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_BookTop *) __pyx_v_v.data) + __pyx_t_9)) )))), __pyx_t_10, cs_mono_ns());
 
 
-  /* "cext/book.pyx":350
+  /* "cext/book.pyx":353
  *         cdef BookTop[::1] v = out
  *         self.fill_top(&v[0], 0 if valid else F_BOOK_INVALID, cs_mono_ns())
  *         return out             # <<<<<<<<<<<<<<
@@ -24826,7 +24834,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":344
+  /* "cext/book.pyx":347
  *         return self.crossed()
  * 
  *     def top_record(self, bint valid=True):             # <<<<<<<<<<<<<<
@@ -24852,7 +24860,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_20top_record(struct __pyx_obj_4
   return __pyx_r;
 }
 
-/* "cext/book.pyx":352
+/* "cext/book.pyx":355
  *         return out
  * 
  *     def publish(self, Region region, uint64_t slot, bint valid=True):             # <<<<<<<<<<<<<<
@@ -24902,55 +24910,55 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_region,&__pyx_mstate_global->__pyx_n_u_slot,&__pyx_mstate_global->__pyx_n_u_valid,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 352, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 355, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "publish", 0) < (0)) __PYX_ERR(0, 352, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "publish", 0) < (0)) __PYX_ERR(0, 355, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("publish", 0, 2, 3, i); __PYX_ERR(0, 352, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("publish", 0, 2, 3, i); __PYX_ERR(0, 355, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 355, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 355, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 352, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 355, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     __pyx_v_region = ((struct __pyx_obj_4cext_6region_Region *)values[0]);
-    __pyx_v_slot = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_slot == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 352, __pyx_L3_error)
+    __pyx_v_slot = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_slot == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 355, __pyx_L3_error)
     if (values[2]) {
-      __pyx_v_valid = __Pyx_PyObject_IsTrue(values[2]); if (unlikely((__pyx_v_valid == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 352, __pyx_L3_error)
+      __pyx_v_valid = __Pyx_PyObject_IsTrue(values[2]); if (unlikely((__pyx_v_valid == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 355, __pyx_L3_error)
     } else {
       __pyx_v_valid = ((int)1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("publish", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 352, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("publish", 0, 2, 3, __pyx_nargs); __PYX_ERR(0, 355, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -24961,7 +24969,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_region), __pyx_mstate_global->__pyx_ptype_4cext_6region_Region, 1, "region", 0))) __PYX_ERR(0, 352, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_region), __pyx_mstate_global->__pyx_ptype_4cext_6region_Region, 1, "region", 0))) __PYX_ERR(0, 355, __pyx_L1_error)
   __pyx_r = __pyx_pf_4cext_4book_9OrderBook_22publish(((struct __pyx_obj_4cext_4book_OrderBook *)__pyx_v_self), __pyx_v_region, __pyx_v_slot, __pyx_v_valid);
 
   /* function exit code */
@@ -25002,7 +25010,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("publish", 0);
 
-  /* "cext/book.pyx":355
+  /* "cext/book.pyx":358
  *         """Write the top levels into a shared book region slot."""
  *         cdef BookTop t
  *         if region.record_size != sizeof(BookTop):             # <<<<<<<<<<<<<<
@@ -25014,7 +25022,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cext/book.pyx":356
+    /* "cext/book.pyx":359
  *         cdef BookTop t
  *         if region.record_size != sizeof(BookTop):
  *             raise ValueError("region does not hold BOOK_TOP records")             # <<<<<<<<<<<<<<
@@ -25027,14 +25035,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_region_does_not_hold_BOOK_TOP_re};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 356, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 359, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 356, __pyx_L1_error)
+    __PYX_ERR(0, 359, __pyx_L1_error)
 
-    /* "cext/book.pyx":355
+    /* "cext/book.pyx":358
  *         """Write the top levels into a shared book region slot."""
  *         cdef BookTop t
  *         if region.record_size != sizeof(BookTop):             # <<<<<<<<<<<<<<
@@ -25043,7 +25051,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/book.pyx":357
+  /* "cext/book.pyx":360
  *         if region.record_size != sizeof(BookTop):
  *             raise ValueError("region does not hold BOOK_TOP records")
  *         if slot >= region.nslots:             # <<<<<<<<<<<<<<
@@ -25055,7 +25063,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cext/book.pyx":358
+    /* "cext/book.pyx":361
  *             raise ValueError("region does not hold BOOK_TOP records")
  *         if slot >= region.nslots:
  *             raise IndexError(f"slot {slot} out of range")             # <<<<<<<<<<<<<<
@@ -25063,7 +25071,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
  *         region.write_ptr(slot, &t)
 */
     __pyx_t_3 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_uint64_t(__pyx_v_slot, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_uint64_t(__pyx_v_slot, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_6[0] = __pyx_mstate_global->__pyx_kp_u_slot_2;
     __pyx_t_6[1] = __pyx_t_5;
@@ -25074,7 +25082,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
     #endif
     __pyx_t_8 = 0;
     __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_6, 3, __pyx_t_7, __pyx_t_8);
-    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 358, __pyx_L1_error)
+    if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_4 = 1;
@@ -25083,14 +25091,14 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_IndexError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 361, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 358, __pyx_L1_error)
+    __PYX_ERR(0, 361, __pyx_L1_error)
 
-    /* "cext/book.pyx":357
+    /* "cext/book.pyx":360
  *         if region.record_size != sizeof(BookTop):
  *             raise ValueError("region does not hold BOOK_TOP records")
  *         if slot >= region.nslots:             # <<<<<<<<<<<<<<
@@ -25099,7 +25107,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/book.pyx":359
+  /* "cext/book.pyx":362
  *         if slot >= region.nslots:
  *             raise IndexError(f"slot {slot} out of range")
  *         self.fill_top(&t, 0 if valid else F_BOOK_INVALID, cs_mono_ns())             # <<<<<<<<<<<<<<
@@ -25116,7 +25124,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->__pyx_vtab)->fill_top(__pyx_v_self, (&__pyx_v_t), __pyx_t_10, cs_mono_ns());
 
 
-  /* "cext/book.pyx":360
+  /* "cext/book.pyx":363
  *             raise IndexError(f"slot {slot} out of range")
  *         self.fill_top(&t, 0 if valid else F_BOOK_INVALID, cs_mono_ns())
  *         region.write_ptr(slot, &t)             # <<<<<<<<<<<<<<
@@ -25125,7 +25133,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
 */
   ((struct __pyx_vtabstruct_4cext_6region_Region *)__pyx_v_region->__pyx_vtab)->write_ptr(__pyx_v_region, __pyx_v_slot, (&__pyx_v_t));
 
-  /* "cext/book.pyx":352
+  /* "cext/book.pyx":355
  *         return out
  * 
  *     def publish(self, Region region, uint64_t slot, bint valid=True):             # <<<<<<<<<<<<<<
@@ -25150,7 +25158,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_22publish(struct __pyx_obj_4cex
   return __pyx_r;
 }
 
-/* "cext/book.pyx":362
+/* "cext/book.pyx":365
  *         region.write_ptr(slot, &t)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -25212,58 +25220,58 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_24stats(struct __pyx_obj_4cext_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "cext/book.pyx":363
+  /* "cext/book.pyx":366
  * 
  *     def stats(self):
  *         return {"levels_applied": self.levels_applied, "recenters": self.recenters,             # <<<<<<<<<<<<<<
  *                 "roi_base": self.base, "roi": self.roi,
  *                 "outside_roi": {"bids": self.bid_out.size(), "asks": self.ask_out.size()}}
 */
-  __pyx_t_1 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->levels_applied); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->levels_applied); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_levels_applied, __pyx_t_2) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_levels_applied, __pyx_t_2) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->recenters); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 363, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->recenters); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_recenters, __pyx_t_2) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_recenters, __pyx_t_2) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":364
+  /* "cext/book.pyx":367
  *     def stats(self):
  *         return {"levels_applied": self.levels_applied, "recenters": self.recenters,
  *                 "roi_base": self.base, "roi": self.roi,             # <<<<<<<<<<<<<<
  *                 "outside_roi": {"bids": self.bid_out.size(), "asks": self.ask_out.size()}}
  * 
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->base); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->base); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 367, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_roi_base, __pyx_t_2) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_roi_base, __pyx_t_2) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->roi); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 364, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int64_t(__pyx_v_self->roi); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 367, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_roi, __pyx_t_2) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_roi, __pyx_t_2) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":365
+  /* "cext/book.pyx":368
  *         return {"levels_applied": self.levels_applied, "recenters": self.recenters,
  *                 "roi_base": self.base, "roi": self.roi,
  *                 "outside_roi": {"bids": self.bid_out.size(), "asks": self.ask_out.size()}}             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 365, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_FromSize_t(__pyx_v_self->bid_out.size()); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 365, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_FromSize_t(__pyx_v_self->bid_out.size()); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_bids, __pyx_t_3) < (0)) __PYX_ERR(0, 365, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_bids, __pyx_t_3) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_FromSize_t(__pyx_v_self->ask_out.size()); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 365, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_FromSize_t(__pyx_v_self->ask_out.size()); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_asks, __pyx_t_3) < (0)) __PYX_ERR(0, 365, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_asks, __pyx_t_3) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside_roi, __pyx_t_2) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_outside_roi, __pyx_t_2) < (0)) __PYX_ERR(0, 366, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -25276,7 +25284,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_24stats(struct __pyx_obj_4cext_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":362
+  /* "cext/book.pyx":365
  *         region.write_ptr(slot, &t)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -26323,7 +26331,7 @@ static PyObject *__pyx_pf_4cext_4book_9OrderBook_28__setstate_cython__(CYTHON_UN
   return __pyx_r;
 }
 
-/* "cext/book.pyx":370
+/* "cext/book.pyx":373
  * cdef class BinanceBookSync:
  * 
  *     def __cinit__(self, OrderBook book, int max_pending=10000):             # <<<<<<<<<<<<<<
@@ -26370,48 +26378,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_book,&__pyx_mstate_global->__pyx_n_u_max_pending,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 370, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 373, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 370, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 373, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 370, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 373, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 370, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 373, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 2, i); __PYX_ERR(0, 370, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 2, i); __PYX_ERR(0, 373, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 370, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 373, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 370, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 373, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     __pyx_v_book = ((struct __pyx_obj_4cext_4book_OrderBook *)values[0]);
     if (values[1]) {
-      __pyx_v_max_pending = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_max_pending == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 370, __pyx_L3_error)
+      __pyx_v_max_pending = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_max_pending == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 373, __pyx_L3_error)
     } else {
       __pyx_v_max_pending = ((int)0x2710);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 370, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 373, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -26422,7 +26430,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return -1;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_book), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, 1, "book", 0))) __PYX_ERR(0, 370, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_book), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, 1, "book", 0))) __PYX_ERR(0, 373, __pyx_L1_error)
   __pyx_r = __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(((struct __pyx_obj_4cext_4book_BinanceBookSync *)__pyx_v_self), __pyx_v_book, __pyx_v_max_pending);
 
   /* function exit code */
@@ -26452,7 +26460,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "cext/book.pyx":371
+  /* "cext/book.pyx":374
  * 
  *     def __cinit__(self, OrderBook book, int max_pending=10000):
  *         self.book = book             # <<<<<<<<<<<<<<
@@ -26464,7 +26472,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
   __Pyx_GOTREF((PyObject *)__pyx_v_self->book);
   __Pyx_DECREF_SET(__pyx_v_self->book, __pyx_v_book);
 
-  /* "cext/book.pyx":372
+  /* "cext/book.pyx":375
  *     def __cinit__(self, OrderBook book, int max_pending=10000):
  *         self.book = book
  *         self.state = ST_WAIT_SNAPSHOT             # <<<<<<<<<<<<<<
@@ -26473,7 +26481,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT;
 
-  /* "cext/book.pyx":373
+  /* "cext/book.pyx":376
  *         self.book = book
  *         self.state = ST_WAIT_SNAPSHOT
  *         self.last_u = -1             # <<<<<<<<<<<<<<
@@ -26482,7 +26490,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
 */
   __pyx_v_self->last_u = -1L;
 
-  /* "cext/book.pyx":374
+  /* "cext/book.pyx":377
  *         self.state = ST_WAIT_SNAPSHOT
  *         self.last_u = -1
  *         self.snapshot_id = -1             # <<<<<<<<<<<<<<
@@ -26491,21 +26499,21 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
 */
   __pyx_v_self->snapshot_id = -1L;
 
-  /* "cext/book.pyx":375
+  /* "cext/book.pyx":378
  *         self.last_u = -1
  *         self.snapshot_id = -1
  *         self.pending = []             # <<<<<<<<<<<<<<
  *         self.max_pending = max_pending
  * 
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 375, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 378, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_1);
   __Pyx_GOTREF(__pyx_v_self->pending);
   __Pyx_DECREF_SET(__pyx_v_self->pending, ((PyObject*)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":376
+  /* "cext/book.pyx":379
  *         self.snapshot_id = -1
  *         self.pending = []
  *         self.max_pending = max_pending             # <<<<<<<<<<<<<<
@@ -26514,7 +26522,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
 */
   __pyx_v_self->max_pending = __pyx_v_max_pending;
 
-  /* "cext/book.pyx":370
+  /* "cext/book.pyx":373
  * cdef class BinanceBookSync:
  * 
  *     def __cinit__(self, OrderBook book, int max_pending=10000):             # <<<<<<<<<<<<<<
@@ -26535,7 +26543,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
   return __pyx_r;
 }
 
-/* "cext/book.pyx":378
+/* "cext/book.pyx":381
  *         self.max_pending = max_pending
  * 
  *     cdef void _invalidate(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -26545,7 +26553,7 @@ static int __pyx_pf_4cext_4book_15BinanceBookSync___cinit__(struct __pyx_obj_4ce
 
 static void __pyx_f_4cext_4book_15BinanceBookSync__invalidate(struct __pyx_obj_4cext_4book_BinanceBookSync *__pyx_v_self) {
 
-  /* "cext/book.pyx":379
+  /* "cext/book.pyx":382
  * 
  *     cdef void _invalidate(self) noexcept nogil:
  *         self.state = ST_WAIT_SNAPSHOT             # <<<<<<<<<<<<<<
@@ -26554,7 +26562,7 @@ static void __pyx_f_4cext_4book_15BinanceBookSync__invalidate(struct __pyx_obj_4
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT;
 
-  /* "cext/book.pyx":378
+  /* "cext/book.pyx":381
  *         self.max_pending = max_pending
  * 
  *     cdef void _invalidate(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -26565,7 +26573,7 @@ static void __pyx_f_4cext_4book_15BinanceBookSync__invalidate(struct __pyx_obj_4
   /* function exit code */
 }
 
-/* "cext/book.pyx":381
+/* "cext/book.pyx":384
  *         self.state = ST_WAIT_SNAPSHOT
  * 
  *     cdef int _continue(self, MarketRecord *recs, int n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -26582,7 +26590,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   int __pyx_t_2;
   int __pyx_t_3;
 
-  /* "cext/book.pyx":383
+  /* "cext/book.pyx":386
  *     cdef int _continue(self, MarketRecord *recs, int n) noexcept nogil:
  *         """Apply one depth message in state WAIT_BRIDGE or SYNCED."""
  *         cdef int64_t U = recs[0].aux2, u = recs[0].seq, pu = recs[0].aux             # <<<<<<<<<<<<<<
@@ -26599,7 +26607,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 
   __pyx_v_pu = __pyx_t_1;
 
-  /* "cext/book.pyx":384
+  /* "cext/book.pyx":387
  *         """Apply one depth message in state WAIT_BRIDGE or SYNCED."""
  *         cdef int64_t U = recs[0].aux2, u = recs[0].seq, pu = recs[0].aux
  *         if u < self.snapshot_id or (self.state == ST_SYNCED and u <= self.last_u):             # <<<<<<<<<<<<<<
@@ -26635,7 +26643,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":385
+    /* "cext/book.pyx":388
  *         cdef int64_t U = recs[0].aux2, u = recs[0].seq, pu = recs[0].aux
  *         if u < self.snapshot_id or (self.state == ST_SYNCED and u <= self.last_u):
  *             self.stale_dropped += 1             # <<<<<<<<<<<<<<
@@ -26644,7 +26652,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     __pyx_v_self->stale_dropped = (__pyx_v_self->stale_dropped + 1);
 
-    /* "cext/book.pyx":386
+    /* "cext/book.pyx":389
  *         if u < self.snapshot_id or (self.state == ST_SYNCED and u <= self.last_u):
  *             self.stale_dropped += 1
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
@@ -26657,7 +26665,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":384
+    /* "cext/book.pyx":387
  *         """Apply one depth message in state WAIT_BRIDGE or SYNCED."""
  *         cdef int64_t U = recs[0].aux2, u = recs[0].seq, pu = recs[0].aux
  *         if u < self.snapshot_id or (self.state == ST_SYNCED and u <= self.last_u):             # <<<<<<<<<<<<<<
@@ -26666,7 +26674,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/book.pyx":387
+  /* "cext/book.pyx":390
  *             self.stale_dropped += 1
  *             return SYNC_STALE
  *         if self.state == ST_WAIT_BRIDGE:             # <<<<<<<<<<<<<<
@@ -26678,7 +26686,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":390
+    /* "cext/book.pyx":393
  *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
  *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:             # <<<<<<<<<<<<<<
@@ -26690,7 +26698,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":391
+      /* "cext/book.pyx":394
  *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:
  *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):             # <<<<<<<<<<<<<<
@@ -26721,7 +26729,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       if (__pyx_t_3) {
 
 
-        /* "cext/book.pyx":392
+        /* "cext/book.pyx":395
  *             if pu >= 0:
  *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26730,7 +26738,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
         __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-        /* "cext/book.pyx":393
+        /* "cext/book.pyx":396
  *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):
  *                     self.gaps += 1
  *                     self._invalidate()             # <<<<<<<<<<<<<<
@@ -26739,7 +26747,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
         ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-        /* "cext/book.pyx":394
+        /* "cext/book.pyx":397
  *                     self.gaps += 1
  *                     self._invalidate()
  *                     return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26752,7 +26760,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
         }
         goto __pyx_L0;
 
-        /* "cext/book.pyx":391
+        /* "cext/book.pyx":394
  *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:
  *                 if not (U <= self.snapshot_id <= u or pu == self.snapshot_id):             # <<<<<<<<<<<<<<
@@ -26761,7 +26769,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       }
 
-      /* "cext/book.pyx":390
+      /* "cext/book.pyx":393
  *             # futures: the first update must span lastUpdateId (spot: lastUpdateId + 1), or
  *             # continue it exactly (pu == lastUpdateId: the snapshot ends where it starts)
  *             if pu >= 0:             # <<<<<<<<<<<<<<
@@ -26771,7 +26779,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       goto __pyx_L8;
     }
 
-    /* "cext/book.pyx":395
+    /* "cext/book.pyx":398
  *                     self._invalidate()
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):             # <<<<<<<<<<<<<<
@@ -26791,7 +26799,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":396
+      /* "cext/book.pyx":399
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):
  *                 self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26800,7 +26808,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-      /* "cext/book.pyx":397
+      /* "cext/book.pyx":400
  *             elif not (U <= self.snapshot_id + 1 <= u):
  *                 self.gaps += 1
  *                 self._invalidate()             # <<<<<<<<<<<<<<
@@ -26809,7 +26817,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-      /* "cext/book.pyx":398
+      /* "cext/book.pyx":401
  *                 self.gaps += 1
  *                 self._invalidate()
  *                 return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26822,7 +26830,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":395
+      /* "cext/book.pyx":398
  *                     self._invalidate()
  *                     return SYNC_GAP
  *             elif not (U <= self.snapshot_id + 1 <= u):             # <<<<<<<<<<<<<<
@@ -26832,7 +26840,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     __pyx_L8:;
 
-    /* "cext/book.pyx":387
+    /* "cext/book.pyx":390
  *             self.stale_dropped += 1
  *             return SYNC_STALE
  *         if self.state == ST_WAIT_BRIDGE:             # <<<<<<<<<<<<<<
@@ -26842,7 +26850,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     goto __pyx_L7;
   }
 
-  /* "cext/book.pyx":399
+  /* "cext/book.pyx":402
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif pu >= 0:             # <<<<<<<<<<<<<<
@@ -26854,7 +26862,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":400
+    /* "cext/book.pyx":403
  *                 return SYNC_GAP
  *         elif pu >= 0:
  *             if pu != self.last_u:             # <<<<<<<<<<<<<<
@@ -26866,7 +26874,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     if (__pyx_t_2) {
 
 
-      /* "cext/book.pyx":401
+      /* "cext/book.pyx":404
  *         elif pu >= 0:
  *             if pu != self.last_u:
  *                 self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26875,7 +26883,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-      /* "cext/book.pyx":402
+      /* "cext/book.pyx":405
  *             if pu != self.last_u:
  *                 self.gaps += 1
  *                 self._invalidate()             # <<<<<<<<<<<<<<
@@ -26884,7 +26892,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
       ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-      /* "cext/book.pyx":403
+      /* "cext/book.pyx":406
  *                 self.gaps += 1
  *                 self._invalidate()
  *                 return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26897,7 +26905,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
       }
       goto __pyx_L0;
 
-      /* "cext/book.pyx":400
+      /* "cext/book.pyx":403
  *                 return SYNC_GAP
  *         elif pu >= 0:
  *             if pu != self.last_u:             # <<<<<<<<<<<<<<
@@ -26906,7 +26914,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     }
 
-    /* "cext/book.pyx":399
+    /* "cext/book.pyx":402
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif pu >= 0:             # <<<<<<<<<<<<<<
@@ -26916,7 +26924,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     goto __pyx_L7;
   }
 
-  /* "cext/book.pyx":404
+  /* "cext/book.pyx":407
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:             # <<<<<<<<<<<<<<
@@ -26928,7 +26936,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":405
+    /* "cext/book.pyx":408
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:
  *             self.gaps += 1             # <<<<<<<<<<<<<<
@@ -26937,7 +26945,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     __pyx_v_self->gaps = (__pyx_v_self->gaps + 1);
 
-    /* "cext/book.pyx":406
+    /* "cext/book.pyx":409
  *         elif U != self.last_u + 1:
  *             self.gaps += 1
  *             self._invalidate()             # <<<<<<<<<<<<<<
@@ -26946,7 +26954,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-    /* "cext/book.pyx":407
+    /* "cext/book.pyx":410
  *             self.gaps += 1
  *             self._invalidate()
  *             return SYNC_GAP             # <<<<<<<<<<<<<<
@@ -26959,7 +26967,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":404
+    /* "cext/book.pyx":407
  *                 self._invalidate()
  *                 return SYNC_GAP
  *         elif U != self.last_u + 1:             # <<<<<<<<<<<<<<
@@ -26969,7 +26977,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   }
   __pyx_L7:;
 
-  /* "cext/book.pyx":408
+  /* "cext/book.pyx":411
  *             self._invalidate()
  *             return SYNC_GAP
  *         self.book.apply_levels(recs, n)             # <<<<<<<<<<<<<<
@@ -26978,7 +26986,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->apply_levels(__pyx_v_self->book, __pyx_v_recs, __pyx_v_n);
 
-  /* "cext/book.pyx":409
+  /* "cext/book.pyx":412
  *             return SYNC_GAP
  *         self.book.apply_levels(recs, n)
  *         self.last_u = u             # <<<<<<<<<<<<<<
@@ -26987,7 +26995,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->last_u = __pyx_v_u;
 
-  /* "cext/book.pyx":410
+  /* "cext/book.pyx":413
  *         self.book.apply_levels(recs, n)
  *         self.last_u = u
  *         self.state = ST_SYNCED             # <<<<<<<<<<<<<<
@@ -26996,7 +27004,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_SYNCED;
 
-  /* "cext/book.pyx":411
+  /* "cext/book.pyx":414
  *         self.last_u = u
  *         self.state = ST_SYNCED
  *         self.applied += 1             # <<<<<<<<<<<<<<
@@ -27005,7 +27013,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   __pyx_v_self->applied = (__pyx_v_self->applied + 1);
 
-  /* "cext/book.pyx":412
+  /* "cext/book.pyx":415
  *         self.state = ST_SYNCED
  *         self.applied += 1
  *         if self.book.crossed():             # <<<<<<<<<<<<<<
@@ -27017,7 +27025,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":413
+    /* "cext/book.pyx":416
  *         self.applied += 1
  *         if self.book.crossed():
  *             self.crossed_books += 1             # <<<<<<<<<<<<<<
@@ -27026,7 +27034,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     __pyx_v_self->crossed_books = (__pyx_v_self->crossed_books + 1);
 
-    /* "cext/book.pyx":414
+    /* "cext/book.pyx":417
  *         if self.book.crossed():
  *             self.crossed_books += 1
  *             self._invalidate()             # <<<<<<<<<<<<<<
@@ -27035,7 +27043,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
     ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_invalidate(__pyx_v_self);
 
-    /* "cext/book.pyx":415
+    /* "cext/book.pyx":418
  *             self.crossed_books += 1
  *             self._invalidate()
  *             return SYNC_CROSSED             # <<<<<<<<<<<<<<
@@ -27048,7 +27056,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":412
+    /* "cext/book.pyx":415
  *         self.state = ST_SYNCED
  *         self.applied += 1
  *         if self.book.crossed():             # <<<<<<<<<<<<<<
@@ -27057,7 +27065,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/book.pyx":416
+  /* "cext/book.pyx":419
  *             self._invalidate()
  *             return SYNC_CROSSED
  *         return SYNC_APPLIED             # <<<<<<<<<<<<<<
@@ -27070,7 +27078,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":381
+  /* "cext/book.pyx":384
  *         self.state = ST_WAIT_SNAPSHOT
  * 
  *     cdef int _continue(self, MarketRecord *recs, int n) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -27086,7 +27094,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync__continue(struct __pyx_obj_4cex
   return __pyx_r;
 }
 
-/* "cext/book.pyx":418
+/* "cext/book.pyx":421
  *         return SYNC_APPLIED
  * 
  *     cdef int on_depth(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27105,7 +27113,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_depth", 0);
 
-  /* "cext/book.pyx":420
+  /* "cext/book.pyx":423
  *     cdef int on_depth(self, MarketRecord *recs, int n):
  *         cdef int r
  *         if n <= 0:             # <<<<<<<<<<<<<<
@@ -27117,7 +27125,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":421
+    /* "cext/book.pyx":424
  *         cdef int r
  *         if n <= 0:
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
@@ -27130,7 +27138,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":420
+    /* "cext/book.pyx":423
  *     cdef int on_depth(self, MarketRecord *recs, int n):
  *         cdef int r
  *         if n <= 0:             # <<<<<<<<<<<<<<
@@ -27139,7 +27147,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
   }
 
-  /* "cext/book.pyx":422
+  /* "cext/book.pyx":425
  *         if n <= 0:
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27151,7 +27159,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   if (__pyx_t_1) {
 
 
-    /* "cext/book.pyx":423
+    /* "cext/book.pyx":426
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)             # <<<<<<<<<<<<<<
@@ -27160,7 +27168,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
     __pyx_v_r = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_continue(__pyx_v_self, __pyx_v_recs, __pyx_v_n);
 
-    /* "cext/book.pyx":424
+    /* "cext/book.pyx":427
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:             # <<<<<<<<<<<<<<
@@ -27172,18 +27180,18 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     if (__pyx_t_1) {
 
 
-      /* "cext/book.pyx":425
+      /* "cext/book.pyx":428
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot             # <<<<<<<<<<<<<<
  *             return r
  *         self._buffer(recs, n)
 */
-      __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 425, __pyx_L1_error)
+      __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 428, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-      /* "cext/book.pyx":424
+      /* "cext/book.pyx":427
  *         if self.state != ST_WAIT_SNAPSHOT:
  *             r = self._continue(recs, n)
  *             if r == SYNC_GAP:             # <<<<<<<<<<<<<<
@@ -27192,7 +27200,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
     }
 
-    /* "cext/book.pyx":426
+    /* "cext/book.pyx":429
  *             if r == SYNC_GAP:
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot
  *             return r             # <<<<<<<<<<<<<<
@@ -27205,7 +27213,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
     }
     goto __pyx_L0;
 
-    /* "cext/book.pyx":422
+    /* "cext/book.pyx":425
  *         if n <= 0:
  *             return SYNC_STALE
  *         if self.state != ST_WAIT_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27214,18 +27222,18 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
 */
   }
 
-  /* "cext/book.pyx":427
+  /* "cext/book.pyx":430
  *                 self._buffer(recs, n)      # may be the bridge after the next snapshot
  *             return r
  *         self._buffer(recs, n)             # <<<<<<<<<<<<<<
  *         return SYNC_BUFFERED
  * 
 */
-  __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 427, __pyx_L1_error)
+  __pyx_t_2 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->_buffer(__pyx_v_self, __pyx_v_recs, __pyx_v_n); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 430, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":428
+  /* "cext/book.pyx":431
  *             return r
  *         self._buffer(recs, n)
  *         return SYNC_BUFFERED             # <<<<<<<<<<<<<<
@@ -27238,7 +27246,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":418
+  /* "cext/book.pyx":421
  *         return SYNC_APPLIED
  * 
  *     cdef int on_depth(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27258,7 +27266,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_depth(struct __pyx_obj_4cext
   return __pyx_r;
 }
 
-/* "cext/book.pyx":430
+/* "cext/book.pyx":433
  *         return SYNC_BUFFERED
  * 
  *     cdef _buffer(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27288,7 +27296,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_buffer", 0);
 
-  /* "cext/book.pyx":434
+  /* "cext/book.pyx":437
  *         when the buffer is full (counted: the snapshot will have to cover it)."""
  *         cdef MarketRecord[::1] v
  *         from engine.schema import MARKET_DTYPE             # <<<<<<<<<<<<<<
@@ -27297,14 +27305,14 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_MARKET_DTYPE};
-    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 434, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 437, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_t_2;
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_MARKET_DTYPE};
     __pyx_t_3 = 0; {
-      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 434, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_ImportFrom(__pyx_t_1, __pyx_imported_names[__pyx_t_3]); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 437, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       switch (__pyx_t_3) {
         case 0:
@@ -27318,7 +27326,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":435
+  /* "cext/book.pyx":438
  *         cdef MarketRecord[::1] v
  *         from engine.schema import MARKET_DTYPE
  *         a = np.empty(n, MARKET_DTYPE)             # <<<<<<<<<<<<<<
@@ -27326,12 +27334,12 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -27351,25 +27359,25 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 435, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_a = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/book.pyx":436
+  /* "cext/book.pyx":439
  *         from engine.schema import MARKET_DTYPE
  *         a = np.empty(n, MARKET_DTYPE)
  *         v = a             # <<<<<<<<<<<<<<
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_a, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_a, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 439, __pyx_L1_error)
   __pyx_v_v = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cext/book.pyx":437
+  /* "cext/book.pyx":440
  *         a = np.empty(n, MARKET_DTYPE)
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))             # <<<<<<<<<<<<<<
@@ -27379,7 +27387,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   __pyx_t_9 = 0;
   (void)(memcpy((&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_9)) )))), __pyx_v_recs, (__pyx_v_n * (sizeof(struct __pyx_t_4cext_6schema_MarketRecord)))));
 
-  /* "cext/book.pyx":438
+  /* "cext/book.pyx":441
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:             # <<<<<<<<<<<<<<
@@ -27390,9 +27398,9 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 438, __pyx_L1_error)
+    __PYX_ERR(0, 441, __pyx_L1_error)
   }
-  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_10 = (__pyx_t_3 >= __pyx_v_self->max_pending);
 
@@ -27400,7 +27408,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   if (__pyx_t_10) {
 
 
-    /* "cext/book.pyx":439
+    /* "cext/book.pyx":442
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:
  *             self.pending.pop(0)             # <<<<<<<<<<<<<<
@@ -27409,13 +27417,13 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
     if (unlikely(__pyx_v_self->pending == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "pop");
-      __PYX_ERR(0, 439, __pyx_L1_error)
+      __PYX_ERR(0, 442, __pyx_L1_error)
     }
-    __pyx_t_1 = __Pyx_PyList_PopIndex(__pyx_v_self->pending, __pyx_mstate_global->__pyx_int_0, 0, 1, Py_ssize_t, PyLong_FromSsize_t); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 439, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyList_PopIndex(__pyx_v_self->pending, __pyx_mstate_global->__pyx_int_0, 0, 1, Py_ssize_t, PyLong_FromSsize_t); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-    /* "cext/book.pyx":440
+    /* "cext/book.pyx":443
  *         if len(self.pending) >= self.max_pending:
  *             self.pending.pop(0)
  *             self.buffer_overflows += 1             # <<<<<<<<<<<<<<
@@ -27424,7 +27432,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
     __pyx_v_self->buffer_overflows = (__pyx_v_self->buffer_overflows + 1);
 
-    /* "cext/book.pyx":438
+    /* "cext/book.pyx":441
  *         v = a
  *         memcpy(&v[0], recs, n * sizeof(MarketRecord))
  *         if len(self.pending) >= self.max_pending:             # <<<<<<<<<<<<<<
@@ -27433,7 +27441,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":441
+  /* "cext/book.pyx":444
  *             self.pending.pop(0)
  *             self.buffer_overflows += 1
  *         self.pending.append(a)             # <<<<<<<<<<<<<<
@@ -27442,12 +27450,12 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   if (unlikely(__pyx_v_self->pending == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-    __PYX_ERR(0, 441, __pyx_L1_error)
+    __PYX_ERR(0, 444, __pyx_L1_error)
   }
-  __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_self->pending, __pyx_v_a); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_self->pending, __pyx_v_a); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 444, __pyx_L1_error)
 
 
-  /* "cext/book.pyx":442
+  /* "cext/book.pyx":445
  *             self.buffer_overflows += 1
  *         self.pending.append(a)
  *         self.buffered += 1             # <<<<<<<<<<<<<<
@@ -27456,7 +27464,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
 */
   __pyx_v_self->buffered = (__pyx_v_self->buffered + 1);
 
-  /* "cext/book.pyx":430
+  /* "cext/book.pyx":433
  *         return SYNC_BUFFERED
  * 
  *     cdef _buffer(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27484,7 +27492,7 @@ static PyObject *__pyx_f_4cext_4book_15BinanceBookSync__buffer(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":444
+/* "cext/book.pyx":447
  *         self.buffered += 1
  * 
  *     cdef int on_snapshot(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27503,7 +27511,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   int64_t __pyx_t_5;
   int __pyx_t_6;
 
-  /* "cext/book.pyx":449
+  /* "cext/book.pyx":452
  *         sequenced, and reported, like a live update."""
  *         cdef int i
  *         cdef int64_t center = 0             # <<<<<<<<<<<<<<
@@ -27512,7 +27520,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_center = 0;
 
-  /* "cext/book.pyx":450
+  /* "cext/book.pyx":453
  *         cdef int i
  *         cdef int64_t center = 0
  *         self.book.clear()             # <<<<<<<<<<<<<<
@@ -27521,7 +27529,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->clear(__pyx_v_self->book);
 
-  /* "cext/book.pyx":451
+  /* "cext/book.pyx":454
  *         cdef int64_t center = 0
  *         self.book.clear()
  *         for i in range(n):             # <<<<<<<<<<<<<<
@@ -27535,7 +27543,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/book.pyx":452
+    /* "cext/book.pyx":455
  *         self.book.clear()
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -27547,7 +27555,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
     if (__pyx_t_4) {
 
 
-      /* "cext/book.pyx":453
+      /* "cext/book.pyx":456
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:
  *                 center = recs[i].px             # <<<<<<<<<<<<<<
@@ -27558,7 +27566,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
       __pyx_v_center = __pyx_t_5;
 
-      /* "cext/book.pyx":454
+      /* "cext/book.pyx":457
  *             if recs[i].side == BOOK_BID:
  *                 center = recs[i].px
  *                 break             # <<<<<<<<<<<<<<
@@ -27567,7 +27575,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
       goto __pyx_L4_break;
 
-      /* "cext/book.pyx":452
+      /* "cext/book.pyx":455
  *         self.book.clear()
  *         for i in range(n):
  *             if recs[i].side == BOOK_BID:             # <<<<<<<<<<<<<<
@@ -27579,7 +27587,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   __pyx_L4_break:;
 
 
-  /* "cext/book.pyx":455
+  /* "cext/book.pyx":458
  *                 center = recs[i].px
  *                 break
  *         if center == 0 and n:             # <<<<<<<<<<<<<<
@@ -27605,7 +27613,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   if (__pyx_t_4) {
 
 
-    /* "cext/book.pyx":456
+    /* "cext/book.pyx":459
  *                 break
  *         if center == 0 and n:
  *             center = recs[0].px             # <<<<<<<<<<<<<<
@@ -27616,7 +27624,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
     __pyx_v_center = __pyx_t_5;
 
-    /* "cext/book.pyx":455
+    /* "cext/book.pyx":458
  *                 center = recs[i].px
  *                 break
  *         if center == 0 and n:             # <<<<<<<<<<<<<<
@@ -27625,7 +27633,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":457
+  /* "cext/book.pyx":460
  *         if center == 0 and n:
  *             center = recs[0].px
  *         if center:             # <<<<<<<<<<<<<<
@@ -27637,7 +27645,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   if (__pyx_t_4) {
 
 
-    /* "cext/book.pyx":458
+    /* "cext/book.pyx":461
  *             center = recs[0].px
  *         if center:
  *             self.book.base = center - self.book.roi // 2             # <<<<<<<<<<<<<<
@@ -27646,7 +27654,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
     __pyx_v_self->book->base = (__pyx_v_center - (__pyx_v_self->book->roi / 2));
 
-    /* "cext/book.pyx":459
+    /* "cext/book.pyx":462
  *         if center:
  *             self.book.base = center - self.book.roi // 2
  *             self.book.based = True             # <<<<<<<<<<<<<<
@@ -27655,7 +27663,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
     __pyx_v_self->book->based = 1;
 
-    /* "cext/book.pyx":457
+    /* "cext/book.pyx":460
  *         if center == 0 and n:
  *             center = recs[0].px
  *         if center:             # <<<<<<<<<<<<<<
@@ -27664,7 +27672,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   }
 
-  /* "cext/book.pyx":460
+  /* "cext/book.pyx":463
  *             self.book.base = center - self.book.roi // 2
  *             self.book.based = True
  *         self.book.apply_levels(recs, n)             # <<<<<<<<<<<<<<
@@ -27673,7 +27681,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_self->book->__pyx_vtab)->apply_levels(__pyx_v_self->book, __pyx_v_recs, __pyx_v_n);
 
-  /* "cext/book.pyx":461
+  /* "cext/book.pyx":464
  *             self.book.based = True
  *         self.book.apply_levels(recs, n)
  *         self.snapshot_id = recs[0].seq if n else -1             # <<<<<<<<<<<<<<
@@ -27692,7 +27700,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->snapshot_id = __pyx_t_5;
 
-  /* "cext/book.pyx":462
+  /* "cext/book.pyx":465
  *         self.book.apply_levels(recs, n)
  *         self.snapshot_id = recs[0].seq if n else -1
  *         self.last_u = self.snapshot_id             # <<<<<<<<<<<<<<
@@ -27703,7 +27711,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->last_u = __pyx_t_5;
 
-  /* "cext/book.pyx":463
+  /* "cext/book.pyx":466
  *         self.snapshot_id = recs[0].seq if n else -1
  *         self.last_u = self.snapshot_id
  *         self.book.update_id = self.snapshot_id             # <<<<<<<<<<<<<<
@@ -27714,7 +27722,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 
   __pyx_v_self->book->update_id = __pyx_t_5;
 
-  /* "cext/book.pyx":464
+  /* "cext/book.pyx":467
  *         self.last_u = self.snapshot_id
  *         self.book.update_id = self.snapshot_id
  *         self.state = ST_WAIT_BRIDGE             # <<<<<<<<<<<<<<
@@ -27723,7 +27731,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_self->state = __pyx_e_4cext_4book_ST_WAIT_BRIDGE;
 
-  /* "cext/book.pyx":465
+  /* "cext/book.pyx":468
  *         self.book.update_id = self.snapshot_id
  *         self.state = ST_WAIT_BRIDGE
  *         self.snapshots += 1             # <<<<<<<<<<<<<<
@@ -27732,7 +27740,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
 */
   __pyx_v_self->snapshots = (__pyx_v_self->snapshots + 1);
 
-  /* "cext/book.pyx":466
+  /* "cext/book.pyx":469
  *         self.state = ST_WAIT_BRIDGE
  *         self.snapshots += 1
  *         return SYNC_WAITING             # <<<<<<<<<<<<<<
@@ -27745,7 +27753,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":444
+  /* "cext/book.pyx":447
  *         self.buffered += 1
  * 
  *     cdef int on_snapshot(self, MarketRecord *recs, int n):             # <<<<<<<<<<<<<<
@@ -27761,7 +27769,7 @@ static int __pyx_f_4cext_4book_15BinanceBookSync_on_snapshot(struct __pyx_obj_4c
   return __pyx_r;
 }
 
-/* "cext/book.pyx":469
+/* "cext/book.pyx":472
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -27809,32 +27817,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_recs,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 469, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 472, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 469, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 472, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 469, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply", 0) < (0)) __PYX_ERR(0, 472, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 469, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, i); __PYX_ERR(0, 472, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 469, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 472, __pyx_L3_error)
     }
     __pyx_v_recs = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 469, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 472, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27875,19 +27883,19 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply", 0);
 
-  /* "cext/book.pyx":471
+  /* "cext/book.pyx":474
  *     def apply(self, recs):
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs             # <<<<<<<<<<<<<<
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 471, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 474, __pyx_L1_error)
   __pyx_v_v = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cext/book.pyx":472
+  /* "cext/book.pyx":475
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:             # <<<<<<<<<<<<<<
@@ -27899,14 +27907,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":473
+    /* "cext/book.pyx":476
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:
  *             return SYNC_STALE             # <<<<<<<<<<<<<<
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
 */
-    __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 473, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 476, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     {
       PyObject *__pyx_temp;
@@ -27919,7 +27927,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":472
+    /* "cext/book.pyx":475
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
  *         if v.shape[0] == 0:             # <<<<<<<<<<<<<<
@@ -27928,7 +27936,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":474
+  /* "cext/book.pyx":477
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27941,7 +27949,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":475
+    /* "cext/book.pyx":478
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])             # <<<<<<<<<<<<<<
@@ -27949,8 +27957,8 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
  *             return self.on_depth(&v[0], v.shape[0])
 */
     __pyx_t_4 = 0;
-    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_snapshot(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 475, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 475, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_snapshot(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 478, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 478, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     {
@@ -27964,7 +27972,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":474
+    /* "cext/book.pyx":477
  *         if v.shape[0] == 0:
  *             return SYNC_STALE
  *         if v[0].kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -27973,7 +27981,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":476
+  /* "cext/book.pyx":479
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:             # <<<<<<<<<<<<<<
@@ -27986,7 +27994,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   if (__pyx_t_2) {
 
 
-    /* "cext/book.pyx":477
+    /* "cext/book.pyx":480
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:
  *             return self.on_depth(&v[0], v.shape[0])             # <<<<<<<<<<<<<<
@@ -27994,8 +28002,8 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
  * 
 */
     __pyx_t_4 = 0;
-    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_depth(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 477, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 477, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *)__pyx_v_self->__pyx_vtab)->on_depth(__pyx_v_self, (&(*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) )))), (__pyx_v_v.shape[0])); if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 480, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_t_5); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 480, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
 
     {
@@ -28009,7 +28017,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "cext/book.pyx":476
+    /* "cext/book.pyx":479
  *         if v[0].kind == MK_SNAPSHOT:
  *             return self.on_snapshot(&v[0], v.shape[0])
  *         if v[0].kind == MK_DEPTH:             # <<<<<<<<<<<<<<
@@ -28018,7 +28026,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   }
 
-  /* "cext/book.pyx":478
+  /* "cext/book.pyx":481
  *         if v[0].kind == MK_DEPTH:
  *             return self.on_depth(&v[0], v.shape[0])
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")             # <<<<<<<<<<<<<<
@@ -28027,7 +28035,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
 */
   __pyx_t_6 = NULL;
   __pyx_t_4 = 0;
-  __pyx_t_7 = __Pyx_PyUnicode_From_uint8_t((*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) ))).kind, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 478, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyUnicode_From_uint8_t((*((struct __pyx_t_4cext_6schema_MarketRecord *) ( /* dim=0 */ ((char *) (((struct __pyx_t_4cext_6schema_MarketRecord *) __pyx_v_v.data) + __pyx_t_4)) ))).kind, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 481, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __pyx_t_8[0] = __pyx_mstate_global->__pyx_kp_u_not_a_depth_or_snapshot_message;
   __pyx_t_8[1] = __pyx_t_7;
@@ -28038,7 +28046,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   #endif
   __pyx_t_5 = 0;
   __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_8, 3, __pyx_t_9, __pyx_t_5);
-  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 478, __pyx_L1_error)
+  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 481, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_t_11 = 1;
@@ -28047,14 +28055,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
     __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 478, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 481, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __Pyx_Raise(__pyx_t_3, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __PYX_ERR(0, 478, __pyx_L1_error)
+  __PYX_ERR(0, 481, __pyx_L1_error)
 
-  /* "cext/book.pyx":469
+  /* "cext/book.pyx":472
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
@@ -28078,7 +28086,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_2apply(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":480
+/* "cext/book.pyx":483
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28110,14 +28118,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":482
+  /* "cext/book.pyx":485
  *     @property
  *     def needs_snapshot(self):
  *         return self.state == ST_WAIT_SNAPSHOT             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 482, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_WAIT_SNAPSHOT)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 485, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -28130,7 +28138,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":480
+  /* "cext/book.pyx":483
  *         raise ValueError(f"not a depth or snapshot message (kind {v[0].kind})")
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28149,7 +28157,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_14needs_snapshot___get__
   return __pyx_r;
 }
 
-/* "cext/book.pyx":484
+/* "cext/book.pyx":487
  *         return self.state == ST_WAIT_SNAPSHOT
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28181,14 +28189,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":487
+  /* "cext/book.pyx":490
  *     def valid(self):
  *         """True when the book may be traded on: synced and not crossed."""
  *         return self.state == ST_SYNCED             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_SYNCED)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 487, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->state == __pyx_e_4cext_4book_ST_SYNCED)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 490, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -28201,7 +28209,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":484
+  /* "cext/book.pyx":487
  *         return self.state == ST_WAIT_SNAPSHOT
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28220,7 +28228,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_5valid___get__(struct __
   return __pyx_r;
 }
 
-/* "cext/book.pyx":489
+/* "cext/book.pyx":492
  *         return self.state == ST_SYNCED
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28253,7 +28261,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "cext/book.pyx":491
+  /* "cext/book.pyx":494
  *     @property
  *     def pending_messages(self):
  *         return len(self.pending)             # <<<<<<<<<<<<<<
@@ -28264,11 +28272,11 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   __Pyx_INCREF(__pyx_t_1);
   if (unlikely(__pyx_t_1 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 491, __pyx_L1_error)
+    __PYX_ERR(0, 494, __pyx_L1_error)
   }
-  __pyx_t_2 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyList_GET_SIZE(__pyx_t_1); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(0, 494, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 491, __pyx_L1_error)
+  __pyx_t_1 = PyLong_FromSsize_t(__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 494, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
   {
@@ -28282,7 +28290,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":489
+  /* "cext/book.pyx":492
  *         return self.state == ST_SYNCED
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -28301,7 +28309,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_16pending_messages___get
   return __pyx_r;
 }
 
-/* "cext/book.pyx":493
+/* "cext/book.pyx":496
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
@@ -28363,7 +28371,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("take_pending", 0);
 
-  /* "cext/book.pyx":496
+  /* "cext/book.pyx":499
  *         """The buffered depth messages (oldest first), removing them: after a snapshot,
  *         feed each back through ``apply``."""
  *         p, self.pending = self.pending, []             # <<<<<<<<<<<<<<
@@ -28372,7 +28380,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
 */
   __pyx_t_1 = __pyx_v_self->pending;
   __Pyx_INCREF(__pyx_t_1);
-  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 496, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 499, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_p = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
@@ -28381,7 +28389,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   __Pyx_DECREF_SET(__pyx_v_self->pending, ((PyObject*)__pyx_t_2));
   __pyx_t_2 = 0;
 
-  /* "cext/book.pyx":497
+  /* "cext/book.pyx":500
  *         feed each back through ``apply``."""
  *         p, self.pending = self.pending, []
  *         return p             # <<<<<<<<<<<<<<
@@ -28399,7 +28407,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   }
   goto __pyx_L0;
 
-  /* "cext/book.pyx":493
+  /* "cext/book.pyx":496
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
@@ -28420,7 +28428,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_4take_pending(struct __p
   return __pyx_r;
 }
 
-/* "cext/book.pyx":499
+/* "cext/book.pyx":502
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -28485,92 +28493,92 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "cext/book.pyx":500
+  /* "cext/book.pyx":503
  * 
  *     def stats(self):
  *         return {"state": STATE_NAMES[self.state],             # <<<<<<<<<<<<<<
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(11); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 500, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(11); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATE_NAMES); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 500, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATE_NAMES); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_GetItemInt(__pyx_t_3, __pyx_v_self->state, int, 1, __Pyx_PyLong_From_int, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 500, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_GetItemInt(__pyx_t_3, __pyx_v_self->state, int, 1, __Pyx_PyLong_From_int, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_state, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":501
+  /* "cext/book.pyx":504
  *     def stats(self):
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,             # <<<<<<<<<<<<<<
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->last_u); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->last_u); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_last_u, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_last_u, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->snapshot_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 501, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_self->snapshot_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshot_id, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshot_id, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":502
+  /* "cext/book.pyx":505
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,             # <<<<<<<<<<<<<<
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->applied); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->applied); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_applied, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_applied, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->gaps); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->gaps); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_gaps, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_gaps, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->crossed_books); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->crossed_books); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":503
+  /* "cext/book.pyx":506
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,             # <<<<<<<<<<<<<<
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
  *                 "pending": len(self.pending), **self.book.stats()}
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->stale_dropped); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->stale_dropped); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 506, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_stale_dropped, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_stale_dropped, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffered); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 503, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffered); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 506, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffered, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffered, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":504
+  /* "cext/book.pyx":507
  *                 "applied": self.applied, "gaps": self.gaps, "crossed": self.crossed_books,
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,             # <<<<<<<<<<<<<<
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
 */
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffer_overflows); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->buffer_overflows); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffer_overflows, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_buffer_overflows, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->snapshots); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 504, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->snapshots); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshots, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_snapshots, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":505
+  /* "cext/book.pyx":508
  *                 "stale_dropped": self.stale_dropped, "buffered": self.buffered,
  *                 "buffer_overflows": self.buffer_overflows, "snapshots": self.snapshots,
  *                 "pending": len(self.pending), **self.book.stats()}             # <<<<<<<<<<<<<<
@@ -28581,14 +28589,14 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   __Pyx_INCREF(__pyx_t_4);
   if (unlikely(__pyx_t_4 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-    __PYX_ERR(0, 505, __pyx_L1_error)
+    __PYX_ERR(0, 508, __pyx_L1_error)
   }
-  __pyx_t_5 = __Pyx_PyList_GET_SIZE(__pyx_t_4); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(0, 505, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyList_GET_SIZE(__pyx_t_4); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(0, 508, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_5); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 505, __pyx_L1_error)
+  __pyx_t_4 = PyLong_FromSsize_t(__pyx_t_5); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 508, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 500, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 503, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_1 = __pyx_t_2;
   __pyx_t_2 = 0;
@@ -28599,16 +28607,16 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_stats, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 505, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 508, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   if (unlikely(__pyx_t_2 == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "argument after ** must be a mapping, not NoneType");
-    __PYX_ERR(0, 505, __pyx_L1_error)
+    __PYX_ERR(0, 508, __pyx_L1_error)
   }
   if (unlikely(PyDict_Update(__pyx_t_1, __pyx_t_2) < 0)) {
     if (PyErr_ExceptionMatches(PyExc_AttributeError)) __Pyx_RaiseMappingExpectedError(__pyx_t_2);
-    __PYX_ERR(0, 505, __pyx_L1_error)
+    __PYX_ERR(0, 508, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
@@ -28622,7 +28630,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":499
+  /* "cext/book.pyx":502
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -28644,7 +28652,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_6stats(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/book.pyx":507
+/* "cext/book.pyx":510
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
@@ -28692,32 +28700,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_code,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 507, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 510, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 507, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 510, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "status_name", 0) < (0)) __PYX_ERR(0, 507, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "status_name", 0) < (0)) __PYX_ERR(0, 510, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, i); __PYX_ERR(0, 507, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, i); __PYX_ERR(0, 510, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 507, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 510, __pyx_L3_error)
     }
-    __pyx_v_code = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_code == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 508, __pyx_L3_error)
+    __pyx_v_code = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_code == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 511, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 507, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("status_name", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 510, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -28754,22 +28762,22 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("status_name", 0);
 
-  /* "cext/book.pyx":509
+  /* "cext/book.pyx":512
  *     @staticmethod
  *     def status_name(int code):
  *         return STATUS.get(code, str(code))             # <<<<<<<<<<<<<<
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATUS); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 509, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_STATUS); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_get); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 509, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_get); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 509, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 509, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_code); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_Unicode(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 509, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_Unicode(__pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __pyx_t_7 = 1;
@@ -28791,7 +28799,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 509, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 512, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -28805,7 +28813,7 @@ static PyObject *__pyx_pf_4cext_4book_15BinanceBookSync_8status_name(int __pyx_v
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/book.pyx":507
+  /* "cext/book.pyx":510
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
@@ -31768,14 +31776,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_4book_OrderBook(__pyx_mstatetyp
   __pyx_vtable_4cext_4book_OrderBook.crossed = (int (*)(struct __pyx_obj_4cext_4book_OrderBook *))__pyx_f_4cext_4book_9OrderBook_crossed;
   __pyx_vtable_4cext_4book_OrderBook.apply_levels = (void (*)(struct __pyx_obj_4cext_4book_OrderBook *, struct __pyx_t_4cext_6schema_MarketRecord *, int))__pyx_f_4cext_4book_9OrderBook_apply_levels;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_4book_OrderBook_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook)) __PYX_ERR(0, 40, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_4book_OrderBook_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook)) __PYX_ERR(0, 43, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook = &__pyx_type_4cext_4book_OrderBook;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 40, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 43, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook);
@@ -31785,9 +31793,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_4book_OrderBook(__pyx_mstatetyp
     __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook, __pyx_vtabptr_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 40, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_OrderBook, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 40, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 40, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_4book_OrderBook, __pyx_vtabptr_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 43, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_OrderBook, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 43, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_OrderBook) < (0)) __PYX_ERR(0, 43, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -31810,14 +31818,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_4book_BinanceBookSync(__pyx_mst
   __pyx_vtable_4cext_4book_BinanceBookSync._invalidate = (void (*)(struct __pyx_obj_4cext_4book_BinanceBookSync *))__pyx_f_4cext_4book_15BinanceBookSync__invalidate;
   __pyx_vtable_4cext_4book_BinanceBookSync._buffer = (PyObject *(*)(struct __pyx_obj_4cext_4book_BinanceBookSync *, struct __pyx_t_4cext_6schema_MarketRecord *, int))__pyx_f_4cext_4book_15BinanceBookSync__buffer;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_4book_BinanceBookSync_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync)) __PYX_ERR(0, 368, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_4book_BinanceBookSync_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync)) __PYX_ERR(0, 371, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync = &__pyx_type_4cext_4book_BinanceBookSync;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync);
@@ -31827,9 +31835,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_4book_BinanceBookSync(__pyx_mst
     __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_vtabptr_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BinanceBookSync, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_vtabptr_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BinanceBookSync, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_4book_BinanceBookSync) < (0)) __PYX_ERR(0, 371, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -32912,228 +32920,273 @@ __Pyx_RefNannySetupContext("PyInit_book", 0);
  * cdef int F_BOOK_INVALID = 4
  * cdef int BOOK_LEVELS = 10             # <<<<<<<<<<<<<<
  * 
- * STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "F_BOOK_INVALID": F_BOOK_INVALID,
 */
   __pyx_v_4cext_4book_BOOK_LEVELS = 10;
 
   /* "cext/book.pyx":34
  * cdef int BOOK_LEVELS = 10
  * 
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "F_BOOK_INVALID": F_BOOK_INVALID,             # <<<<<<<<<<<<<<
+ *                     "BOOK_LEVELS": BOOK_LEVELS, "SIDE_BUY": BOOK_BID, "SIDE_SELL": BOOK_ASK, "F_CLEAR": 2}
+ * 
+*/
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_4cext_4book_MK_DEPTH); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_DEPTH, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_4cext_4book_MK_SNAPSHOT); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_SNAPSHOT, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_4cext_4book_F_BOOK_INVALID); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_F_BOOK_INVALID, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+  /* "cext/book.pyx":35
+ * 
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "F_BOOK_INVALID": F_BOOK_INVALID,
+ *                     "BOOK_LEVELS": BOOK_LEVELS, "SIDE_BUY": BOOK_BID, "SIDE_SELL": BOOK_ASK, "F_CLEAR": 2}             # <<<<<<<<<<<<<<
+ * 
+ * STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")
+*/
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_4cext_4book_BOOK_LEVELS); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 35, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_BOOK_LEVELS, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_BID); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 35, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SIDE_BUY, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_BOOK_ASK); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 35, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SIDE_SELL, __pyx_t_5) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_F_CLEAR, __pyx_mstate_global->__pyx_int_2) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SCHEMA_CONSTANTS, __pyx_t_4) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "cext/book.pyx":37
+ *                     "BOOK_LEVELS": BOOK_LEVELS, "SIDE_BUY": BOOK_BID, "SIDE_SELL": BOOK_ASK, "F_CLEAR": 2}
+ * 
  * STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")             # <<<<<<<<<<<<<<
  * 
  * STATUS = {SYNC_APPLIED: "applied", SYNC_BUFFERED: "buffered", SYNC_STALE: "stale",
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_STATE_NAMES, __pyx_mstate_global->__pyx_tuple[7]) < (0)) __PYX_ERR(0, 34, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_STATE_NAMES, __pyx_mstate_global->__pyx_tuple[7]) < (0)) __PYX_ERR(0, 37, __pyx_L1_error)
 
-  /* "cext/book.pyx":36
+  /* "cext/book.pyx":39
  * STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")
  * 
  * STATUS = {SYNC_APPLIED: "applied", SYNC_BUFFERED: "buffered", SYNC_STALE: "stale",             # <<<<<<<<<<<<<<
  *           SYNC_WAITING: "waiting", SYNC_GAP: "gap", SYNC_CROSSED: "crossed"}
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(6); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 36, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(6); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_APPLIED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 36, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_APPLIED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_applied) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_applied) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_BUFFERED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 36, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_BUFFERED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_buffered) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_buffered) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 36, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_STALE); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_stale) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_stale) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/book.pyx":37
+  /* "cext/book.pyx":40
  * 
  * STATUS = {SYNC_APPLIED: "applied", SYNC_BUFFERED: "buffered", SYNC_STALE: "stale",
  *           SYNC_WAITING: "waiting", SYNC_GAP: "gap", SYNC_CROSSED: "crossed"}             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_WAITING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 37, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_WAITING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 40, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_waiting) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_waiting) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_GAP); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 37, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_GAP); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 40, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_gap) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_gap) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_CROSSED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 37, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_4book_SYNC_CROSSED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 40, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_crossed) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_t_5, __pyx_mstate_global->__pyx_n_u_crossed) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_STATUS, __pyx_t_4) < (0)) __PYX_ERR(0, 36, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_STATUS, __pyx_t_4) < (0)) __PYX_ERR(0, 39, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":248
+  /* "cext/book.pyx":251
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
  *         """Apply depth/snapshot level records (no sequencing: see BinanceBookSync)."""
  *         cdef MarketRecord[::1] v = recs
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_5apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 248, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_5apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 248, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 251, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":269
+  /* "cext/book.pyx":272
  *         return self.best_ask_px, self.qty_at(BOOK_ASK, self.best_ask_px)
  * 
  *     def qty(self, int side, int64_t px):             # <<<<<<<<<<<<<<
  *         return self.qty_at(side, px)
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_7qty, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_qty, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_7qty, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_qty, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 272, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_qty, __pyx_t_4) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_qty, __pyx_t_4) < (0)) __PYX_ERR(0, 272, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":272
+  /* "cext/book.pyx":275
  *         return self.qty_at(side, px)
  * 
  *     def levels(self, int side, int n):             # <<<<<<<<<<<<<<
  *         """Top n levels of a side as two int64 arrays (px, qty), best first."""
  *         px = np.zeros(n, np.int64)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_9levels, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_levels, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 272, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_9levels, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_levels, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 275, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_levels, __pyx_t_4) < (0)) __PYX_ERR(0, 272, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_levels, __pyx_t_4) < (0)) __PYX_ERR(0, 275, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":280
+  /* "cext/book.pyx":283
  *         return px[:k], qty[:k]
  * 
  *     def depth(self, int side):             # <<<<<<<<<<<<<<
  *         """Every level of a side, best first: (px, qty) arrays (for tests and snapshots)."""
  *         cdef int64_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_11depth, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_depth, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 280, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_11depth, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_depth, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 283, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_depth, __pyx_t_4) < (0)) __PYX_ERR(0, 280, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_depth, __pyx_t_4) < (0)) __PYX_ERR(0, 283, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":295
+  /* "cext/book.pyx":298
  *         return a[:, 0], a[:, 1]
  * 
  *     def vwap(self, int side, int64_t qty):             # <<<<<<<<<<<<<<
  *         """Average price (ticks, float) to fill ``qty`` lots against ``side`` (BOOK_ASK to
  *         buy, BOOK_BID to sell), and the quantity the book could fill."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_13vwap, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_vwap, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 295, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_13vwap, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_vwap, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 298, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_vwap, __pyx_t_4) < (0)) __PYX_ERR(0, 295, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_vwap, __pyx_t_4) < (0)) __PYX_ERR(0, 298, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":312
+  /* "cext/book.pyx":315
  *         return (cost / filled if filled else float("nan")), filled
  * 
  *     def imbalance(self, int n):             # <<<<<<<<<<<<<<
  *         """(bid qty - ask qty) / (bid qty + ask qty) over the top n levels of each side;
  *         0.0 for an empty book."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_15imbalance, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_imbalance, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 312, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_15imbalance, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_imbalance, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 315, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_imbalance, __pyx_t_4) < (0)) __PYX_ERR(0, 312, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_imbalance, __pyx_t_4) < (0)) __PYX_ERR(0, 315, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":320
+  /* "cext/book.pyx":323
  *         return (b - a) / (b + a) if b + a else 0.0
  * 
  *     def qty_within(self, int side, int64_t ticks):             # <<<<<<<<<<<<<<
  *         """Total quantity of ``side`` within ``ticks`` of its best price."""
  *         cdef int64_t p, tot = 0, edge
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_17qty_within, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_qty_within, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_17qty_within, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_qty_within, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_qty_within, __pyx_t_4) < (0)) __PYX_ERR(0, 320, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_qty_within, __pyx_t_4) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":341
+  /* "cext/book.pyx":344
  *         return tot
  * 
  *     def is_crossed(self):             # <<<<<<<<<<<<<<
  *         return self.crossed()
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_19is_crossed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_is_crossed, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 341, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_19is_crossed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_is_crossed, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_is_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 341, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_is_crossed, __pyx_t_4) < (0)) __PYX_ERR(0, 344, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":344
+  /* "cext/book.pyx":347
  *         return self.crossed()
  * 
  *     def top_record(self, bint valid=True):             # <<<<<<<<<<<<<<
  *         """The BOOK_TOP_DTYPE record as the feed publishes it."""
  *         from engine.schema import BOOK_TOP_DTYPE
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_21top_record, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_top_record, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 344, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_21top_record, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_top_record, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[8]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_top_record, __pyx_t_4) < (0)) __PYX_ERR(0, 344, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_top_record, __pyx_t_4) < (0)) __PYX_ERR(0, 347, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":352
+  /* "cext/book.pyx":355
  *         return out
  * 
  *     def publish(self, Region region, uint64_t slot, bint valid=True):             # <<<<<<<<<<<<<<
  *         """Write the top levels into a shared book region slot."""
  *         cdef BookTop t
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_23publish, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_publish, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_23publish, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_publish, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 355, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[8]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_publish, __pyx_t_4) < (0)) __PYX_ERR(0, 352, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_publish, __pyx_t_4) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":362
+  /* "cext/book.pyx":365
  *         region.write_ptr(slot, &t)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"levels_applied": self.levels_applied, "recenters": self.recenters,
  *                 "roi_base": self.base, "roi": self.roi,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_25stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_9OrderBook_25stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_OrderBook_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 365, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 362, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 365, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -33163,67 +33216,67 @@ __Pyx_RefNannySetupContext("PyInit_book", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":469
+  /* "cext/book.pyx":472
  * 
  *     # -------------------------------------------------------------- Python API
  *     def apply(self, recs):             # <<<<<<<<<<<<<<
  *         """Feed one parsed message (depth or snapshot records); returns a SYNC_* code."""
  *         cdef MarketRecord[::1] v = recs
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_3apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 469, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_3apply, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_apply, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 469, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_apply, __pyx_t_4) < (0)) __PYX_ERR(0, 472, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":493
+  /* "cext/book.pyx":496
  *         return len(self.pending)
  * 
  *     def take_pending(self):             # <<<<<<<<<<<<<<
  *         """The buffered depth messages (oldest first), removing them: after a snapshot,
  *         feed each back through ``apply``."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_5take_pending, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_take_pending, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 493, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_5take_pending, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_take_pending, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_take_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 493, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_take_pending, __pyx_t_4) < (0)) __PYX_ERR(0, 496, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":499
+  /* "cext/book.pyx":502
  *         return p
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"state": STATE_NAMES[self.state],
  *                 "last_u": self.last_u, "snapshot_id": self.snapshot_id,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_7stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 499, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_7stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 499, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 502, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/book.pyx":507
+  /* "cext/book.pyx":510
  *                 "pending": len(self.pending), **self.book.stats()}
  * 
  *     @staticmethod             # <<<<<<<<<<<<<<
  *     def status_name(int code):
  *         return STATUS.get(code, str(code))
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_9status_name, __Pyx_CYFUNCTION_STATICMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_status_name, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_4book_15BinanceBookSync_9status_name, __Pyx_CYFUNCTION_STATICMETHOD | __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_BinanceBookSync_status_name, NULL, __pyx_mstate_global->__pyx_n_u_cext_book, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 510, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 507, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 510, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_5 = NULL;
-  __Pyx_GetNameInClass(__pyx_t_9, (PyObject*)__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 507, __pyx_L1_error)
+  __Pyx_GetNameInClass(__pyx_t_9, (PyObject*)__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 510, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __pyx_t_6 = 1;
   {
@@ -33231,10 +33284,10 @@ __Pyx_RefNannySetupContext("PyInit_book", 0);
     __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_staticmethod, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 507, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 510, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 507, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_4book_BinanceBookSync, __pyx_mstate_global->__pyx_n_u_status_name, __pyx_t_4) < (0)) __PYX_ERR(0, 510, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -33315,7 +33368,7 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
-  __pyx_builtin_staticmethod = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_staticmethod); if (!__pyx_builtin_staticmethod) __PYX_ERR(0, 507, __pyx_L1_error)
+  __pyx_builtin_staticmethod = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_staticmethod); if (!__pyx_builtin_staticmethod) __PYX_ERR(0, 510, __pyx_L1_error)
   __pyx_builtin___import__ = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_import); if (!__pyx_builtin___import__) __PYX_ERR(1, 119, __pyx_L1_error)
   __pyx_builtin_enumerate = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_enumerate); if (!__pyx_builtin_enumerate) __PYX_ERR(1, 175, __pyx_L1_error)
   __pyx_builtin_Ellipsis = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_Ellipsis); if (!__pyx_builtin_Ellipsis) __PYX_ERR(1, 436, __pyx_L1_error)
@@ -33381,7 +33434,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "cext/book.pyx":291
+  /* "cext/book.pyx":294
  *         for kv in m:
  *             out.append((kv.first, kv.second))
  *         out.sort(reverse=(side == BOOK_BID))             # <<<<<<<<<<<<<<
@@ -33390,12 +33443,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_reverse};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 291, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 294, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cext/book.pyx":292
+  /* "cext/book.pyx":295
  *             out.append((kv.first, kv.second))
  *         out.sort(reverse=(side == BOOK_BID))
  *         a = np.array(out, dtype=np.int64).reshape(-1, 2)             # <<<<<<<<<<<<<<
@@ -33404,18 +33457,18 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 292, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 295, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_int_neg_1, __pyx_mstate_global->__pyx_int_2};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 292, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 295, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "cext/book.pyx":293
+  /* "cext/book.pyx":296
  *         out.sort(reverse=(side == BOOK_BID))
  *         a = np.array(out, dtype=np.int64).reshape(-1, 2)
  *         return a[:, 0], a[:, 1]             # <<<<<<<<<<<<<<
@@ -33424,19 +33477,19 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_slice[0], __pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 293, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(0, 296, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_slice[0], __pyx_mstate_global->__pyx_int_1};
-    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(0, 293, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(0, 296, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[6]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[6]);
 
-  /* "cext/book.pyx":34
- * cdef int BOOK_LEVELS = 10
+  /* "cext/book.pyx":37
+ *                     "BOOK_LEVELS": BOOK_LEVELS, "SIDE_BUY": BOOK_BID, "SIDE_SELL": BOOK_ASK, "F_CLEAR": 2}
  * 
  * STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")             # <<<<<<<<<<<<<<
  * 
@@ -33444,12 +33497,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_wait_snapshot, __pyx_mstate_global->__pyx_n_u_wait_bridge, __pyx_mstate_global->__pyx_n_u_synced};
-    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(0, 34, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(0, 37, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[7]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[7]);
 
-  /* "cext/book.pyx":344
+  /* "cext/book.pyx":347
  *         return self.crossed()
  * 
  *     def top_record(self, bint valid=True):             # <<<<<<<<<<<<<<
@@ -33458,7 +33511,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_True};
-    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(0, 344, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(0, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[8]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[8]);
@@ -33522,38 +33575,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{13},{15},{7},{6},{2},{9},{50},{38},{20},{37},{33},{5},{30},{37},{5},{14},{15},{33},{35},{21},{21},{27},{28},{8},{12},{9},{27},{29},{15},{15},{19},{20},{16},{17},{13},{20},{15},{20},{14},{11},{6},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{1},{3},{15},{2},{7},{5},{2},{5},{4},{18},{1},{4},{4},{4},{2},{2},{16},{8},{1},{9},{18},{4},{4},{5},{7},{5},{5},{15},{4},{5},{6},{13},{9},{5},{6},{5},{6},{7},{3},{4},{3},{1},{2},{9},{5},{4},{5},{10},{5},{8},{1},{2},{6},{4},{6},{14},{1},{11},{7},{4},{1},{4},{3},{4},{2},{5},{3},{3},{11},{1},{4},{7},{3},{7},{2},{2},{1},{3},{10},{2},{9},{4},{6},{8},{7},{7},{3},{8},{4},{10},{5},{4},{4},{4},{11},{9},{4},{5},{13},{5},{5},{12},{5},{11},{4},{4},{6},{3},{6},{1},{4},{12},{5},{10},{3},{6},{6},{1},{5},{6},{4},{11},{13},{7},{1},{5}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{13},{15},{7},{6},{2},{9},{50},{38},{20},{37},{33},{5},{30},{37},{5},{11},{14},{15},{33},{35},{21},{21},{27},{28},{8},{14},{7},{12},{8},{11},{9},{27},{29},{15},{15},{19},{20},{16},{17},{13},{20},{15},{20},{14},{16},{8},{9},{11},{6},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{1},{3},{15},{2},{7},{5},{2},{5},{4},{18},{1},{4},{4},{4},{2},{2},{16},{8},{1},{9},{18},{4},{4},{5},{7},{5},{5},{15},{4},{5},{6},{13},{9},{5},{6},{5},{6},{7},{3},{4},{3},{1},{2},{9},{5},{4},{5},{10},{5},{8},{1},{2},{6},{4},{6},{14},{1},{11},{7},{4},{1},{4},{3},{4},{2},{5},{3},{3},{11},{1},{4},{7},{3},{7},{2},{2},{1},{3},{10},{2},{9},{4},{6},{8},{7},{7},{3},{8},{4},{10},{5},{4},{4},{4},{11},{9},{4},{5},{13},{5},{5},{12},{5},{11},{4},{4},{6},{3},{6},{1},{4},{12},{5},{10},{3},{6},{6},{1},{5},{6},{4},{11},{13},{7},{1},{5}};
     const struct { const unsigned int length: 8; } bytes_length_index[] = {{1},{9},{96},{15},{11},{57},{87},{19},{163},{63},{127},{22},{86},{163},{174},{62},{86}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2017 bytes) */
-static const char cstring[] = "x\332\255U\315w\333\306\021/m\305V\0229\246d\331\211\343\244Y*r\344(1[\312\262\234\246q\362(\221J\024?[\242H\331m^\337\303[\000K\n\026\010\200\330\005E*\375\360\221G\034\367\270G\034y\344\221G\035y\3441\177B\377\204\316\000\374\262\345\366T>\022\334\035\314\314\376f\3467\263\204\n\362\307\026q\365\227\314\020\337\0237\020\304\255\022\237:5vO\370\214\221\252Oku\346\210/\277\314~K\276{\312\352\256\337~n\261ST\373\316p\035a\325\0027\340\204:&1-\037\275\274)\266\234\361\013.|\313d\346\2142q\375\377\371\376u\331D\363\373\037v\250\343\270\202P\316\255\232C\204K|F\315\373\256c\267I=\006\331\004\220{N\223\332\226I\352\256\311\276&\254\345\201-\270Z3\326\360\334\265\252\353\013\010u\355kR\003Wce~L=\006G\021\332\2628y\346\nF\3041\244i\247-\216]\207\200\314d\266\2453\237\n\006\247!>\360\352\243\222C\016\212\007\3677\277\331\214\321\372\014\223\312\t\017t\303\006\240\214c\322\364\300\262\005x\027m\217\361,\331\253\222\266\033\020\207\001.\210\302\003\275Y\003q\314\034\302\231\300\005Y\213c\246\302r\035\r\314-\247\2666J\223\325dh\275Km\316\262\32445\320c\006k\211?\350\256{\222\365\332-\303\265mTt\035\236\245\272aZ\234\3526c\016>k\206\305\223\225\351\270\020]\225\006\266 \232\346330\230\246\0213\210\335;\256s\037\242mZ\324\206\267\206\345XB\323\342*\200\221\047\2161\251\334\241\036?\006Y\235qNk\214\334;\201\252\221\206\200\272\004\\\020\235\021\317\345\026\"\366Y\r\340\020\323\2058\321\313\261k\233d{\177\377\211V\331?\200\354\031\256or\337\265&\206[\233\331\354\306\372\372\306&\021\226q\302\223\262q\033\036A\214\0361R\333v\r\250\014\241\276O\333\304\244\202f\337\3626)2V)\341\027\317\346\313;{{\343\323\265B\345\257\007\305m\313\241\216\301\266!\205\345\266c\274\261\315N\022d\304\314\320\264\213\nP9\016\005\373\357*\324\363\354\366\233B4\341o\023\006\\sh\235\275\371J\320\023\246y\014\232\303\251\025m\333\362\270\305\237\346\017\237\024+I\034\373\276\311|\324\236,.b\237}u\001\365\364e\214w\272\215\313>\335Zu\235\332\010mF\3045\303w\201\313\346Tf\263&\263\371t\357\005\272m\361\031?""\300\226\3276\332\251%\216-g*\21334\335\n\327\323\022\276Le\315S\352\225+\371JQ{\226\177Z,\343\362\250\\f\215\200\001>\234`\331\3510\323\264\203v\013~\005\350d\355\031\264\315!\253j\332\250\333\240\001\200\354\330\217\323E\215\tK\260:\nL\264\201O5p\014\374\257\215\223\007\037\253\356\301\210\301U\235ZN\374\357\232\201\035\277\303B\306\377x\274\246A\213j\3061\003Z\007\365d7\362\202K\234\025\311*p<\240>x(:c\275\246@v\243\217F@\355\261\333q\357^(\364D\300Z\270\201ZO\240\360\031\350\0278\240i\202q\214\005+\352\372pSX\016\2430J\306=\245\351A\265\nS\321C\216X\314\214\251B\033q\037R~\302)\007\256Znvb\314u\235r\246[&\307!\245{z#\361\240\2710\033\252\266{\312\223=3\r\034eY\3242l0\324 \2270\270\r\246S\343\304\200\331n\270\\\030n\340\210\021\325bZ\232\230\265\370\201\220\223\033\216\2315\306\352\236h\003\t\300\21695p\227\345\220\370:e\220\321x\2503\337w\375\252\005\363\322\254\332\264\306\341\232\250S1\272,j\324\203/G\002X\346\204\3570\342X\313r8\204%\2666\247\234G\222\360\344q\306NN\232@\036\241\001\001\252\"\351\201\344\251\2152V\257\323\326\270\217\341\022\303\033\014o.\007\353\003\035\017\362\272\343\001J\257\r\321@\016\341\313avi0#=\017R12\365\\o\324Q^\323k5\240\177\246-\324hB\237\300u\316|\016\013\236\214`|r\020\371,\036\213>\200\3629\003\257\360\325\260F\234\331U \304\350f\210\225\360`\014\n\307\357x\346kP\312\321\222sH\027\020\310f\361C3}\000\305L\330\370\t\257\360a\031u\006\3442\343n\236\231o\200\305\343\320\3230\232\003\270@\203:2\007J\211snv\326\305\267\300\264\367\205+\240= \017\201\007c\2375\343\353\034\036\001\3438\014N)\\W:\014\373\032\213\227c\250\270\001g\2553\210\230\357\277J\r\347\336\353|\025\226^\345\207\363\327;\215\360]yG\345U%Z\034\246?\226\253\322R\377\352\232\275\3140}Gn\312\263\350\243\356r\367E\357I_\234\347\206\351\214Z\036\334}\330\375[\177\271_\032\246WUap\357\317\275\307\347s\347yT\177 \251\024\352qw\256[\354\335\3525\022\377\"|$3rK-\216\267\337\310\034.\323\203\364\212Z\035|\361\250\373\217~\341<5L\177\"\013\352\252:\215\314.\234M\324|4\027""\375\004\216\226{\177\351W\316?\032\224\236\017\236\277x\225\377m\376Z\347\260\323\014K\241!\227dn8\377AG\017\257\2044\344rE\202\333\317d;J\r\347o\206\025\371\261\312\251\335\350\363\250\024\351\335\024DQ\352\352\275T\357\303\376\325~\003\221\370\341R\270\231\230\241\333\353\340\264\"\027\345\027\3522\330\305\242\337K:\234\177\277\3630\274\034\346\206\013\351p.\314\017\027\320\360\006,\322\037\206\215\341\302\215p#<\304\305R\270\022\356\204gjY\035*\036e\360\265\220\217TFma^\227\303\202\274\256\032Q\352\267\377\217\233\270p\010\361s\225C\210\271\316n\230A\220X\317\024\004\366(\316\006\030\354\312\014B\277&KP\234\206J\201\347\222\252F\371\250t\301\374\001\244t\021\261\214d\3718\321e\231B\331f\370wL\013\030S%\242\\\264\333\315t\337\256\327\206C\026\001qN\025\242Tt+jtSX\245\22725\270\235\357/\3663\375\\\177\273O_\345\377}\345w\357.t6;\277\002\351^NbB\351\265N1\\\016_\310\274\374EA\255\026^\337\276\0176\034\360n@\275nJ\003\016[\301\243\0222_\212\023\210U\335\226U\265\255\364\350j4\362z\033\020\306\276n\002]\204\034\225\264 S\362\226\014\324\216\372g\267\002l+\365h\234\306a\372F\234\305\202\272\002N.G9\264-\204\013\262\250n\250g\335\325.E\001\344\r\265OC]^\222\367\000H>aL*\274-\357J\2562\250\264\335\251\206\371\360\010\250uI\255AC-u\037\2405\302M\316_\226\245\004\342\247H\341;27\t\022\031\261\016\201\227\342\323\007\320\027\357\250r\364A\334\240\220T\026\363F\310\rYV\357E\253@\364\313\335Q\\?\312\234\334\205\363\241&\017\001\333\212\374YA`\313\341O\020\300\022\224\035\226\371Ds?\356\223\273\021\357f\373s\375\375A\2712\250\034\r\347\027!\347\310\311\030\347;\260<S\237DGP\366?\365\362\203\271U\205\2558\270\266\2422\263=\010\233\270k\026:{\320\2424l\304\321\035\251\257\006\367\037\367~I\032\2571\230\373\241\327H\252\277\025~\212\025\234\t3\351\267-9\221\275@\326M=r\310\353\257\203\365o{\353\375\374\210WP?`\366\177\000\353\231s\325";
-    PyObject *data = __Pyx_DecompressString(cstring, 2017, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2089 bytes) */
+static const char cstring[] = "x\332\255V\315w\333\306\021/m\305V\0229\226d\331\211\343\244\005\0259r\234\230-mYN\3238y\220H\325\252eI\024)\271\311\353{\373\026\300\222\202\005\002 vA\221N?|\344\021\307=\342\210#\217<\362\350#\217<\346O\350\237\320\231\005?d\313\355\251z\324rwvfv>~3C\215\n\355\017-\3153^0S\374\240y\241\320\274\252\026P\267\306\356\210\2001\255\032\320Z\235\271\342\253\257r\337i\337?cu/h\037\331\354\024\331\2767=W\330\265\320\013\271F]K\263\354\000\265\274M\266\335\361\005\027\201m1\353\014\263\346\005\377\363\376M\332\204\363\207\0377\251\353zB\243\234\3335W\023\236\0260j\335\363\\\247\255\325\225\221M0r\333mR\307\266\264\272g\261o4\326\362A\026T\255\232\253\370\356j\325\013\004\270\272\372\215V\003Ucf~L}\006Oi\264esm\327\023L\023\307\020\246\315\2668\366\\\rh\026sl\203\005T0x\r\355\003\255\0012\271\332~q\377\336\332\267k\312\332\200aP\271\306C\303t\300P\3061hFh;\002\264\213\266\317xN\333\256jm/\324\\\006v\201\027>\360\235\025\020\307\314\3258\023\270\321V\225\317T\330\236K@\334vk\253\2430\331M\206\322[\324\341,G-\213\000\0373YK\374\336\360\274\223\234\337n\231\236\343 \243\347\362\0345L\313\346\324p\030sq\255\2316Ow\226\353\201wU\032:B#$`Vh2B4+T\352]\317\275\007\3366m\352\300\255i\273\266 De\001\204|q\214A\345.\365\3711\320\352\214sZc\332\235\023\310\232\326\020\220\227\220\013\315`\232\357q\033-\016X\r\314\321,\017\374D-\307\236ci\033{{OIeo\037\242gz\201\305\003\317\236\010\256\257\345r\367\357\336\275\277\246\t\333<\341i\332\270\003K\250\254G\033\251\343x&dF\243A@\333\232E\005\315\275\3436M2f)\305\027\317\351\345\315\355m\365\372N\361\250\270S\036\033B\n\225\237\366\213\033\266K]\223m@4\313m\327|\353\230\233\304\312T !\344<\003$\221C\356\376;\013\365}\247\3756\021E\370\273\210!\047.\255\263\267\257\004=a\304gP\047n\255\3508\266\317m\276E\224/\333\273G\372\316va\213l\356\024\365\203g\372\301\323b%u\356\331SR(\356W\236\300wyW\337/?\331\253\354\005\026\013P\353ds\336\307\263W\347\274\233^*\277\246G\205\224\351\321\256\033\324A\027\316\22081\003\017\340oMi\016k2\207O\317~h86?\243""\007\000\366\306\201\234\332\342\330v\2474\025\311\351Qx>I!6\2455O\251_\336|R|\246\223\315\275\335rE\337\255\224\313\333\205\"\3318\374I}\227\213;;@\256\024\311\256\376\254X\306\355a\271\314\032!\003\007\260+\346\246\r\222\220\375v\013\376\013\320\035\310.\224\342\001\253\0222\252`(*( \254\361\351\246\306\204-X\035\t\026\312\300_5tM\374\256\215\243\013\177v\335\207\266\205\273:\265]\365\355Y\241\243\356\020\021\352\033\237\047\004\312\236\230\307\014J%\254\247\247\221\026\334b\377Iw\241\353C9\201\206\242;\346k\n\254\030\324\321\010\2513V;\356\007\347\2200!\260\026\036\000\014\023S\370\031\323\317\201\204\020\3018\372\202)\367\002\230>\266\313(\264\247q\235\022#\254V\241\323\372\010\"\233Y\nK\264\241j\233\362\023N9\200\336\366r\023an\030\2243\303\26686>\3037\032\251\006\342A\277\251:\336)O\317\3142\261=\346\220\313t@\220@,a\030\230\314\240\346\211\t\363\302\364\2700\275\320\025#,*\334Z\0305\265\240\311\351\324dV\215\261\272/\332\000\002\220cn\r\324\3458\004\276N\031DT\r\n\026\004^P\265\241\007[U\207\3268\214\236:\025\243\001T\243>|8\002\300\266&\005\001m\223\265l\227\203[b}mZ\024\010\022\236./\331\311I\023\300#\010\000\240*\322\"IW2\212X\275N[\343\206\000\203\021\247\"NC\027\363\003\255\003\350u\327\007+\3756x\0031\204\017\207~H\240\357\372>\204b$\352{\376\250\344\374\246\337j@\201Mk\254\321\204B\202\237\010,\340\260\341i[\307\225\003)`\252\325\006`T\300\031h\205\017\301\034q\346T\001\020\243i\243\230\360at\n[\372x\216\020H\345h\3139\204\013\000\3440\265\020+\000\243\230\005\207 \305\025.\266Yg\000.K\225\373\231F\t\266\370\034\212\036\332}\010C9\254#r \225\3300\3176M5Y\246\315Ax\002\312\003\342\020\3720JXS\375D\200%d\034\273\305)\205\021h\300\000\2511\265\035\233\212\007P\326z\t\036\363\275W\231\341\314\007\235\257\243\322+}8{\265\323\210\336\227\267b=\256$\013\303\371O\345\212\264\343\177u\255^v8\177K\256\311\227\311\047\335\245\356\363\336\323\276x\235\037\316g\343\245\301\355\207\335\277\365\227\372\245\341\374J\\\030\334\371S\357\361\353\231\327:\262?\220T\212""\370qw\246[\354\335\3505R\375\"z$\263r=^\030\037\277\225y\334\316\017\346\227\343\225\301\227\217\272\377\350\027^g\206\363\237\311B|9>M\254.\274\255\305\263\311L\362\004\024-\365\376\332\257\274\376dP:\032\034=\177\245\377:{\245s\320iF\245\310\224\2132?\234\375\250cD\227\"\032q\271,A\355\357d;\311\014g\257G\025\371i\234\217\267\222/\222Rbt3\340E\251k\3642\275\217\373\227\373\r\264$\210\026\243\265T\014\325^\005\245\025\271 \277\214/\202\234\"\375V\322\341\354\207\235\207\321\305(?\234\233\217f\"}8\207\202\327`3\377q\324\030\316]\213\356G\007\270Y\214\226\243\315\350e\274\024\037\304<\311\342\265\220\217\342l\274\216q]\212\n\362j\334H2\277\376\177\324\250\304\241\211_\304y41\337\331\212\262h$\3463\003\216=R\321\000\201-\231E\323\257\310\022$\247\021g@s)\256&zR:\047\376\000B\272\200\266\214h\272\ntYf\220\266\026\375\035\303\002\3024\026I>\331\352f\273\357\346k\303#\013`q>.$\231\344F\322\350f0K/dfpS\357/\364\263\375|\177\243O_\351\377\276\364\233\367\347:k\235_\000t/&>!\365J\247\030-E\317\245.\177\216!Wso\036?\004\031\016\366\336\207|]\227&<\266\214O\245`\276\240\002\210Y\335\220\325x#6\222\313\311H\353M\260P\351\272\016p\021r\224\322\202\314\310\0332\2147\343\177v+\200\266R\217\2520\016\347\257\251(\026\342K\240\344b\222G\331B4\047\213\361\265x\267\273\322\245H\200\270!\367id\310\013\362\016\030\242\247\210\311D7\345m\311\343,2mt\252\221\036\035\002\264.\304\253PP\213\335\007(\215\346\246\357/\311Rj\342\347\010\341[2?q\022\021q\027\034/\251\327\007P\027\357\305\345\344#U\240\020T\246p#\344}Y\216?HV\000\350\027\273#\277\376,\363r\013\336\207\234<\004\333\226\345_bpl)z\002\016,B\332a\253\247\234{\252Nn\047\274\233\353\317\364\367\006\345\312\240r8\234]\200\230#&\225\235\357\301\366e\374Yr\010i\377cO\037\314\254\304X\212\203+\313q\366l\r\302AU\315\\g\033J\224F\r\345\335a\374\365\340\336\343\336\317i\3415\0063?\366\032i\366\327\243\3171\203g\334L\353m]Nh\317\021uS\215\034\342\372\313\340\356w\275\273}}\204+\310\037 \373?\241\007\2154";
+    PyObject *data = __Pyx_DecompressString(cstring, 2089, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2666 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject> o\377ut of ra\377nge(tree\377 fragmen\377t)).: <M\377emoryVie\375w#\001<conti\377guous an\237d dirB\001\007\ri\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\377not assi\377gn to re\377ad-only \365m\240\002v\242\000Inva\377lid mode\237, exp\342\000|\000\047\373c\047t\001\047fort\236\350\000\047, gH\000%\005s\357hape\222\000 ax\377is Note \373th\244 Cytho\373n \021\000delib\237eratek\000\320\001c\367ter!\001n PE\337P-484\212\"re\376\321!s subcl\366\246\000es\330!buil\373ti\260\000ypes.\377 If you \223ne\224 \303\000p\316\000%\tt\177hen set\200\000\367e \047\357\002atio\377n_typing\355\047\355$iv\242\000o F\377alse.add\375_\231 ecext/\377book.pyx\317coll\340@8\000s.\377abcdisab\357leen\002\001gci\375s\004\003dno de\377fault __\377reduce__\367 duZ\002non-\336\277@vial\033\000cionit_f\001 a2\000\367pth\311Asnap\373sh\227@messa\337ge (k\375@ q\375t\225@ust be\277 posit\257\000r;eg\307\000 do\226 \310A\377hold BOO\337K_TOP\315@co\377rdsroi m\3762\00464..2**\37724 ticks\226\261Csl\204`u\303\002\203aa\357lloc\227@ ar\377ray data\341.\013\020\337C\261\204\001\216\204\003s.A\357SCIIv\005_DT\377YPEBinan\367ceB\300 Syncj\000\014.\230&c\225b__\017\017\326\267@st\245`_\013\025ap\247plyI\r/\001s\001\021u\277s_namey\rt\377ake_pend\376\217`Ellipsi\177sMARKET\302\003\037Order\302\001\000\006\252\017`\017\t\245\016.\007\253\002=\007de\364@>L\007imbal\257!\010\010\377s_crosse\375ds\007levels\376\203\007publish\370\224\007\253`\000\n_with\343in\265\007\235\"\304\007top\347_re\254a\330\007vwa\377pSTATE_N\357AMES\007\001USSOeque\320@\276\210\001.\303\210\007\337__Pyx\001\000Di\377ct_NextR\357ef__\347\205\004e__\363__\274\206\002\000\006_get/item\026\001d0\001 \000\017func&\001\030\000\355C4\000\277import<\001m\367ain\003\002odul\270M\002\305AV\001new]\001p\376~\000checksu\360T\000\n\001?\004\025\001type\373__\037\001unpicmk?\000En \005vt\306\206\001\036\241\001qualO\005\264\206\005\224\204\016\366\316\206\006ex\325\001set_\360\203\005\245\204\006\357""\000\251\204\016__te\365s\310\001i\317@orou\377tineaabc\376\352\205\005_buffer\273ap\320\204\001ied\326\204\002a\375q\203\206\002asksas\177yncio.c5\005\377sbbasebi{ds\241\210\001bpbq<\003\377_overflo\273wsL\003edc\307\210\001.\326\307\210\001cls\000_\311 tr\377acebackc\373od\367@stcou\223nt\344d\222\204\002d\262!\000\002_\374\260\000\334\214\003edgeem\367pty\202`odee\333ng\302\000.s\366 ma\371e\317 \320\212\002error\377filledfl\377agsforma]t\246\213\004gap\000\000s\375A\373id\347\204\006index\377instint6\3234i\353\204\006\241as\000\002iz?ekkvla\300 \376@\323ft\376\204\003\204\205\003_\253$mm;ax\300\206\005mem\276\214\001\266\214\001\275n\360\206\001nannm\000n\375p\365@pyobjo\377utoutsid\177e_roipp\210 \356\374\206\004pop\313\205\004pvp\377xqqtyqty\376\274\205\004qvrecen\377tersrecs\254\375\211\003\205\212\001st\364\000e\367\214\002r\375e\375 seroir\367oi_\240AselfGset\223\213\004\234\215\002u\001s\322\000\344\373\211\001\354\212\005_\310@\370\212\004sso?rtstal\261`\002\000\367_dr\222\000edst\371a\022\002\307aaticmoetho\022\001ts\244\211\001\274\331\210\004\211\000psto\001\000r\277uctsum\266ae\303dt\344\210\001\340\210\t\201\213\002\362\206\007to\367tun\204!upda\367tev\367\216\002valu\373es\211\207\001wait_\207bri\200`\006\002\242\214\005\024\001i\357ngxz\357\000sO\200\377\001\330\004\n\210+\220Q\377\200A\330\010\017\210q\220\377\t\230\033\240A\240T\250\377\021\330\020\032\230$\230i\377\240\177\260d\270!\330\020\377\033\2304\230z\250\030\260\377\024\260W\270K\300t\310\3771\330\020!\240\024\320%\3775\260\\\300\024\300Q\330\377\020$\240D\320(;\270\337=\310\004\310A+\0013\230\377a\230t\240=\260\004\260\337E\270\026\270qZ\003t\220\1777\230!\2306\240\021\007\005\3678\2301v\001\020\320\020\"\377\240$\320&7\260}\300\377D\310\001\330\020\034\230D\177\240\007\240w\250d\260y\000\177 \240\010\250\004\250HF\000\377\024\270X\300T\310\030\320\377QV\320VW\200A\340\377\010\r\210R\210v\220Q\377\220c\230\022\2301\330\010\377\016\210b\220\006\220a\220\357s\230\"\230\316\000\037\230y""\377\250\001\330\010\025\220T\230\377\032\2401\240F\250#\250\337Q\250b\260\001\303\000Q\260\377b\270\001\270\027\300\007\300}q\365\001r\220\022\22041\003\372S\001\017R\000T\230\021\230&\353\240\0035\000Af\001\036\230a\377\330\010\013\2105\220\003\220\3771\330\014\020\220\004\220A\177\330\014\017\210r\220\023\006\000\377\020\027\220q\330\014\023\220\3672\220R\005\001\022\220\"\220\377C\220z\240\024\240R\240\373s\250\273 \027\220t\2307\357\240!\2406\324!\024\220D\177\230\017\240q\250\001\340\001C\354\264B\211!#\240\200 \013\2101O\210F\220!\241\001\314A\001\326\000\3757\211\"\020\024\220F\230!\356\267\001\r\230Q\232@q\240\001\376\236\000Q\240f\250A\250QJ.\0163\320 \021\317\001L\004A\344\"wS\230\001\343\0014\220|\223!\377\240Q\240a\240t\2501_\250F\260!\260\022\023yb\000\375\021\366\0001\240D\250\001\250\357\026\250q\260\215@\016\210j\377\230\001\320\031A\300\021\300\377!\3001\300B\300a\200\377A\360\006\000\t\014\2104\353\210{\362`j\261A\017\210q\376\020\003\r\210E\220\024\220W_\230A\230Z\240\251@\014\001\013\325\0131\000s\354\0002\341@\025\230\237c\240\021\240\"g\001\307\204\003\002\374\203B\211aB\230f\240B\240\257b\250\007\250O\004\031\307\000\010\332H\001\025\254`t\230\314DD\230\377\001\230\026\230u\240C\240\377~\260T\270\024\270Q\270}a\341Aq\330\020\023\220\302!\267D\240\006B\000\003\250\350`\014\377\210D\220\014\230E\240\023_\240N\260$\260\231`\014\363!\376\217aw\220b\230\002\230(\372\206\000A\254c\001\220\031\230%\337\230s\240!\330o\000B\210\337f\220A\220U\330`\002\240\177\047\250\030\260\022\2603:\001\372\370\205\001\004\226`\001\230\024\230Q\312\211#\035\277\204\001\033\323\204\001\336\004\330\014\327\022\220*\205 QD\001D\320\377\020 \240\005\240S\250\016\336\234\206\002\010\016\210e\372bt\230\3772\230S\240\n\250$\250\357b\260\003\260\244\204\004G\2301{\230F}\000\014\023\2205\231\000\357\"\230J\240\326\000\024\220H\232\276\000\022\263`\014\024\312\204\001\321\204\001O\376\243\205\002%\250s\260.\300\004\377\300O\320ST\320TU\307\330\010\021\200@\327\204\001\237""\207\002\005\220\177R\220z\240\034\250U\364@\1779\270A\320\004$\240\207\206\001\207\320\r\"\337\001\372\205\007\355\000\261\205\002\014\377\210I\220Q\220a\220q\376\333 \024\230U\240+\320-\367=\270Z\363\205\003q\320\004?;\270q\370C6\220\035\276A\334\010\356\352\205\0036\230\021\363\005W\240A\351\240\372\002L\003s\325 {\320*_:\270*\300A\372\206\001j\273B\007q\240\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2666, 3561);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2748 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject> o\377ut of ra\377nge(tree\377 fragmen\377t)).: <M\377emoryVie\375w#\001<conti\377guous an\237d dirB\001\007\ri\375n\021\005stride\275d\"\010 or \004\031>\371<(\tA\006>?Can\377not assi\377gn to re\377ad-only \365m\240\002v\242\000Inva\377lid mode\237, exp\342\000|\000\047\373c\047t\001\047fort\236\350\000\047, gH\000%\005s\357hape\222\000 ax\377is Note \373th\244 Cytho\373n \021\000delib\237eratek\000\320\001c\367ter!\001n PE\337P-484\212\"re\376\321!s subcl\366\246\000es\330!buil\373ti\260\000ypes.\377 If you \223ne\224 \303\000p\316\000%\tt\177hen set\200\000\367e \047\357\002atio\377n_typing\355\047\355$iv\242\000o F\377alse.add\375_\231 ecext/\377book.pyx\317coll\340@8\000s.\377abcdisab\357leen\002\001gci\375s\004\003dno de\377fault __\377reduce__\367 duZ\002non-\336\277@vial\033\000cionit_f\001 a2\000\367pth\311Asnap\373sh\227@messa\337ge (k\375@ q\375t\225@ust be\277 posit\257\000r;eg\307\000 do\226 \310A\377hold BOO\337K_TOP\315@co\377rdsroi m\3762\00464..2**\37724 ticks\226\261Csl\204`u\303\002\203aa\357lloc\227@ ar\377ray data\341.\013\020\337C\261\204\001\216\204\003s.A\357SCIIy\002LEV\367ELS\201\005_DTY\377PEBinanc{eB\313 Sync\000\0145.\243&c\240b__\017\017\302@\353st\260`_\013\025app\323lyI\r/\001s\001\021us\337_namey\rta\177ke_pend\232`\377Ellipsis\373F_\320\"INVAL\377IDF_CLEA\177RMARKET\327\003\377MK_DEPTH\376\005\000SNAPSHO?TOrder\352\001\000\006\300\322\017\017\t\315\016.\007\323\002=\007de|\247`L\007imbal\327!\376\010\010s_cross\373eds\007level\375s\203\007publis\361h\224\007\336`\000\n_wit\307hin\265\007\305\"\304\007to\317p_re\337a\330\007vw\377apSCHEMA\377_CONSTAN\377TSSIDE_B{UY\003\002SELL\024\000\377TE_NAMES\376\007\001USSeque\364\231`\222\211\001.\227\211\007__Py\375x\001\000Dict_N\377extRef__>\273\206\004e____\220\207\002\000\006\377_getitem\362\026\001d0\001 \000func\360&\001\030\000\266c4\000impo{rt<\001main\003\002\217odulM\002\216aV\001n\353ew]\001p~\000che\017cksuT\000\n\001?\004\025\001\277type__\037\001u\337npick?""\000En\346 \005vt\232\207\001\241\001quaalO\005\210\207\005\335\204\016\242\207\006ex\325\001\017set_\203\005\356\204\006\357\000\362\204\016___tes\310\001i\360@\377oroutine\357aabc\276\206\005_bu\277fferap\231\205\001i\333ed\237\205\002aq\327\206\002as\377ksasynci\367o.c5\005sbba\277sebids\365\210\001b\367pbq<\003_ove\277rflowsL\003ekdc\233\211\001.\233\211\001cls\000\375_\311 traceb\277ackcod\230`s?tcount\205\204\004\263\204\002\311d\262!\000\002_\260\000\260\215\003ed\177geempty\202`\277odeeng\302\000.\235s\366 mae\317 \244\213\002e\377rrorfill\377edflagsf\337ormat\372\213\004ga\265p\000\000s\375Aid\210\205\006i\377ndexinst?int64i\214\205\006\241a\375s\000\002izekkv3la\300 \376@ft\237\205\003\245\205\003\275_\253$mmax\211\207\005m\323em\222\215\001\212\215\001n\271\207\001na\333nnm\000np\365@py\377objoutou\377tside_ro\347ipp\210 \305\207\004pop\376\354\205\004pvpxqqt\357yqty\335\205\004qvr\377ecenters\317recs\321\212\003\331\212\001st\332\364\000e\313\215\002re\375 se\177roiroi_\240A\177selfset\347\213\004D\360\215\002u\001s\322\000\317\212\001\300\213\005_\310@\376\314\213\004ssortstsal\261`\002\000_dr\222\000\237edsta\022\002\307aa\377ticmetho\306\022\001ts\355\211\001\242\211\004\211\000ps\373to\001\000ructs;um\266aedt\255\211\001\251\211\t|\325\213\002\223\207\007totun\204!\177updatev\313\217\002\277values\252\207\001w\177ait_bri\200`\370\006\002\366\214\005\024\001ingxz\376\357\000sO\200\001\330\004\n\377\210+\220Q\200A\330\010\377\017\210q\220\t\230\033\240\377A\240T\250\021\330\020\032\377\230$\230i\240\177\260d\377\270!\330\020\033\2304\230\377z\250\030\260\024\260W\270\377K\300t\3101\330\020!\377\240\024\320%5\260\\\300\377\024\300Q\330\020$\240D\377\320(;\270=\310\004\310\375A+\0013\230a\230t\240\377=\260\004\260E\270\026\270\375qZ\003t\2207\230!\230w6\240\021\007\0058\2301v\001\377\020\320\020\"\240$\320&\3777\260}\300D\310\001\330\377\020\034\230D\240\007\240w\367\250d\260y\000 \240\010\250\367\004\250HF\000\024\270X\300\377T\310\030\320QV\320V\377W""\200A\340\010\r\210R\377\210v\220Q\220c\230\022\377\2301\330\010\016\210b\220\377\006\220a\220s\230\"\230\376\316\000\037\230y\250\001\330\010\377\025\220T\230\032\2401\240\377F\250#\250Q\250b\260\375\001\303\000Q\260b\270\001\270\337\027\300\007\300q\365\001r\220\247\022\22041\003S\001\017R\000T\277\230\021\230&\240\0035\000A\376f\001\036\230a\330\010\013\210\3775\220\003\2201\330\014\020\377\220\004\220A\330\014\017\210\367r\220\023\006\000\020\027\220q\177\330\014\023\2202\220R\005\001\377\022\220\"\220C\220z\240\277\024\240R\240s\250\273 \027\377\220t\2307\240!\2406\376\324!\024\220D\230\017\240q\307\250\001\340\001C\264B\211!#\240\376\200 \013\2101\210F\220!\324\241\001\314A\001\326\0007\211\"\020\024\357\220F\230!\267\001\r\230Q\356\232@q\240\001\236\000Q\240f\257\250A\250Q.\0163\320 \021t\317\001L\004A\344\"S\230\001\343\001\3674\220|\223!\240Q\240a\377\240t\2501\250F\260!\325\260\022\023yb\000\021\366\0001\240\377D\250\001\250\026\250q\260\376\215@\016\210j\230\001\320\031\377A\300\021\300!\3001\300\377B\300a\200A\360\006\000\277\t\014\2104\210{\362`j\356\261A\017\210q\020\003\r\210E\377\220\024\220W\230A\230ZU\240\251@\014\001\013\0131\000s\354\000\3752\341@\025\230c\240\021\240\311\"g\001\307\204\003\002\203B\211aB\230\377f\240B\240b\250\007\250\252O\004\031\307\000\010H\001\025\254`t\375\230\314DD\230\001\230\026\230\377u\240C\240~\260T\270\337\024\270Q\270a\341Aq\330w\020\023\220\302!D\240\006B\000\373\003\250\350`\014\210D\220\014\377\230E\240\023\240N\260$\345\260\231`\014\363!\217aw\220b\257\230\002\230(\206\000A\254c\001\377\220\031\230%\230s\240!\375\330o\000B\210f\220A\220\375U\330`\002\240\047\250\030\260\247\022\2603:\001\370\205\001\004\226`\001\257\230\024\230Q\211#\035\277\204\001\033|\323\204\001\336\004\330\014\022\220*\205 \375QD\001D\320\020 \240\005\357\240S\250\016\234\206\002\010\016\210\375e\372bt\2302\230S\240\377\n\250$\250b\260\003\260\276\244\204\004G\2301\230F}\000\014\367\023\2205\231\000\"\230J\240\256\326\000\024\220H\276\000""\022\263`\014\351\024\312\204\001\321\204\001O\243\205\002%\250s\377\260.\300\004\300O\320S\177T\320TU\330\010\021\200@\374\327\204\001\237\207\002\005\220R\220z\240\367\034\250U\364@9\270A\320w\004$\240\207\206\001\320\r\"\337\001\370\372\205\007\355\000\261\205\002\014\210I\220Q\357\220a\220q\333 \024\230U\177\240+\320-=\270Z\363\205\003\277q\320\004?\270q\370C6\343\220\035\276A\334\010\352\205\0036\230\021\236\363\005W\240A\240\372\002L\003s\376\325 {\320*:\270*\300uA\372\206\001j\273Bq\240\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2748, 3645);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3561 bytes) */
-static const char bytes[] = " at 0x object> out of range(tree fragment)).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecext/book.pyxcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__not a depth or snapshot message (kind qty must be positiveregion does not hold BOOK_TOP recordsroi must be 64..2**24 ticks, got slot unable to allocate array data.unable to allocate shape and strides.ASCIIBOOK_TOP_DTYPEBinanceBookSyncBinanceBookSync.__reduce_cython__BinanceBookSync.__setstate_cython__BinanceBookSync.applyBinanceBookSync.statsBinanceBookSync.status_nameBinanceBookSync.take_pendingEllipsisMARKET_DTYPEOrderBookOrderBook.__reduce_cython__OrderBook.__setstate_cython__OrderBook.applyOrderBook.depthOrderBook.imbalanceOrderBook.is_crossedOrderBook.levelsOrderBook.publishOrderBook.qtyOrderBook.qty_withinOrderBook.statsOrderBook.top_recordOrderBook.vwapSTATE_NAMESSTATUSSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineaabcallocate_bufferapappliedapplyaqarrayasksasyncio.coroutinesbbasebidsbookbpbqbuffer_overflowsbufferedccext.bookcline_in_tracebackcodecostcountcrosseddepthdtypedtype_is_objectedgeemptyencodeengine.schemaenumerateerrorfilledflagsformatfortrangapgapsgetiidimbalanceindexinstint64is_crosseditemsitemsizekkvlast_uleftlevelslevels_appliedmmax_pendingmemviewmodennamenanndimnpnumpyobjouto""utside_roippackpendingpoppublishpvpxqqtyqty_withinqvrecentersrecsregionregisterreshapereverseroiroi_baseselfsetdefaultshapesidesizeslotsnapshot_idsnapshotssortstalestale_droppedstartstatestaticmethodstatsstatus_namestepstopstructsumsyncedttaketake_pendingtickstop_recordtotunpackupdatevvalidvaluesvwapwait_bridgewait_snapshotwaitingxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\017\210q\220\t\230\033\240A\240T\250\021\330\020\032\230$\230i\240\177\260d\270!\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020!\240\024\320%5\260\\\300\024\300Q\330\020$\240D\320(;\270=\310\004\310A\330\020\033\2303\230a\230t\240=\260\004\260E\270\026\270q\200A\330\010\017\210t\2207\230!\2306\240\021\200A\330\010\017\210t\2208\2301\200A\330\010\020\320\020\"\240$\320&7\260}\300D\310\001\330\020\034\230D\240\007\240w\250d\260!\330\020 \240\010\250\004\250H\260E\270\024\270X\300T\310\030\320QV\320VW\200A\340\010\r\210R\210v\220Q\220c\230\022\2301\330\010\016\210b\220\006\220a\220s\230\"\230A\330\010\037\230y\250\001\330\010\025\220T\230\032\2401\240F\250#\250Q\250b\260\001\260\024\260Q\260b\270\001\270\027\300\007\300q\330\010\017\210r\220\022\2204\220s\230\"\230A\200A\340\010\017\210v\220T\230\021\230&\240\003\2401\240A\200A\340\010\036\230a\330\010\013\2105\220\003\2201\330\014\020\220\004\220A\330\014\017\210r\220\023\220A\330\020\027\220q\330\014\023\2202\220R\220q\330\014\022\220\"\220C\220z\240\024\240R\240s\250!\330\020\027\220t\2307\240!\2406\250\021\330\020\024\220D\230\017\240q\250\001\340\014\020\220\004\220A\330\014\017\210r\220\023\220A\330\020\027\220q\330\014\023\2202\220R\220q\330\014\022\220\"\220C\220z\240\024\240R\240s\250!\330\020\027\220t\2307\240!\2406\250\021\330\020\024\220D\230\017\240q\250\001\330\010\017\210q\200A\340\010#\2401\330\010\013\2101\210F\220!\2201\330\014\017\210q\220\001\220\022\2207\230\"\230A\330\020\024\220F\230!\330\014\020\220\r\230Q\230a\230q\240\001\240\024\240Q\240f\250A\250Q\200A\340\010#\2401\330\010\013\2101\210F\220!\2203""\220c\230\021\330\014\023\2201\330\010\013\2101\210A\210R\210v\220S\230\001\330\014\023\2204\220|\2401\240A\240Q\240a\240t\2501\250F\260!\2601\330\010\013\2101\210A\210R\210v\220S\230\001\330\014\023\2204\220y\240\001\240\021\240!\2401\240D\250\001\250\026\250q\260\001\330\010\016\210j\230\001\320\031A\300\021\300!\3001\300B\300a\200A\360\006\000\t\014\2104\210{\230$\230j\250\001\330\010\017\210q\200A\360\006\000\t\r\210E\220\024\220W\230A\230Z\240q\330\010\014\210E\220\024\220W\230A\230Z\240q\330\010\013\2104\210s\220!\2202\220T\230\025\230c\240\021\240\"\240D\250\001\330\010\017\210q\220\002\220\"\220C\220s\230\"\230B\230f\240B\240b\250\007\250q\200A\360\006\000\t\031\230\001\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\004\220D\230\001\230\026\230u\240C\240~\260T\270\024\270Q\270a\330\014\017\210q\330\020\023\2207\230\"\230D\240\006\240b\250\003\2501\330\010\014\210D\220\014\230E\240\023\240N\260$\260a\330\010\014\210F\220!\330\014\017\210w\220b\230\002\230(\240\"\240A\330\010\013\2105\220\001\220\031\230%\230s\240!\330\010\014\210B\210f\220A\220U\230&\240\002\240\047\250\030\260\022\2603\260a\330\010\017\210q\220\004\220D\230\001\230\024\230Q\200A\360\006\000\t\035\230A\330\010\033\2301\330\010\013\2104\210s\220!\330\014\022\220*\230A\230Q\330\010\014\210D\320\020 \240\005\240S\250\016\260d\270!\330\010\016\210e\2202\220R\220t\2302\230S\240\n\250$\250b\260\003\2601\330\014\020\220\004\220G\2301\230F\240!\330\014\023\2205\230\002\230\"\230J\240a\330\014\024\220H\230E\240\022\2401\330\014\024\220A\330\014\020\220\004\220O\2401\240F\250%\250s\260.\300\004\300O\320ST\320TU\330\010\021\220\024\220R\220q\330\010\017\210q\220\005\220R\220z\240\034\250U\260!\2609\270A\320\004$\240A\340\010\r\320\r\"\240!\330\010\016\210b\220\006\220a\220s\230!\330\010\036\230a\330\010\014\210I\220Q\220a\220q\230\001\230\024\230U\240+\320-=\270Z\300q\330\010\017\210q\320\004?\270q\360\006\000\t\014\2106\220\035\230c\240\021\330\014\022\220*\230A\230Q\330\010\013\2105\220\003""\2206\230\021\330\014\022\220*\230A\230W\240A\240Q\330\010\014\210I\220Q\220a\220s\230%\230{\320*:\270*\300A\330\010\016\210j\230\001\230\026\230q\240\001";
+    #else /* compression: none (3645 bytes) */
+static const char bytes[] = " at 0x object> out of range(tree fragment)).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecext/book.pyxcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__not a depth or snapshot message (kind qty must be positiveregion does not hold BOOK_TOP recordsroi must be 64..2**24 ticks, got slot unable to allocate array data.unable to allocate shape and strides.ASCIIBOOK_LEVELSBOOK_TOP_DTYPEBinanceBookSyncBinanceBookSync.__reduce_cython__BinanceBookSync.__setstate_cython__BinanceBookSync.applyBinanceBookSync.statsBinanceBookSync.status_nameBinanceBookSync.take_pendingEllipsisF_BOOK_INVALIDF_CLEARMARKET_DTYPEMK_DEPTHMK_SNAPSHOTOrderBookOrderBook.__reduce_cython__OrderBook.__setstate_cython__OrderBook.applyOrderBook.depthOrderBook.imbalanceOrderBook.is_crossedOrderBook.levelsOrderBook.publishOrderBook.qtyOrderBook.qty_withinOrderBook.statsOrderBook.top_recordOrderBook.vwapSCHEMA_CONSTANTSSIDE_BUYSIDE_SELLSTATE_NAMESSTATUSSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineaabcallocate_bufferapappliedapplyaqarrayasksasyncio.coroutinesbbasebidsbookbpbqbuffer_overflowsbufferedccext.bookcline_in_tracebackcodecostcountcrosseddepthdtypedtype_is_objectedgeemptyencodeengine.schemaenumerateerrorfilledflagsformatfortrangapgapsgetiidimbalanceindexinstint64is_crosseditemsitemsi""zekkvlast_uleftlevelslevels_appliedmmax_pendingmemviewmodennamenanndimnpnumpyobjoutoutside_roippackpendingpoppublishpvpxqqtyqty_withinqvrecentersrecsregionregisterreshapereverseroiroi_baseselfsetdefaultshapesidesizeslotsnapshot_idsnapshotssortstalestale_droppedstartstatestaticmethodstatsstatus_namestepstopstructsumsyncedttaketake_pendingtickstop_recordtotunpackupdatevvalidvaluesvwapwait_bridgewait_snapshotwaitingxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\017\210q\220\t\230\033\240A\240T\250\021\330\020\032\230$\230i\240\177\260d\270!\330\020\033\2304\230z\250\030\260\024\260W\270K\300t\3101\330\020!\240\024\320%5\260\\\300\024\300Q\330\020$\240D\320(;\270=\310\004\310A\330\020\033\2303\230a\230t\240=\260\004\260E\270\026\270q\200A\330\010\017\210t\2207\230!\2306\240\021\200A\330\010\017\210t\2208\2301\200A\330\010\020\320\020\"\240$\320&7\260}\300D\310\001\330\020\034\230D\240\007\240w\250d\260!\330\020 \240\010\250\004\250H\260E\270\024\270X\300T\310\030\320QV\320VW\200A\340\010\r\210R\210v\220Q\220c\230\022\2301\330\010\016\210b\220\006\220a\220s\230\"\230A\330\010\037\230y\250\001\330\010\025\220T\230\032\2401\240F\250#\250Q\250b\260\001\260\024\260Q\260b\270\001\270\027\300\007\300q\330\010\017\210r\220\022\2204\220s\230\"\230A\200A\340\010\017\210v\220T\230\021\230&\240\003\2401\240A\200A\340\010\036\230a\330\010\013\2105\220\003\2201\330\014\020\220\004\220A\330\014\017\210r\220\023\220A\330\020\027\220q\330\014\023\2202\220R\220q\330\014\022\220\"\220C\220z\240\024\240R\240s\250!\330\020\027\220t\2307\240!\2406\250\021\330\020\024\220D\230\017\240q\250\001\340\014\020\220\004\220A\330\014\017\210r\220\023\220A\330\020\027\220q\330\014\023\2202\220R\220q\330\014\022\220\"\220C\220z\240\024\240R\240s\250!\330\020\027\220t\2307\240!\2406\250\021\330\020\024\220D\230\017\240q\250\001\330\010\017\210q\200A\340\010#\2401\330\010\013\2101\210F\220!\2201\330\014\017\210q\220\001\220\022\2207\230\"\230A\330\020\024\220F\230!\330\014\020\220\r\230Q\230a\230q\240""\001\240\024\240Q\240f\250A\250Q\200A\340\010#\2401\330\010\013\2101\210F\220!\2203\220c\230\021\330\014\023\2201\330\010\013\2101\210A\210R\210v\220S\230\001\330\014\023\2204\220|\2401\240A\240Q\240a\240t\2501\250F\260!\2601\330\010\013\2101\210A\210R\210v\220S\230\001\330\014\023\2204\220y\240\001\240\021\240!\2401\240D\250\001\250\026\250q\260\001\330\010\016\210j\230\001\320\031A\300\021\300!\3001\300B\300a\200A\360\006\000\t\014\2104\210{\230$\230j\250\001\330\010\017\210q\200A\360\006\000\t\r\210E\220\024\220W\230A\230Z\240q\330\010\014\210E\220\024\220W\230A\230Z\240q\330\010\013\2104\210s\220!\2202\220T\230\025\230c\240\021\240\"\240D\250\001\330\010\017\210q\220\002\220\"\220C\220s\230\"\230B\230f\240B\240b\250\007\250q\200A\360\006\000\t\031\230\001\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\004\220D\230\001\230\026\230u\240C\240~\260T\270\024\270Q\270a\330\014\017\210q\330\020\023\2207\230\"\230D\240\006\240b\250\003\2501\330\010\014\210D\220\014\230E\240\023\240N\260$\260a\330\010\014\210F\220!\330\014\017\210w\220b\230\002\230(\240\"\240A\330\010\013\2105\220\001\220\031\230%\230s\240!\330\010\014\210B\210f\220A\220U\230&\240\002\240\047\250\030\260\022\2603\260a\330\010\017\210q\220\004\220D\230\001\230\024\230Q\200A\360\006\000\t\035\230A\330\010\033\2301\330\010\013\2104\210s\220!\330\014\022\220*\230A\230Q\330\010\014\210D\320\020 \240\005\240S\250\016\260d\270!\330\010\016\210e\2202\220R\220t\2302\230S\240\n\250$\250b\260\003\2601\330\014\020\220\004\220G\2301\230F\240!\330\014\023\2205\230\002\230\"\230J\240a\330\014\024\220H\230E\240\022\2401\330\014\024\220A\330\014\020\220\004\220O\2401\240F\250%\250s\260.\300\004\300O\320ST\320TU\330\010\021\220\024\220R\220q\330\010\017\210q\220\005\220R\220z\240\034\250U\260!\2609\270A\320\004$\240A\340\010\r\320\r\"\240!\330\010\016\210b\220\006\220a\220s\230!\330\010\036\230a\330\010\014\210I\220Q\220a\220q\230\001\230\024\230U\240+\320-=\270Z\300q\330\010\017\210q\320\004?\270q\360\006\000""\t\014\2106\220\035\230c\240\021\330\014\022\220*\230A\230Q\330\010\013\2105\220\003\2206\230\021\330\014\022\220*\230A\230W\240A\240Q\330\010\014\210I\220Q\220a\220s\230%\230{\320*:\270*\300A\330\010\016\210j\230\001\230\026\230q\240\001";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 215; i++) {
+    for (int i = 0; i < 223; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 34) PyUnicode_InternInPlace(&string);
@@ -33564,8 +33617,8 @@ static const char bytes[] = " at 0x object> out of range(tree fragment)).: <Memo
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 215; i < 232; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-215].length;
+    for (int i = 223; i < 240; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-223].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -33575,14 +33628,14 @@ static const char bytes[] = " at 0x object> out of range(tree fragment)).: <Memo
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 232; i++) {
+    for (Py_ssize_t i = 0; i < 240; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 215;
+      PyObject **table = stringtab + 223;
       for (Py_ssize_t i=0; i<17; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -33678,57 +33731,57 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 248};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 251};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_recs, __pyx_mstate->__pyx_n_u_v};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_apply, __pyx_mstate->__pyx_kp_b_iso88591_A_1_1F_1_q_7_A_F_Qaq_QfAQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 269};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 272};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_px};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_qty, __pyx_mstate->__pyx_kp_b_iso88591_A_t7_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 272};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 275};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_px, __pyx_mstate->__pyx_n_u_qty, __pyx_mstate->__pyx_n_u_pv, __pyx_mstate->__pyx_n_u_qv, __pyx_mstate->__pyx_n_u_k};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_levels, __pyx_mstate->__pyx_kp_b_iso88591_A_RvQc_1_b_as_A_y_T_1F_Qb_Qb_q_r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 280};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 283};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_m, __pyx_mstate->__pyx_n_u_kv, __pyx_mstate->__pyx_n_u_a};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_depth, __pyx_mstate->__pyx_kp_b_iso88591_A_E_at1_D_uC_T_Qa_q_7_D_b_1_D_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 295};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 298};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_qty, __pyx_mstate->__pyx_n_u_left, __pyx_mstate->__pyx_n_u_take, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_cost, __pyx_mstate->__pyx_n_u_filled};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_vwap, __pyx_mstate->__pyx_kp_b_iso88591_A_A_1_4s_AQ_D_S_d_e2Rt2S_b_1_G1F, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 312};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 315};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_bp, __pyx_mstate->__pyx_n_u_bq, __pyx_mstate->__pyx_n_u_ap, __pyx_mstate->__pyx_n_u_aq, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_a};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_imbalance, __pyx_mstate->__pyx_kp_b_iso88591_A_E_WAZq_E_WAZq_4s_2T_c_D_q_Cs_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 320};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 323};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_ticks, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_tot, __pyx_mstate->__pyx_n_u_edge};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_qty_within, __pyx_mstate->__pyx_kp_b_iso88591_A_a_5_1_A_r_A_q_2Rq_Cz_Rs_t7_6_D, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 341};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 344};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_is_crossed, __pyx_mstate->__pyx_kp_b_iso88591_A_t81, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 344};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 347};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_valid, __pyx_mstate->__pyx_n_u_BOOK_TOP_DTYPE, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_v};
     __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_top_record, __pyx_mstate->__pyx_kp_b_iso88591_A_b_as_a_IQaq_U_Zq_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 352};
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 355};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_region, __pyx_mstate->__pyx_n_u_slot, __pyx_mstate->__pyx_n_u_valid, __pyx_mstate->__pyx_n_u_t};
     __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_publish, __pyx_mstate->__pyx_kp_b_iso88591_q_6_c_AQ_5_6_AWAQ_IQas_A_j_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 362};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 365};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_7_D_D_wd_HE_XT_QVVW, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
   }
@@ -33743,22 +33796,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 469};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 472};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_recs, __pyx_mstate->__pyx_n_u_v};
     __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_apply, __pyx_mstate->__pyx_kp_b_iso88591_A_1_1F_3c_1_1ARvS_4_1AQat1F_1_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 493};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 496};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_p};
     __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_take_pending, __pyx_mstate->__pyx_kp_b_iso88591_A_4_j_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 499};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 502};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_q_AT_i_d_4z_WKt1_5_Q_D_A_3at_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 507};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 510};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_code};
     __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_book_pyx, __pyx_mstate->__pyx_n_u_status_name, __pyx_mstate->__pyx_kp_b_iso88591_A_vT_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
@@ -41761,6 +41814,85 @@ no_fail:
 }
 
 /* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int neg_one = (int) -1, const_zero = (int) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From___pyx_anon_enum(int value) {
 #ifdef __Pyx_HAS_GCC_DIAGNOSTIC
 #pragma GCC diagnostic push
@@ -43088,85 +43220,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value) {
         PyObject *result = NULL, *kwds = NULL;
         PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
         py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int64_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int neg_one = (int) -1, const_zero = (int) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
         if (!py_bytes) goto limited_bad;
         from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
         if (!from_bytes_str) goto limited_bad;

@@ -31,6 +31,9 @@ cdef int MK_SNAPSHOT = 2
 cdef int F_BOOK_INVALID = 4
 cdef int BOOK_LEVELS = 10
 
+SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "F_BOOK_INVALID": F_BOOK_INVALID,
+                    "BOOK_LEVELS": BOOK_LEVELS, "SIDE_BUY": BOOK_BID, "SIDE_SELL": BOOK_ASK, "F_CLEAR": 2}
+
 STATE_NAMES = ("wait_snapshot", "wait_bridge", "synced")
 
 STATUS = {SYNC_APPLIED: "applied", SYNC_BUFFERED: "buffered", SYNC_STALE: "stale",

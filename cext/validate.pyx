@@ -27,6 +27,10 @@ cdef int MK_MARK = 5
 cdef int MK_LIQUIDATION = 8
 cdef int F_VOLUME_SPIKE = 32
 
+SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,
+                    "MK_MARK": MK_MARK, "MK_LIQUIDATION": MK_LIQUIDATION, "F_VOLUME_SPIKE": F_VOLUME_SPIKE,
+                    "F_NON_MARKET": 8}
+
 CHECKS = {V_NONPOSITIVE: "nonpositive", V_FUTURE_TS: "future_timestamp",
           V_TS_BACKWARDS: "timestamp_backwards", V_RECV_LAG: "receive_lag",
           V_PRICE_JUMP: "price_jump", V_VOLUME_SPIKE: "volume_spike", V_CROSSED: "crossed",

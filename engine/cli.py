@@ -108,6 +108,13 @@ def _cmd_record(args) -> int:
     return 0
 
 
+def _cmd_risk_report(args) -> int:
+    from engine.risk.report import risk_report
+    rep = risk_report(args.candles, args.out)
+    print(json.dumps(rep, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -146,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--rest-url", default="https://fapi.binance.com/fapi/v1",
                     help="REST base for depth snapshots (COIN-M: https://dapi.binance.com/dapi/v1); '' for none")
     rc.set_defaults(func=_cmd_record)
+
+    rr = sub.add_parser("risk-report", help="volatility estimators, GARCH vs arch, Kupiec VaR backtests on candles")
+    rr.add_argument("--candles", required=True, help="1-minute candles (.feather or .csv)")
+    rr.add_argument("--out", help="directory for risk_report.json and var_backtest.png")
+    rr.set_defaults(func=_cmd_risk_report)
     return p
 
 

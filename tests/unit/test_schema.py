@@ -98,3 +98,11 @@ def test_enum_values_are_distinct_within_groups():
             groups.setdefault(k.split("_")[0], []).append(v)
     for g in ("MK", "ACT", "OT", "EX", "LAYER", "TS", "PS", "FEED"):
         assert len(groups[g]) == len(set(groups[g])), g
+
+
+@pytest.mark.parametrize("module", ["binance", "validate", "book", "risk"])
+def test_compiled_modules_agree_with_schema_constants(module):
+    import importlib
+    mod = importlib.import_module(f"cext.{module}")
+    for name, value in mod.SCHEMA_CONSTANTS.items():
+        assert getattr(schema, name) == value, f"cext.{module}: {name} = {value}, engine.schema says {getattr(schema, name)}"

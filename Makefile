@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ring_latency.py
 	$(PY) benchmarks/feed_parse.py
 	$(PY) benchmarks/risk_check.py
+	$(PY) benchmarks/features.py
 
 train-env: $(TRAIN)
 

@@ -115,6 +115,29 @@ def _cmd_risk_report(args) -> int:
     return 0
 
 
+def _cmd_regimes(args) -> int:
+    import os
+
+    from engine.feed.candles import load_candles
+    from engine.features.regime import detect_regimes, plot_regimes, regime_table
+
+    os.makedirs(args.out, exist_ok=True)
+    res = {}
+    for path in args.candles:
+        c = load_candles(path)
+        d = detect_regimes(c["close"])
+        parts = os.path.normpath(path).split(os.sep)
+        repo = next((p for p in parts if "__" in p), "")
+        name = (repo.split("__")[0] + "_" if repo else "") + os.path.basename(path).split(".")[0]
+        tab = regime_table(c["ts"], d["regime"])
+        plot_regimes(c["ts"], c["close"], d["regime"], os.path.join(args.out, f"{name}_regimes.png"), title=name)
+        res[name] = tab
+    with open(os.path.join(args.out, "regimes.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -158,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--candles", required=True, help="1-minute candles (.feather or .csv)")
     rr.add_argument("--out", help="directory for risk_report.json and var_backtest.png")
     rr.set_defaults(func=_cmd_risk_report)
+
+    rg = sub.add_parser("regimes", help="market regimes on 1-minute candles: plot and table")
+    rg.add_argument("--candles", nargs="+", required=True, help="1-minute candle files")
+    rg.add_argument("--out", required=True, help="directory for <name>_regimes.png and regimes.json")
+    rg.set_defaults(func=_cmd_regimes)
     return p
 
 

@@ -83,3 +83,27 @@ def test_record_then_replay_round_trip(btc_capture, tmp_path):
     r = run("book-replay", str(out), "--out", str(tmp_path / "tob.csv"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["rows"] > 0
+
+
+def test_book_replay_on_a_coinm_capture(tmp_path):
+    """COIN-M: symbol BTCUSD_PERP, quantities in contracts (no decimals), `ps` field."""
+    cap = tmp_path / "coinm.gz"
+    lines = [
+        b'1 {"stream":"btcusd_perp@depth@0ms","data":{"e":"depthUpdate","E":10,"T":10,"s":"BTCUSD_PERP","ps":"BTCUSD",'
+        b'"U":100,"u":105,"pu":99,"b":[["61800.1","12"]],"a":[["61800.2","30"]]}}',
+        b'2 {"lastUpdateId":105,"E":10,"T":10,"bids":[["61800.1","12"],["61799.9","4"]],"asks":[["61800.2","30"]]}',
+        b'3 {"stream":"btcusd_perp@depth@0ms","data":{"e":"depthUpdate","E":11,"T":11,"s":"BTCUSD_PERP","ps":"BTCUSD",'
+        b'"U":106,"u":107,"pu":105,"b":[["61800.1","0"]],"a":[["61800.2","25"]]}}',
+        b'4 {"stream":"btcusd_perp@depth@0ms","data":{"e":"depthUpdate","E":12,"T":12,"s":"BTCUSD_PERP","ps":"BTCUSD",'
+        b'"U":108,"u":110,"pu":107,"b":[["61800.0","7"]],"a":[]}}',
+    ]
+    cap.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    out = tmp_path / "tob.csv"
+    r = run("book-replay", str(cap), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["symbol"], res["price_decimals"], res["qty_decimals"]) == ("BTCUSD_PERP", 1, 0)
+    rows = list(csv.reader(open(out)))
+    assert rows[1:] == [["105", "61800.1", "12", "61800.2", "30"],
+                        ["107", "61799.9", "4", "61800.2", "25"],
+                        ["110", "61800.0", "7", "61800.2", "25"]]

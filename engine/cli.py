@@ -138,6 +138,40 @@ def _cmd_regimes(args) -> int:
     return 0
 
 
+def _cmd_sim(args) -> int:
+    import asyncio
+    import signal
+
+    import uvloop
+
+    from engine.venues.sim.run import SimRunner
+    from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET, Faults
+
+    async def main():
+        runner = SimRunner(replay=args.replay, synthetic_seed=args.seed, speed=args.speed,
+                           faults=Faults.parse(args.faults), api_key=args.api_key or TEST_API_KEY,
+                           api_secret=args.api_secret or TEST_API_SECRET, loop_replay=args.loop)
+        url = await runner.start(args.host, args.port)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop)
+        src = f"replay of {', '.join(args.replay)}" if args.replay else f"synthetic market, seed {args.seed}"
+        print(f"sim exchange ({src}) ready", flush=True)
+        print(f"REST      {url}/fapi/v1", flush=True)
+        print(f"WebSocket {runner.server.ws_url}/ws/<stream> and {runner.server.ws_url}/stream?streams=...", flush=True)
+        print(f"symbols   {', '.join(i.symbol for i in runner.instruments)}", flush=True)
+        if not args.api_key:
+            print(f"api key   {TEST_API_KEY}\napi secret {TEST_API_SECRET}", flush=True)
+        await runner.run()
+        if not runner._stop.is_set() and args.replay:
+            print("replay finished; still serving (Ctrl-C to stop)", flush=True)
+            await runner._stop.wait()
+        await runner.server.close()
+
+    uvloop.run(main())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -186,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--candles", nargs="+", required=True, help="1-minute candle files")
     rg.add_argument("--out", required=True, help="directory for <name>_regimes.png and regimes.json")
     rg.set_defaults(func=_cmd_regimes)
+
+    sm = sub.add_parser("sim", help="run the simulated Binance USD-M exchange (REST + WebSocket on one port)")
+    src = sm.add_mutually_exclusive_group()
+    src.add_argument("--replay", nargs="+", help="captures to replay (one symbol each)")
+    src.add_argument("--synthetic", action="store_true", help="seeded synthetic market (default)")
+    sm.add_argument("--seed", type=int, default=1)
+    sm.add_argument("--speed", type=float, default=1.0, help="1 = real time, N = N x, 0 = as fast as possible")
+    sm.add_argument("--loop", action="store_true", help="replay again from the start when done")
+    sm.add_argument("--host", default="127.0.0.1")
+    sm.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    sm.add_argument("--faults", default="", help="e.g. gap_prob=0.01,http_5xx_prob=0.02,ack_delay_ms=50")
+    sm.add_argument("--api-key")
+    sm.add_argument("--api-secret")
+    sm.set_defaults(func=_cmd_sim)
     return p
 
 

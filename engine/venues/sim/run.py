@@ -1,0 +1,143 @@
+"""Drive the simulated exchange from a market source and serve it: what `cryptoscalp sim`
+runs, and what tests and `cryptoscalp run` start in-process.
+
+Sources: a replay of captures (``<ns> <frame>`` files: ours and ../shared/data's), at real
+speed x ``speed`` or as fast as possible (speed 0); or the seeded synthetic market. Every
+frame is applied to the exchange before it is published, so a REST snapshot or an order
+sees the state the frame created; REST snapshots inside a capture are applied, not
+published.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from engine.feed.capture import iter_capture
+from engine.feed.replay import capture_symbol, infer_instruments
+from engine.venues.instruments import Instrument
+from engine.venues.sim.exchange import SimExchange
+from engine.venues.sim.generator import SyntheticMarket
+from engine.venues.sim.server import Faults, SimServer
+
+DEFAULT_BTC = Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tick_units=10,
+                         min_qty_lots=1, max_qty_lots=1_000_000, min_notional="100",
+                         multiplier_up="1.0500", multiplier_down="0.9500")
+
+
+def _stream_of(frame: bytes) -> str | None:
+    if not frame.startswith(b'{"stream":"'):
+        return None
+    end = frame.index(b'"', 11)
+    return frame[11:end].decode()
+
+
+class SimRunner:
+    """A SimExchange + SimServer + market source, run by ``run()`` until ``stop()``."""
+
+    def __init__(self, *, replay: list[str] | None = None, synthetic_seed: int | None = None,
+                 speed: float = 1.0, faults: Faults | None = None, api_key: str | None = None,
+                 api_secret: str | None = None, weight_limit: int = 2400, loop_replay: bool = False,
+                 synthetic_steps: int | None = None):
+        if replay:
+            self.symbols = [capture_symbol(p) for p in replay]
+            insts = []
+            for k, (p, s) in enumerate(zip(replay, self.symbols)):
+                i = infer_instruments(p, s)[0]
+                insts.append(Instrument(**{**{f: getattr(i, f) for f in i.__struct_fields__}, "inst": k,
+                                           "min_notional": "5", "max_qty_lots": 10_000_000,
+                                           "multiplier_up": "1.0500", "multiplier_down": "0.9500"}))
+            self.instruments = insts
+            self.gen = None
+        else:
+            self.instruments = [DEFAULT_BTC]
+            self.symbols = [DEFAULT_BTC.symbol]
+            self.gen = SyntheticMarket(DEFAULT_BTC, seed=synthetic_seed or 1, start_ms=int(time.time() * 1000))
+        self.replay = replay
+        self.speed = speed
+        self.loop_replay = loop_replay
+        self.synthetic_steps = synthetic_steps
+        self.sim = SimExchange(self.instruments)
+        kw = {}
+        if api_key:
+            kw = {"api_key": api_key, "api_secret": api_secret or ""}
+        self.server = SimServer(self.sim, faults=faults, weight_limit=weight_limit, **kw)
+        self._stop = asyncio.Event()
+        self.frames = 0
+        self.done = asyncio.Event()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        url = await self.server.start(host, port)
+        if self.gen is not None:
+            self.sim.on_market_frame(self.gen.snapshot_frame(), self.gen.sym)
+        return url
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        faults = self.server.faults
+        last_disc = last_stall = time.monotonic()
+        last_funding = 0.0
+        try:
+            while not self._stop.is_set():
+                async for stream, frame, delay in self._frames():
+                    if self._stop.is_set():
+                        return
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    now = time.monotonic()
+                    if faults.disconnect_every_s and now - last_disc >= faults.disconnect_every_s:
+                        last_disc = now
+                        await self.server.disconnect_all()
+                    if faults.stall_every_s and now - last_stall >= faults.stall_every_s:
+                        last_stall = now
+                        await asyncio.sleep(faults.stall_s)
+                    if stream is None:
+                        self.sim.on_market_frame(frame, self._default_symbol)
+                        continue
+                    self.sim.on_market_frame(frame)
+                    await self.server.publish(stream, frame)
+                    self.frames += 1
+                    if self.sim.user_events:
+                        await self.server.flush_user_events()
+                    if now - last_funding > 1.0:
+                        last_funding = now
+                        self.sim.funding(self.sim.now_ms())
+                        await self.server.flush_user_events()
+                if not self.loop_replay or self.gen is not None:
+                    break
+        finally:
+            self.done.set()
+
+    async def _frames(self):
+        if self.gen is not None:
+            n = 0
+            t_next = time.monotonic()
+            while not self._stop.is_set() and (self.synthetic_steps is None or n < self.synthetic_steps):
+                n += 1
+                frames = self.gen.step()
+                delay = 0.0
+                if self.speed > 0:
+                    t_next += self.gen.step_ms / 1000 / self.speed
+                    delay = t_next - time.monotonic()
+                for k, (stream, frame) in enumerate(frames):
+                    yield stream, frame, delay if k == 0 else 0.0
+                if self.speed <= 0 and n % 50 == 0:
+                    await asyncio.sleep(0)
+            return
+        from engine.feed.replay import merge_captures
+        t0 = time.monotonic()
+        first = None
+        k = 0
+        for local, idx, frame in merge_captures(self.replay):
+            self._default_symbol = self.symbols[idx]
+            delay = 0.0
+            if self.speed > 0:
+                first = local if first is None else first
+                delay = t0 + (local - first) / 1e9 / self.speed - time.monotonic()
+            elif k % 200 == 0:
+                await asyncio.sleep(0)
+            k += 1
+            yield _stream_of(frame), frame, delay
+
+    _default_symbol: str | None = None

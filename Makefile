@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/feed_parse.py
 	$(PY) benchmarks/risk_check.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/sim_exchange.py
 
 train-env: $(TRAIN)
 

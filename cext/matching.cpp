@@ -9,7 +9,7 @@
             "-Wno-unused-function"
         ],
         "include_dirs": [
-            "/tmp/pip-build-env-5836kvfn/overlay/lib/python3.11/site-packages/numpy/_core/include",
+            "/tmp/pip-build-env-0cbs0ipc/overlay/lib/python3.11/site-packages/numpy/_core/include",
             "cext"
         ],
         "language": "c++",
@@ -2243,6 +2243,7 @@ struct __pyx_obj_4cext_8matching_MatchingEngine {
   PyObject *books;
   struct __pyx_t_4cext_8matching_SimOrder *orders;
   int max_orders;
+  int hw;
   int n_inst;
   int n_open;
   int64_t next_seq;
@@ -2388,6 +2389,8 @@ struct __pyx_vtabstruct_4cext_8matching_MatchingEngine {
   void (*_exec)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *, int, int64_t, int64_t, int, int64_t);
   void (*_fill_resting)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *, int64_t, int64_t, int64_t);
   void (*_cross_check)(struct __pyx_obj_4cext_8matching_MatchingEngine *, uint32_t, int64_t, int64_t, int64_t);
+  void (*_shrink)(struct __pyx_obj_4cext_8matching_MatchingEngine *);
+  int64_t (*_ours_ahead)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *);
   int (*on_record)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_6schema_MarketRecord *);
 };
 static struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *__pyx_vtabptr_4cext_8matching_MatchingEngine;
@@ -3726,10 +3729,10 @@ static CYTHON_INLINE size_t __Pyx_PyLong_As_size_t(PyObject *);
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value);
 
 /* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value);
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint8_t(uint8_t value);
 
 /* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint8_t(uint8_t value);
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint64_t(uint64_t value);
@@ -3861,6 +3864,8 @@ static PyObject *__pyx_memoryviewslice__get_base(struct __pyx_memoryviewslice_ob
 static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, struct __pyx_t_4cext_8matching_SimOrder *__pyx_v_o, int __pyx_v_kind, int64_t __pyx_v_px, int64_t __pyx_v_qty, int __pyx_v_liq, int64_t __pyx_v_ts); /* proto*/
 static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, struct __pyx_t_4cext_8matching_SimOrder *__pyx_v_o, int64_t __pyx_v_px, int64_t __pyx_v_qty, int64_t __pyx_v_ts); /* proto*/
 static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, uint32_t __pyx_v_inst, int64_t __pyx_v_best_bid, int64_t __pyx_v_best_ask, int64_t __pyx_v_ts); /* proto*/
+static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto*/
+static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, struct __pyx_t_4cext_8matching_SimOrder *__pyx_v_me); /* proto*/
 static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, struct __pyx_t_4cext_6schema_MarketRecord *__pyx_v_r); /* proto*/
 
 /* Module declarations from "libc.stdint" */
@@ -4024,6 +4029,7 @@ static PyObject *__pyx_lambda_funcdef_lambda(CYTHON_UNUSED PyObject *__pyx_self,
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, int __pyx_v_inst); /* proto */
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10max_orders___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_2hw___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_inst___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_open___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_exec___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self); /* proto */
@@ -4196,7 +4202,7 @@ namespace {
     PyObject *__pyx_tuple[5];
     PyObject *__pyx_codeobj_tab[10];
     PyObject *__pyx_string_tab[175];
-    PyObject *__pyx_number_tab[9];
+    PyObject *__pyx_number_tab[10];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
 #if CYTHON_COMPILING_IN_LIMITED_API
@@ -4419,7 +4425,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_b_iso88591_Zq __pyx_string_tab[171]
 #define __pyx_kp_b_iso88591_t6 __pyx_string_tab[172]
 #define __pyx_kp_b_iso88591_A_a_E_at1_WAQ_q_U_Bc_Q_7_A_QgQg __pyx_string_tab[173]
-#define __pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_F_3m1E_C __pyx_string_tab[174]
+#define __pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_HA_F_3m1 __pyx_string_tab[174]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4428,7 +4434,8 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_int_4 __pyx_number_tab[5]
 #define __pyx_int_5 __pyx_number_tab[6]
 #define __pyx_int_6 __pyx_number_tab[7]
-#define __pyx_int_136983863 __pyx_number_tab[8]
+#define __pyx_int_11 __pyx_number_tab[8]
+#define __pyx_int_136983863 __pyx_number_tab[9]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -4462,7 +4469,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<5; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<10; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
   for (int i=0; i<175; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<9; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<10; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -4504,7 +4511,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<5; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<10; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
   for (int i=0; i<175; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<9; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<10; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -19635,7 +19642,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
  *         if o.leaves == 0:
  *             o.active = 0             # <<<<<<<<<<<<<<
  *             self.n_open -= 1
- *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
+ *             self._shrink()
 */
     __pyx_v_o->active = 0;
 
@@ -19643,14 +19650,23 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
  *         if o.leaves == 0:
  *             o.active = 0
  *             self.n_open -= 1             # <<<<<<<<<<<<<<
+ *             self._shrink()
  *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
- *         else:
 */
     __pyx_v_self->n_open = (__pyx_v_self->n_open - 1);
 
     /* "cext/matching.pyx":126
  *             o.active = 0
  *             self.n_open -= 1
+ *             self._shrink()             # <<<<<<<<<<<<<<
+ *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
+ *         else:
+*/
+    ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_shrink(__pyx_v_self);
+
+    /* "cext/matching.pyx":127
+ *             self.n_open -= 1
+ *             self._shrink()
  *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)             # <<<<<<<<<<<<<<
  *         else:
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
@@ -19667,7 +19683,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
     goto __pyx_L5;
   }
 
-  /* "cext/matching.pyx":128
+  /* "cext/matching.pyx":129
  *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
  *         else:
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)             # <<<<<<<<<<<<<<
@@ -19693,7 +19709,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 
 }
 
-/* "cext/matching.pyx":130
+/* "cext/matching.pyx":131
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
  * 
  *     cdef void _cross_check(self, uint32_t inst, int64_t best_bid, int64_t best_ask, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19710,31 +19726,31 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
   int __pyx_t_4;
   int __pyx_t_5;
 
-  /* "cext/matching.pyx":134
+  /* "cext/matching.pyx":135
  *         cdef int i
  *         cdef SimOrder *o
- *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
+ *         for i in range(self.hw):             # <<<<<<<<<<<<<<
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:
 */
 
-  __pyx_t_1 = __pyx_v_self->max_orders;
+  __pyx_t_1 = __pyx_v_self->hw;
   __pyx_t_2 = __pyx_t_1;
 
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/matching.pyx":135
+    /* "cext/matching.pyx":136
  *         cdef SimOrder *o
- *         for i in range(self.max_orders):
+ *         for i in range(self.hw):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
  *             if not o.active or o.inst != inst:
  *                 continue
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":136
- *         for i in range(self.max_orders):
+    /* "cext/matching.pyx":137
+ *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:             # <<<<<<<<<<<<<<
  *                 continue
@@ -19759,7 +19775,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":137
+      /* "cext/matching.pyx":138
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:
  *                 continue             # <<<<<<<<<<<<<<
@@ -19768,8 +19784,8 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
       goto __pyx_L3_continue;
 
-      /* "cext/matching.pyx":136
- *         for i in range(self.max_orders):
+      /* "cext/matching.pyx":137
+ *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:             # <<<<<<<<<<<<<<
  *                 continue
@@ -19777,7 +19793,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
     }
 
-    /* "cext/matching.pyx":138
+    /* "cext/matching.pyx":139
  *             if not o.active or o.inst != inst:
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:             # <<<<<<<<<<<<<<
@@ -19813,7 +19829,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":139
+      /* "cext/matching.pyx":140
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)             # <<<<<<<<<<<<<<
@@ -19822,7 +19838,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_ts);
 
-      /* "cext/matching.pyx":138
+      /* "cext/matching.pyx":139
  *             if not o.active or o.inst != inst:
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:             # <<<<<<<<<<<<<<
@@ -19832,7 +19848,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
       goto __pyx_L8;
     }
 
-    /* "cext/matching.pyx":140
+    /* "cext/matching.pyx":141
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:             # <<<<<<<<<<<<<<
@@ -19868,16 +19884,16 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":141
+      /* "cext/matching.pyx":142
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)             # <<<<<<<<<<<<<<
  * 
- *     cdef int on_record(self, MarketRecord *r) noexcept:
+ *     cdef void _shrink(self) noexcept:
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_ts);
 
-      /* "cext/matching.pyx":140
+      /* "cext/matching.pyx":141
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:             # <<<<<<<<<<<<<<
@@ -19890,7 +19906,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
   }
 
 
-  /* "cext/matching.pyx":130
+  /* "cext/matching.pyx":131
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
  * 
  *     cdef void _cross_check(self, uint32_t inst, int64_t best_bid, int64_t best_ask, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19904,8 +19920,226 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 
 }
 
-/* "cext/matching.pyx":143
+/* "cext/matching.pyx":144
  *                 self._fill_resting(o, o.px, o.leaves, ts)
+ * 
+ *     cdef void _shrink(self) noexcept:             # <<<<<<<<<<<<<<
+ *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
+ *         while self.hw > 0 and not self.orders[self.hw - 1].active:
+*/
+
+static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self) {
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "cext/matching.pyx":146
+ *     cdef void _shrink(self) noexcept:
+ *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
+ *         while self.hw > 0 and not self.orders[self.hw - 1].active:             # <<<<<<<<<<<<<<
+ *             self.hw -= 1
+ * 
+*/
+  while (1) {
+    __pyx_t_2 = (__pyx_v_self->hw > 0);
+
+    if (__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L5_bool_binop_done;
+    }
+    __pyx_t_2 = (!((__pyx_v_self->orders[(__pyx_v_self->hw - 1)]).active != 0));
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L5_bool_binop_done:;
+
+    if (!__pyx_t_1) break;
+
+    /* "cext/matching.pyx":147
+ *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
+ *         while self.hw > 0 and not self.orders[self.hw - 1].active:
+ *             self.hw -= 1             # <<<<<<<<<<<<<<
+ * 
+ *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:
+*/
+    __pyx_v_self->hw = (__pyx_v_self->hw - 1);
+  }
+
+  /* "cext/matching.pyx":144
+ *                 self._fill_resting(o, o.px, o.leaves, ts)
+ * 
+ *     cdef void _shrink(self) noexcept:             # <<<<<<<<<<<<<<
+ *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
+ *         while self.hw > 0 and not self.orders[self.hw - 1].active:
+*/
+
+  /* function exit code */
+
+}
+
+/* "cext/matching.pyx":149
+ *             self.hw -= 1
+ * 
+ *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:             # <<<<<<<<<<<<<<
+ *         cdef int i
+ *         cdef int64_t t = 0
+*/
+
+static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self, struct __pyx_t_4cext_8matching_SimOrder *__pyx_v_me) {
+  int __pyx_v_i;
+  int64_t __pyx_v_t;
+  struct __pyx_t_4cext_8matching_SimOrder *__pyx_v_o;
+  int64_t __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+  int __pyx_t_3;
+  int __pyx_t_4;
+  int __pyx_t_5;
+
+  /* "cext/matching.pyx":151
+ *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:
+ *         cdef int i
+ *         cdef int64_t t = 0             # <<<<<<<<<<<<<<
+ *         cdef SimOrder *o
+ *         for i in range(self.hw):
+*/
+  __pyx_v_t = 0;
+
+  /* "cext/matching.pyx":153
+ *         cdef int64_t t = 0
+ *         cdef SimOrder *o
+ *         for i in range(self.hw):             # <<<<<<<<<<<<<<
+ *             o = &self.orders[i]
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
+*/
+
+  __pyx_t_1 = __pyx_v_self->hw;
+  __pyx_t_2 = __pyx_t_1;
+
+  for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
+    __pyx_v_i = __pyx_t_3;
+
+    /* "cext/matching.pyx":154
+ *         cdef SimOrder *o
+ *         for i in range(self.hw):
+ *             o = &self.orders[i]             # <<<<<<<<<<<<<<
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
+ *                 t += o.leaves
+*/
+    __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
+
+    /* "cext/matching.pyx":155
+ *         for i in range(self.hw):
+ *             o = &self.orders[i]
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:             # <<<<<<<<<<<<<<
+ *                 t += o.leaves
+ *         return t
+*/
+    __pyx_t_5 = (__pyx_v_o->active != 0);
+
+    if (__pyx_t_5) {
+
+    } else {
+
+      __pyx_t_4 = __pyx_t_5;
+
+      goto __pyx_L6_bool_binop_done;
+    }
+    __pyx_t_5 = (__pyx_v_o->inst == __pyx_v_me->inst);
+
+    if (__pyx_t_5) {
+
+    } else {
+
+      __pyx_t_4 = __pyx_t_5;
+
+      goto __pyx_L6_bool_binop_done;
+    }
+    __pyx_t_5 = (__pyx_v_o->side == __pyx_v_me->side);
+
+    if (__pyx_t_5) {
+
+    } else {
+
+      __pyx_t_4 = __pyx_t_5;
+
+      goto __pyx_L6_bool_binop_done;
+    }
+    __pyx_t_5 = (__pyx_v_o->px == __pyx_v_me->px);
+
+    if (__pyx_t_5) {
+
+    } else {
+
+      __pyx_t_4 = __pyx_t_5;
+
+      goto __pyx_L6_bool_binop_done;
+    }
+    __pyx_t_5 = (__pyx_v_o->seq < __pyx_v_me->seq);
+
+
+    __pyx_t_4 = __pyx_t_5;
+
+    __pyx_L6_bool_binop_done:;
+    if (__pyx_t_4) {
+
+
+      /* "cext/matching.pyx":156
+ *             o = &self.orders[i]
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
+ *                 t += o.leaves             # <<<<<<<<<<<<<<
+ *         return t
+ * 
+*/
+      __pyx_v_t = (__pyx_v_t + __pyx_v_o->leaves);
+
+      /* "cext/matching.pyx":155
+ *         for i in range(self.hw):
+ *             o = &self.orders[i]
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:             # <<<<<<<<<<<<<<
+ *                 t += o.leaves
+ *         return t
+*/
+    }
+  }
+
+
+  /* "cext/matching.pyx":157
+ *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
+ *                 t += o.leaves
+ *         return t             # <<<<<<<<<<<<<<
+ * 
+ *     cdef int on_record(self, MarketRecord *r) noexcept:
+*/
+  {
+
+    __pyx_r = __pyx_v_t;
+  }
+  goto __pyx_L0;
+
+  /* "cext/matching.pyx":149
+ *             self.hw -= 1
+ * 
+ *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:             # <<<<<<<<<<<<<<
+ *         cdef int i
+ *         cdef int64_t t = 0
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+
+
+
+
+  return __pyx_r;
+}
+
+/* "cext/matching.pyx":159
+ *         return t
  * 
  *     cdef int on_record(self, MarketRecord *r) noexcept:             # <<<<<<<<<<<<<<
  *         cdef OrderBook b
@@ -19928,14 +20162,13 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   int __pyx_t_4;
   int __pyx_t_5;
   int __pyx_t_6;
-  int64_t __pyx_t_7;
-  int __pyx_t_8;
+  int __pyx_t_7;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_record", 0);
 
-  /* "cext/matching.pyx":148
+  /* "cext/matching.pyx":164
  *         cdef int64_t old, new, removed, take
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:             # <<<<<<<<<<<<<<
@@ -19947,7 +20180,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":149
+    /* "cext/matching.pyx":165
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:
  *             return 0             # <<<<<<<<<<<<<<
@@ -19960,7 +20193,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     }
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":148
+    /* "cext/matching.pyx":164
  *         cdef int64_t old, new, removed, take
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:             # <<<<<<<<<<<<<<
@@ -19969,7 +20202,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   }
 
-  /* "cext/matching.pyx":150
+  /* "cext/matching.pyx":166
  *         if r.inst >= <uint32_t>self.n_inst:
  *             return 0
  *         self.events += 1             # <<<<<<<<<<<<<<
@@ -19978,7 +20211,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   __pyx_v_self->events = (__pyx_v_self->events + 1);
 
-  /* "cext/matching.pyx":151
+  /* "cext/matching.pyx":167
  *             return 0
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]             # <<<<<<<<<<<<<<
@@ -19987,14 +20220,14 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 151, __pyx_L1_error)
+    __PYX_ERR(0, 167, __pyx_L1_error)
   }
   __pyx_t_2 = __Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_r->inst);
   __Pyx_INCREF(__pyx_t_2);
   __pyx_v_b = ((struct __pyx_obj_4cext_4book_OrderBook *)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":152
+  /* "cext/matching.pyx":168
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -20005,7 +20238,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     case __pyx_e_4cext_8matching_MK_DEPTH:
     case __pyx_e_4cext_8matching_MK_SNAPSHOT:
 
-    /* "cext/matching.pyx":153
+    /* "cext/matching.pyx":169
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:             # <<<<<<<<<<<<<<
@@ -20017,7 +20250,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":154
+      /* "cext/matching.pyx":170
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:
  *                 b.clear()             # <<<<<<<<<<<<<<
@@ -20026,7 +20259,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->clear(__pyx_v_b);
 
-      /* "cext/matching.pyx":153
+      /* "cext/matching.pyx":169
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:             # <<<<<<<<<<<<<<
@@ -20035,7 +20268,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":155
+    /* "cext/matching.pyx":171
  *             if r.flags & F_CLEAR:
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:             # <<<<<<<<<<<<<<
@@ -20046,7 +20279,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       case __pyx_e_4cext_8matching_SIDE_BUY:
       case __pyx_e_4cext_8matching_SIDE_SELL:
 
-      /* "cext/matching.pyx":156
+      /* "cext/matching.pyx":172
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:
  *                 old = b.qty_at(r.side, r.px)             # <<<<<<<<<<<<<<
@@ -20055,7 +20288,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       __pyx_v_old = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_v_r->side, __pyx_v_r->px);
 
-      /* "cext/matching.pyx":157
+      /* "cext/matching.pyx":173
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)             # <<<<<<<<<<<<<<
@@ -20064,12 +20297,12 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->set_level(__pyx_v_b, __pyx_v_r->side, __pyx_v_r->px, __pyx_v_r->qty);
 
-      /* "cext/matching.pyx":158
+      /* "cext/matching.pyx":174
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:             # <<<<<<<<<<<<<<
  *                     removed = old - r.qty
- *                     for i in range(self.max_orders):
+ *                     for i in range(self.hw):
 */
       __pyx_t_3 = (__pyx_v_self->n_open != 0);
 
@@ -20090,44 +20323,44 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       if (__pyx_t_1) {
 
 
-        /* "cext/matching.pyx":159
+        /* "cext/matching.pyx":175
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:
  *                     removed = old - r.qty             # <<<<<<<<<<<<<<
- *                     for i in range(self.max_orders):
+ *                     for i in range(self.hw):
  *                         o = &self.orders[i]
 */
         __pyx_v_removed = (__pyx_v_old - __pyx_v_r->qty);
 
-        /* "cext/matching.pyx":160
+        /* "cext/matching.pyx":176
  *                 if self.n_open and r.qty < old:
  *                     removed = old - r.qty
- *                     for i in range(self.max_orders):             # <<<<<<<<<<<<<<
+ *                     for i in range(self.hw):             # <<<<<<<<<<<<<<
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
 */
 
-        __pyx_t_4 = __pyx_v_self->max_orders;
+        __pyx_t_4 = __pyx_v_self->hw;
         __pyx_t_5 = __pyx_t_4;
 
         for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
           __pyx_v_i = __pyx_t_6;
 
-          /* "cext/matching.pyx":161
+          /* "cext/matching.pyx":177
  *                     removed = old - r.qty
- *                     for i in range(self.max_orders):
+ *                     for i in range(self.hw):
  *                         o = &self.orders[i]             # <<<<<<<<<<<<<<
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
 */
           __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-          /* "cext/matching.pyx":162
- *                     for i in range(self.max_orders):
+          /* "cext/matching.pyx":178
+ *                     for i in range(self.hw):
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:             # <<<<<<<<<<<<<<
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
- *                             if o.queue_ahead > r.qty:
+ *                             # at most the public level plus our own earlier orders at this price
 */
           __pyx_t_3 = (__pyx_v_o->active != 0);
 
@@ -20178,50 +20411,57 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           if (__pyx_t_1) {
 
 
-            /* "cext/matching.pyx":163
+            /* "cext/matching.pyx":179
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)             # <<<<<<<<<<<<<<
- *                             if o.queue_ahead > r.qty:
- *                                 o.queue_ahead = r.qty
+ *                             # at most the public level plus our own earlier orders at this price
+ *                             take = r.qty + self._ours_ahead(o)
 */
             __pyx_v_o->queue_ahead = (__pyx_v_o->queue_ahead - ((int64_t)(__pyx_v_removed * __pyx_v_self->cancel_ahead_frac)));
 
-            /* "cext/matching.pyx":164
- *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
+            /* "cext/matching.pyx":181
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
- *                             if o.queue_ahead > r.qty:             # <<<<<<<<<<<<<<
- *                                 o.queue_ahead = r.qty
+ *                             # at most the public level plus our own earlier orders at this price
+ *                             take = r.qty + self._ours_ahead(o)             # <<<<<<<<<<<<<<
+ *                             if o.queue_ahead > take:
+ *                                 o.queue_ahead = take
+*/
+            __pyx_v_take = (__pyx_v_r->qty + ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_ours_ahead(__pyx_v_self, __pyx_v_o));
+
+            /* "cext/matching.pyx":182
+ *                             # at most the public level plus our own earlier orders at this price
+ *                             take = r.qty + self._ours_ahead(o)
+ *                             if o.queue_ahead > take:             # <<<<<<<<<<<<<<
+ *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:
 */
-            __pyx_t_1 = (__pyx_v_o->queue_ahead > __pyx_v_r->qty);
+            __pyx_t_1 = (__pyx_v_o->queue_ahead > __pyx_v_take);
 
             if (__pyx_t_1) {
 
 
-              /* "cext/matching.pyx":165
- *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
- *                             if o.queue_ahead > r.qty:
- *                                 o.queue_ahead = r.qty             # <<<<<<<<<<<<<<
+              /* "cext/matching.pyx":183
+ *                             take = r.qty + self._ours_ahead(o)
+ *                             if o.queue_ahead > take:
+ *                                 o.queue_ahead = take             # <<<<<<<<<<<<<<
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0
 */
-              __pyx_t_7 = __pyx_v_r->qty;
+              __pyx_v_o->queue_ahead = __pyx_v_take;
 
-              __pyx_v_o->queue_ahead = __pyx_t_7;
-
-              /* "cext/matching.pyx":164
- *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
- *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
- *                             if o.queue_ahead > r.qty:             # <<<<<<<<<<<<<<
- *                                 o.queue_ahead = r.qty
+              /* "cext/matching.pyx":182
+ *                             # at most the public level plus our own earlier orders at this price
+ *                             take = r.qty + self._ours_ahead(o)
+ *                             if o.queue_ahead > take:             # <<<<<<<<<<<<<<
+ *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:
 */
             }
 
-            /* "cext/matching.pyx":166
- *                             if o.queue_ahead > r.qty:
- *                                 o.queue_ahead = r.qty
+            /* "cext/matching.pyx":184
+ *                             if o.queue_ahead > take:
+ *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
  *                                 o.queue_ahead = 0
  *             if self.n_open:
@@ -20231,8 +20471,8 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
             if (__pyx_t_1) {
 
 
-              /* "cext/matching.pyx":167
- *                                 o.queue_ahead = r.qty
+              /* "cext/matching.pyx":185
+ *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0             # <<<<<<<<<<<<<<
  *             if self.n_open:
@@ -20240,36 +20480,36 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
               __pyx_v_o->queue_ahead = 0;
 
-              /* "cext/matching.pyx":166
- *                             if o.queue_ahead > r.qty:
- *                                 o.queue_ahead = r.qty
+              /* "cext/matching.pyx":184
+ *                             if o.queue_ahead > take:
+ *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
  *                                 o.queue_ahead = 0
  *             if self.n_open:
 */
             }
 
-            /* "cext/matching.pyx":162
- *                     for i in range(self.max_orders):
+            /* "cext/matching.pyx":178
+ *                     for i in range(self.hw):
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:             # <<<<<<<<<<<<<<
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
- *                             if o.queue_ahead > r.qty:
+ *                             # at most the public level plus our own earlier orders at this price
 */
           }
         }
 
 
-        /* "cext/matching.pyx":158
+        /* "cext/matching.pyx":174
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:             # <<<<<<<<<<<<<<
  *                     removed = old - r.qty
- *                     for i in range(self.max_orders):
+ *                     for i in range(self.hw):
 */
       }
 
-      /* "cext/matching.pyx":155
+      /* "cext/matching.pyx":171
  *             if r.flags & F_CLEAR:
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:             # <<<<<<<<<<<<<<
@@ -20280,7 +20520,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       default: break;
     }
 
-    /* "cext/matching.pyx":168
+    /* "cext/matching.pyx":186
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20292,7 +20532,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":169
+      /* "cext/matching.pyx":187
  *                                 o.queue_ahead = 0
  *             if self.n_open:
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20301,7 +20541,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_cross_check(__pyx_v_self, __pyx_v_r->inst, __pyx_v_b->best_bid_px, __pyx_v_b->best_ask_px, __pyx_v_r->exch_ts);
 
-      /* "cext/matching.pyx":168
+      /* "cext/matching.pyx":186
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20310,7 +20550,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":152
+    /* "cext/matching.pyx":168
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -20320,7 +20560,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     break;
     case __pyx_e_4cext_8matching_MK_TRADE:
 
-    /* "cext/matching.pyx":171
+    /* "cext/matching.pyx":189
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20332,50 +20572,50 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":173
+      /* "cext/matching.pyx":191
  *             if self.n_open:
  *                 # the aggressor's side: a SELL aggressor hits bids (our buys), a BUY hits asks
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL             # <<<<<<<<<<<<<<
- *                 for i in range(self.max_orders):
+ *                 for i in range(self.hw):
  *                     o = &self.orders[i]
 */
       __pyx_t_1 = (__pyx_v_r->side == __pyx_e_4cext_8matching_SIDE_SELL);
 
       if (__pyx_t_1) {
 
-        __pyx_t_8 = __pyx_e_4cext_8matching_SIDE_BUY;
+        __pyx_t_7 = __pyx_e_4cext_8matching_SIDE_BUY;
       } else {
 
-        __pyx_t_8 = __pyx_e_4cext_8matching_SIDE_SELL;
+        __pyx_t_7 = __pyx_e_4cext_8matching_SIDE_SELL;
       }
 
-      __pyx_v_side = __pyx_t_8;
+      __pyx_v_side = __pyx_t_7;
 
-      /* "cext/matching.pyx":174
+      /* "cext/matching.pyx":192
  *                 # the aggressor's side: a SELL aggressor hits bids (our buys), a BUY hits asks
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL
- *                 for i in range(self.max_orders):             # <<<<<<<<<<<<<<
+ *                 for i in range(self.hw):             # <<<<<<<<<<<<<<
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:
 */
 
-      __pyx_t_4 = __pyx_v_self->max_orders;
+      __pyx_t_4 = __pyx_v_self->hw;
       __pyx_t_5 = __pyx_t_4;
 
       for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
         __pyx_v_i = __pyx_t_6;
 
-        /* "cext/matching.pyx":175
+        /* "cext/matching.pyx":193
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL
- *                 for i in range(self.max_orders):
+ *                 for i in range(self.hw):
  *                     o = &self.orders[i]             # <<<<<<<<<<<<<<
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue
 */
         __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-        /* "cext/matching.pyx":176
- *                 for i in range(self.max_orders):
+        /* "cext/matching.pyx":194
+ *                 for i in range(self.hw):
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:             # <<<<<<<<<<<<<<
  *                         continue
@@ -20410,7 +20650,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":177
+          /* "cext/matching.pyx":195
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue             # <<<<<<<<<<<<<<
@@ -20419,8 +20659,8 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           goto __pyx_L20_continue;
 
-          /* "cext/matching.pyx":176
- *                 for i in range(self.max_orders):
+          /* "cext/matching.pyx":194
+ *                 for i in range(self.hw):
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:             # <<<<<<<<<<<<<<
  *                         continue
@@ -20428,7 +20668,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
         }
 
-        /* "cext/matching.pyx":178
+        /* "cext/matching.pyx":196
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):             # <<<<<<<<<<<<<<
@@ -20473,7 +20713,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":179
+          /* "cext/matching.pyx":197
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through             # <<<<<<<<<<<<<<
@@ -20482,7 +20722,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_r->exch_ts);
 
-          /* "cext/matching.pyx":178
+          /* "cext/matching.pyx":196
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):             # <<<<<<<<<<<<<<
@@ -20492,7 +20732,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           goto __pyx_L26;
         }
 
-        /* "cext/matching.pyx":180
+        /* "cext/matching.pyx":198
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:             # <<<<<<<<<<<<<<
@@ -20504,7 +20744,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":181
+          /* "cext/matching.pyx":199
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty             # <<<<<<<<<<<<<<
@@ -20513,7 +20753,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           __pyx_v_o->queue_ahead = (__pyx_v_o->queue_ahead - __pyx_v_r->qty);
 
-          /* "cext/matching.pyx":182
+          /* "cext/matching.pyx":200
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20525,7 +20765,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           if (__pyx_t_1) {
 
 
-            /* "cext/matching.pyx":183
+            /* "cext/matching.pyx":201
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:
  *                             take = -o.queue_ahead             # <<<<<<<<<<<<<<
@@ -20534,7 +20774,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_take = (-__pyx_v_o->queue_ahead);
 
-            /* "cext/matching.pyx":184
+            /* "cext/matching.pyx":202
  *                         if o.queue_ahead < 0:
  *                             take = -o.queue_ahead
  *                             o.queue_ahead = 0             # <<<<<<<<<<<<<<
@@ -20543,7 +20783,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_o->queue_ahead = 0;
 
-            /* "cext/matching.pyx":185
+            /* "cext/matching.pyx":203
  *                             take = -o.queue_ahead
  *                             o.queue_ahead = 0
  *                             self._fill_resting(o, o.px, take, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20552,7 +20792,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_take, __pyx_v_r->exch_ts);
 
-            /* "cext/matching.pyx":182
+            /* "cext/matching.pyx":200
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20561,7 +20801,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           }
 
-          /* "cext/matching.pyx":180
+          /* "cext/matching.pyx":198
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:             # <<<<<<<<<<<<<<
@@ -20574,7 +20814,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       }
 
 
-      /* "cext/matching.pyx":171
+      /* "cext/matching.pyx":189
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20583,7 +20823,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":170
+    /* "cext/matching.pyx":188
  *             if self.n_open:
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:             # <<<<<<<<<<<<<<
@@ -20593,7 +20833,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     break;
     case __pyx_e_4cext_8matching_MK_BBO:
 
-    /* "cext/matching.pyx":187
+    /* "cext/matching.pyx":205
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20605,7 +20845,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":188
+      /* "cext/matching.pyx":206
  *         elif r.kind == MK_BBO:
  *             if self.n_open:
  *                 self._cross_check(r.inst, r.px, r.aux, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20614,7 +20854,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_cross_check(__pyx_v_self, __pyx_v_r->inst, __pyx_v_r->px, __pyx_v_r->aux, __pyx_v_r->exch_ts);
 
-      /* "cext/matching.pyx":187
+      /* "cext/matching.pyx":205
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20623,7 +20863,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":186
+    /* "cext/matching.pyx":204
  *                             o.queue_ahead = 0
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:             # <<<<<<<<<<<<<<
@@ -20634,7 +20874,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     default: break;
   }
 
-  /* "cext/matching.pyx":189
+  /* "cext/matching.pyx":207
  *             if self.n_open:
  *                 self._cross_check(r.inst, r.px, r.aux, r.exch_ts)
  *         return 1             # <<<<<<<<<<<<<<
@@ -20647,8 +20887,8 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":143
- *                 self._fill_resting(o, o.px, o.leaves, ts)
+  /* "cext/matching.pyx":159
+ *         return t
  * 
  *     cdef int on_record(self, MarketRecord *r) noexcept:             # <<<<<<<<<<<<<<
  *         cdef OrderBook b
@@ -20673,7 +20913,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":192
+/* "cext/matching.pyx":210
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
@@ -20721,32 +20961,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_recs,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 192, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 210, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 210, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "on_market", 0) < (0)) __PYX_ERR(0, 192, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "on_market", 0) < (0)) __PYX_ERR(0, 210, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, i); __PYX_ERR(0, 192, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, i); __PYX_ERR(0, 210, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 192, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 210, __pyx_L3_error)
     }
     __pyx_v_recs = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 192, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 210, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20783,19 +21023,19 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_market", 0);
 
-  /* "cext/matching.pyx":194
+  /* "cext/matching.pyx":212
  *     def on_market(self, recs):
  *         """Apply MARKET records; returns the number of EXEC records waiting in drain()."""
  *         cdef MarketRecord[::1] v = recs             # <<<<<<<<<<<<<<
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 194, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 212, __pyx_L1_error)
   __pyx_v_v = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cext/matching.pyx":196
+  /* "cext/matching.pyx":214
  *         cdef MarketRecord[::1] v = recs
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):             # <<<<<<<<<<<<<<
@@ -20809,7 +21049,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/matching.pyx":197
+    /* "cext/matching.pyx":215
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):
  *             self.on_record(&v[i])             # <<<<<<<<<<<<<<
@@ -20821,14 +21061,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   }
 
 
-  /* "cext/matching.pyx":198
+  /* "cext/matching.pyx":216
  *         for i in range(v.shape[0]):
  *             self.on_record(&v[i])
  *         return self.n_exec             # <<<<<<<<<<<<<<
  * 
  *     def drain(self):
 */
-  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 198, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   {
     PyObject *__pyx_temp;
@@ -20841,7 +21081,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":192
+  /* "cext/matching.pyx":210
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
@@ -20863,7 +21103,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":200
+/* "cext/matching.pyx":218
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
@@ -20927,14 +21167,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("drain", 0);
 
-  /* "cext/matching.pyx":202
+  /* "cext/matching.pyx":220
  *     def drain(self):
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()             # <<<<<<<<<<<<<<
  *         self.n_exec = 0
  *         return out
 */
-  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_self->_execs, 0, __pyx_v_self->n_exec, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 202, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_self->_execs, 0, __pyx_v_self->n_exec, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 220, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_2 = __pyx_t_3;
   __Pyx_INCREF(__pyx_t_2);
@@ -20944,13 +21184,13 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_copy, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 202, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 220, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/matching.pyx":203
+  /* "cext/matching.pyx":221
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()
  *         self.n_exec = 0             # <<<<<<<<<<<<<<
@@ -20959,7 +21199,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
 */
   __pyx_v_self->n_exec = 0;
 
-  /* "cext/matching.pyx":204
+  /* "cext/matching.pyx":222
  *         out = self._execs[:self.n_exec].copy()
  *         self.n_exec = 0
  *         return out             # <<<<<<<<<<<<<<
@@ -20977,7 +21217,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":200
+  /* "cext/matching.pyx":218
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
@@ -20999,7 +21239,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":206
+/* "cext/matching.pyx":224
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
@@ -21047,32 +21287,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_inst,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 206, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 224, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 206, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 224, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "book", 0) < (0)) __PYX_ERR(0, 206, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "book", 0) < (0)) __PYX_ERR(0, 224, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, i); __PYX_ERR(0, 206, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, i); __PYX_ERR(0, 224, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 206, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 224, __pyx_L3_error)
     }
-    __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 206, __pyx_L3_error)
+    __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 224, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 206, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 224, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21102,7 +21342,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("book", 0);
 
-  /* "cext/matching.pyx":207
+  /* "cext/matching.pyx":225
  * 
  *     def book(self, int inst) -> OrderBook:
  *         return self.books[inst]             # <<<<<<<<<<<<<<
@@ -21111,9 +21351,9 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 207, __pyx_L1_error)
+    __PYX_ERR(0, 225, __pyx_L1_error)
   }
-  if (!(likely(((__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst)) == Py_None) || likely(__Pyx_TypeTest(__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook))))) __PYX_ERR(0, 207, __pyx_L1_error)
+  if (!(likely(((__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst)) == Py_None) || likely(__Pyx_TypeTest(__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook))))) __PYX_ERR(0, 225, __pyx_L1_error)
   {
     struct __pyx_obj_4cext_4book_OrderBook *__pyx_temp;
     {
@@ -21125,7 +21365,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":206
+  /* "cext/matching.pyx":224
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
@@ -21143,7 +21383,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":209
+/* "cext/matching.pyx":227
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -21199,103 +21439,103 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_order_id,&__pyx_mstate_global->__pyx_n_u_client_id,&__pyx_mstate_global->__pyx_n_u_inst,&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_otype,&__pyx_mstate_global->__pyx_n_u_px,&__pyx_mstate_global->__pyx_n_u_qty,&__pyx_mstate_global->__pyx_n_u_flags,&__pyx_mstate_global->__pyx_n_u_ts,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 209, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 227, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit", 0) < (0)) __PYX_ERR(0, 209, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit", 0) < (0)) __PYX_ERR(0, 227, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 7; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, i); __PYX_ERR(0, 209, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, i); __PYX_ERR(0, 227, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 227, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 227, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 209, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 227, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_client_id = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_client_id == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[2]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_side = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_otype = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_otype == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 209, __pyx_L3_error)
-    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[6]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 210, __pyx_L3_error)
+    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_client_id = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_client_id == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[2]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_otype = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_otype == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
+    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[6]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
     if (values[7]) {
-      __pyx_v_flags = __Pyx_PyLong_As_int(values[7]); if (unlikely((__pyx_v_flags == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 210, __pyx_L3_error)
+      __pyx_v_flags = __Pyx_PyLong_As_int(values[7]); if (unlikely((__pyx_v_flags == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
     } else {
       __pyx_v_flags = ((int)0);
     }
     if (values[8]) {
-      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 210, __pyx_L3_error)
+      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
     } else {
       __pyx_v_ts = ((int64_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, __pyx_nargs); __PYX_ERR(0, 209, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, __pyx_nargs); __PYX_ERR(0, 227, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21353,7 +21593,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("submit", 0);
 
-  /* "cext/matching.pyx":216
+  /* "cext/matching.pyx":234
  *         cdef SimOrder tmp
  *         cdef SimOrder *o
  *         cdef int i, slot = -1             # <<<<<<<<<<<<<<
@@ -21362,7 +21602,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_slot = -1;
 
-  /* "cext/matching.pyx":218
+  /* "cext/matching.pyx":236
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21390,7 +21630,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "cext/matching.pyx":219
+  /* "cext/matching.pyx":237
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):             # <<<<<<<<<<<<<<
@@ -21400,7 +21640,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   switch (__pyx_v_side) {
     case __pyx_e_4cext_8matching_SIDE_BUY:
 
-    /* "cext/matching.pyx":218
+    /* "cext/matching.pyx":236
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21426,7 +21666,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "cext/matching.pyx":219
+  /* "cext/matching.pyx":237
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):             # <<<<<<<<<<<<<<
@@ -21470,7 +21710,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
   __pyx_L4_bool_binop_done:;
 
-  /* "cext/matching.pyx":218
+  /* "cext/matching.pyx":236
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21480,14 +21720,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":220
+    /* "cext/matching.pyx":238
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):
  *             return SUBMIT_BAD             # <<<<<<<<<<<<<<
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 220, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 238, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -21500,7 +21740,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":218
+    /* "cext/matching.pyx":236
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21509,7 +21749,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":221
+  /* "cext/matching.pyx":239
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):
  *             return SUBMIT_BAD
  *         b = <OrderBook>self.books[inst]             # <<<<<<<<<<<<<<
@@ -21518,14 +21758,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 221, __pyx_L1_error)
+    __PYX_ERR(0, 239, __pyx_L1_error)
   }
   __pyx_t_4 = __Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst);
   __Pyx_INCREF(__pyx_t_4);
   __pyx_v_b = ((struct __pyx_obj_4cext_4book_OrderBook *)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":222
+  /* "cext/matching.pyx":240
  *             return SUBMIT_BAD
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))             # <<<<<<<<<<<<<<
@@ -21534,7 +21774,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   (void)(memset((&__pyx_v_tmp), 0, (sizeof(struct __pyx_t_4cext_8matching_SimOrder))));
 
-  /* "cext/matching.pyx":223
+  /* "cext/matching.pyx":241
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))
  *         tmp.order_id = order_id             # <<<<<<<<<<<<<<
@@ -21543,7 +21783,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.order_id = __pyx_v_order_id;
 
-  /* "cext/matching.pyx":224
+  /* "cext/matching.pyx":242
  *         memset(&tmp, 0, sizeof(SimOrder))
  *         tmp.order_id = order_id
  *         tmp.client_id = client_id             # <<<<<<<<<<<<<<
@@ -21552,7 +21792,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.client_id = __pyx_v_client_id;
 
-  /* "cext/matching.pyx":225
+  /* "cext/matching.pyx":243
  *         tmp.order_id = order_id
  *         tmp.client_id = client_id
  *         tmp.inst = inst             # <<<<<<<<<<<<<<
@@ -21561,7 +21801,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.inst = __pyx_v_inst;
 
-  /* "cext/matching.pyx":226
+  /* "cext/matching.pyx":244
  *         tmp.client_id = client_id
  *         tmp.inst = inst
  *         tmp.side = side             # <<<<<<<<<<<<<<
@@ -21570,7 +21810,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.side = __pyx_v_side;
 
-  /* "cext/matching.pyx":227
+  /* "cext/matching.pyx":245
  *         tmp.inst = inst
  *         tmp.side = side
  *         tmp.otype = otype             # <<<<<<<<<<<<<<
@@ -21579,7 +21819,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.otype = __pyx_v_otype;
 
-  /* "cext/matching.pyx":228
+  /* "cext/matching.pyx":246
  *         tmp.side = side
  *         tmp.otype = otype
  *         tmp.flags = flags             # <<<<<<<<<<<<<<
@@ -21588,7 +21828,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.flags = __pyx_v_flags;
 
-  /* "cext/matching.pyx":229
+  /* "cext/matching.pyx":247
  *         tmp.otype = otype
  *         tmp.flags = flags
  *         tmp.px = px             # <<<<<<<<<<<<<<
@@ -21597,7 +21837,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.px = __pyx_v_px;
 
-  /* "cext/matching.pyx":230
+  /* "cext/matching.pyx":248
  *         tmp.flags = flags
  *         tmp.px = px
  *         tmp.qty = qty             # <<<<<<<<<<<<<<
@@ -21606,7 +21846,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.qty = __pyx_v_qty;
 
-  /* "cext/matching.pyx":231
+  /* "cext/matching.pyx":249
  *         tmp.px = px
  *         tmp.qty = qty
  *         tmp.leaves = qty             # <<<<<<<<<<<<<<
@@ -21615,7 +21855,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.leaves = __pyx_v_qty;
 
-  /* "cext/matching.pyx":232
+  /* "cext/matching.pyx":250
  *         tmp.qty = qty
  *         tmp.leaves = qty
  *         tmp.time_ns = ts             # <<<<<<<<<<<<<<
@@ -21624,7 +21864,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.time_ns = __pyx_v_ts;
 
-  /* "cext/matching.pyx":233
+  /* "cext/matching.pyx":251
  *         tmp.leaves = qty
  *         tmp.time_ns = ts
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \             # <<<<<<<<<<<<<<
@@ -21652,7 +21892,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 233, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21664,7 +21904,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 233, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 251, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21673,7 +21913,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
   __pyx_L12_next_or:;
 
-  /* "cext/matching.pyx":234
+  /* "cext/matching.pyx":252
  *         tmp.time_ns = ts
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))             # <<<<<<<<<<<<<<
@@ -21685,7 +21925,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21697,7 +21937,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21709,7 +21949,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21718,7 +21958,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
   __pyx_t_1 = (__pyx_v_px <= __pyx_v_b->best_bid_px);
 
-  __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 234, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_4 = __pyx_t_5;
   __pyx_t_5 = 0;
@@ -21727,7 +21967,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_v_crosses = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":235
+  /* "cext/matching.pyx":253
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:             # <<<<<<<<<<<<<<
@@ -21744,7 +21984,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     goto __pyx_L20_bool_binop_done;
   }
-  __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 235, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 253, __pyx_L1_error)
 
   __pyx_t_1 = __pyx_t_3;
 
@@ -21752,14 +21992,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":236
+    /* "cext/matching.pyx":254
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED             # <<<<<<<<<<<<<<
  *         if otype == OT_FOK:
  *             avail = 0
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 236, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 254, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -21772,7 +22012,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":235
+    /* "cext/matching.pyx":253
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:             # <<<<<<<<<<<<<<
@@ -21781,7 +22021,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":237
+  /* "cext/matching.pyx":255
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:             # <<<<<<<<<<<<<<
@@ -21793,7 +22033,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":238
+    /* "cext/matching.pyx":256
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:
  *             avail = 0             # <<<<<<<<<<<<<<
@@ -21802,7 +22042,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     __pyx_v_avail = 0;
 
-    /* "cext/matching.pyx":239
+    /* "cext/matching.pyx":257
  *         if otype == OT_FOK:
  *             avail = 0
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px             # <<<<<<<<<<<<<<
@@ -21821,7 +22061,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     __pyx_v_lvl = __pyx_t_6;
 
-    /* "cext/matching.pyx":240
+    /* "cext/matching.pyx":258
  *             avail = 0
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \             # <<<<<<<<<<<<<<
@@ -21860,7 +22100,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         goto __pyx_L25_bool_binop_done;
       }
 
-      /* "cext/matching.pyx":241
+      /* "cext/matching.pyx":259
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):             # <<<<<<<<<<<<<<
@@ -21905,7 +22145,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       if (!__pyx_t_1) break;
 
-      /* "cext/matching.pyx":242
+      /* "cext/matching.pyx":260
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)             # <<<<<<<<<<<<<<
@@ -21925,7 +22165,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_avail = (__pyx_v_avail + ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_t_7, __pyx_v_lvl));
 
 
-      /* "cext/matching.pyx":243
+      /* "cext/matching.pyx":261
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)             # <<<<<<<<<<<<<<
@@ -21945,7 +22185,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_lvl = __pyx_t_6;
     }
 
-    /* "cext/matching.pyx":244
+    /* "cext/matching.pyx":262
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:             # <<<<<<<<<<<<<<
@@ -21957,7 +22197,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":245
+      /* "cext/matching.pyx":263
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:
  *                 self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)             # <<<<<<<<<<<<<<
@@ -21966,14 +22206,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_e_4cext_8matching_EX_EXPIRED, __pyx_v_px, 0, 0, __pyx_v_ts);
 
-      /* "cext/matching.pyx":246
+      /* "cext/matching.pyx":264
  *             if avail < qty:
  *                 self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
  *                 return SUBMIT_EXPIRED             # <<<<<<<<<<<<<<
  *         # take liquidity
  *         if crosses:
 */
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 246, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 264, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       {
         PyObject *__pyx_temp;
@@ -21986,7 +22226,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_t_4 = 0;
       goto __pyx_L0;
 
-      /* "cext/matching.pyx":244
+      /* "cext/matching.pyx":262
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:             # <<<<<<<<<<<<<<
@@ -21995,7 +22235,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     }
 
-    /* "cext/matching.pyx":237
+    /* "cext/matching.pyx":255
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:             # <<<<<<<<<<<<<<
@@ -22004,18 +22244,18 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":248
+  /* "cext/matching.pyx":266
  *                 return SUBMIT_EXPIRED
  *         # take liquidity
  *         if crosses:             # <<<<<<<<<<<<<<
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
 */
-  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 248, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 266, __pyx_L1_error)
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":249
+    /* "cext/matching.pyx":267
  *         # take liquidity
  *         if crosses:
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px             # <<<<<<<<<<<<<<
@@ -22034,7 +22274,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     __pyx_v_lvl = __pyx_t_6;
 
-    /* "cext/matching.pyx":250
+    /* "cext/matching.pyx":268
  *         if crosses:
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \             # <<<<<<<<<<<<<<
@@ -22073,7 +22313,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         goto __pyx_L36_bool_binop_done;
       }
 
-      /* "cext/matching.pyx":251
+      /* "cext/matching.pyx":269
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):             # <<<<<<<<<<<<<<
@@ -22128,7 +22368,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       if (!__pyx_t_1) break;
 
-      /* "cext/matching.pyx":252
+      /* "cext/matching.pyx":270
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)             # <<<<<<<<<<<<<<
@@ -22148,7 +22388,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_q = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_t_7, __pyx_v_lvl);
 
 
-      /* "cext/matching.pyx":253
+      /* "cext/matching.pyx":271
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves             # <<<<<<<<<<<<<<
@@ -22167,7 +22407,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       __pyx_v_take = __pyx_t_6;
 
-      /* "cext/matching.pyx":254
+      /* "cext/matching.pyx":272
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:             # <<<<<<<<<<<<<<
@@ -22179,7 +22419,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       if (__pyx_t_1) {
 
 
-        /* "cext/matching.pyx":255
+        /* "cext/matching.pyx":273
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:
  *                     tmp.leaves -= take             # <<<<<<<<<<<<<<
@@ -22188,7 +22428,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
         __pyx_v_tmp.leaves = (__pyx_v_tmp.leaves - __pyx_v_take);
 
-        /* "cext/matching.pyx":256
+        /* "cext/matching.pyx":274
  *                 if take > 0:
  *                     tmp.leaves -= take
  *                     tmp.cum += take             # <<<<<<<<<<<<<<
@@ -22197,7 +22437,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
         __pyx_v_tmp.cum = (__pyx_v_tmp.cum + __pyx_v_take);
 
-        /* "cext/matching.pyx":257
+        /* "cext/matching.pyx":275
  *                     tmp.leaves -= take
  *                     tmp.cum += take
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)             # <<<<<<<<<<<<<<
@@ -22217,7 +22457,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_t_7, __pyx_v_lvl, __pyx_v_take, __pyx_e_4cext_8matching_LIQ_TAKER, __pyx_v_ts);
 
 
-        /* "cext/matching.pyx":254
+        /* "cext/matching.pyx":272
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:             # <<<<<<<<<<<<<<
@@ -22226,7 +22466,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       }
 
-      /* "cext/matching.pyx":258
+      /* "cext/matching.pyx":276
  *                     tmp.cum += take
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)             # <<<<<<<<<<<<<<
@@ -22246,7 +22486,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_lvl = __pyx_t_6;
     }
 
-    /* "cext/matching.pyx":248
+    /* "cext/matching.pyx":266
  *                 return SUBMIT_EXPIRED
  *         # take liquidity
  *         if crosses:             # <<<<<<<<<<<<<<
@@ -22255,7 +22495,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":259
+  /* "cext/matching.pyx":277
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:             # <<<<<<<<<<<<<<
@@ -22267,14 +22507,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":260
+    /* "cext/matching.pyx":278
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED             # <<<<<<<<<<<<<<
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 260, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 278, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22287,7 +22527,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":259
+    /* "cext/matching.pyx":277
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:             # <<<<<<<<<<<<<<
@@ -22296,7 +22536,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":261
+  /* "cext/matching.pyx":279
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:             # <<<<<<<<<<<<<<
@@ -22308,7 +22548,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     case __pyx_e_4cext_8matching_OT_FOK:
     case __pyx_e_4cext_8matching_OT_MARKET:
 
-    /* "cext/matching.pyx":262
+    /* "cext/matching.pyx":280
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)             # <<<<<<<<<<<<<<
@@ -22317,14 +22557,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_e_4cext_8matching_EX_EXPIRED, __pyx_v_px, 0, 0, __pyx_v_ts);
 
-    /* "cext/matching.pyx":263
+    /* "cext/matching.pyx":281
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
  *             return SUBMIT_EXPIRED             # <<<<<<<<<<<<<<
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 263, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 281, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22337,7 +22577,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":261
+    /* "cext/matching.pyx":279
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:             # <<<<<<<<<<<<<<
@@ -22348,7 +22588,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     default: break;
   }
 
-  /* "cext/matching.pyx":265
+  /* "cext/matching.pyx":283
  *             return SUBMIT_EXPIRED
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -22362,7 +22602,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   for (__pyx_t_10 = 0; __pyx_t_10 < __pyx_t_9; __pyx_t_10+=1) {
     __pyx_v_i = __pyx_t_10;
 
-    /* "cext/matching.pyx":266
+    /* "cext/matching.pyx":284
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:             # <<<<<<<<<<<<<<
@@ -22374,7 +22614,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":267
+      /* "cext/matching.pyx":285
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:
  *                 slot = i             # <<<<<<<<<<<<<<
@@ -22383,7 +22623,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       __pyx_v_slot = __pyx_v_i;
 
-      /* "cext/matching.pyx":268
+      /* "cext/matching.pyx":286
  *             if not self.orders[i].active:
  *                 slot = i
  *                 break             # <<<<<<<<<<<<<<
@@ -22392,7 +22632,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       goto __pyx_L47_break;
 
-      /* "cext/matching.pyx":266
+      /* "cext/matching.pyx":284
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:             # <<<<<<<<<<<<<<
@@ -22404,7 +22644,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_L47_break:;
 
 
-  /* "cext/matching.pyx":269
+  /* "cext/matching.pyx":287
  *                 slot = i
  *                 break
  *         if slot < 0:             # <<<<<<<<<<<<<<
@@ -22416,14 +22656,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":270
+    /* "cext/matching.pyx":288
  *                 break
  *         if slot < 0:
  *             return SUBMIT_NO_SLOT             # <<<<<<<<<<<<<<
  *         tmp.queue_ahead = b.qty_at(side, px)
- *         for i in range(self.max_orders):
+ *         for i in range(self.hw):
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 270, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 288, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22436,7 +22676,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":269
+    /* "cext/matching.pyx":287
  *                 slot = i
  *                 break
  *         if slot < 0:             # <<<<<<<<<<<<<<
@@ -22445,40 +22685,40 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":271
+  /* "cext/matching.pyx":289
  *         if slot < 0:
  *             return SUBMIT_NO_SLOT
  *         tmp.queue_ahead = b.qty_at(side, px)             # <<<<<<<<<<<<<<
- *         for i in range(self.max_orders):
+ *         for i in range(self.hw):
  *             o = &self.orders[i]
 */
   __pyx_v_tmp.queue_ahead = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_v_side, __pyx_v_px);
 
-  /* "cext/matching.pyx":272
+  /* "cext/matching.pyx":290
  *             return SUBMIT_NO_SLOT
  *         tmp.queue_ahead = b.qty_at(side, px)
- *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
+ *         for i in range(self.hw):             # <<<<<<<<<<<<<<
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
 */
 
-  __pyx_t_8 = __pyx_v_self->max_orders;
+  __pyx_t_8 = __pyx_v_self->hw;
   __pyx_t_9 = __pyx_t_8;
 
   for (__pyx_t_10 = 0; __pyx_t_10 < __pyx_t_9; __pyx_t_10+=1) {
     __pyx_v_i = __pyx_t_10;
 
-    /* "cext/matching.pyx":273
+    /* "cext/matching.pyx":291
  *         tmp.queue_ahead = b.qty_at(side, px)
- *         for i in range(self.max_orders):
+ *         for i in range(self.hw):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
  *                 tmp.queue_ahead += o.leaves
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":274
- *         for i in range(self.max_orders):
+    /* "cext/matching.pyx":292
+ *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:             # <<<<<<<<<<<<<<
  *                 tmp.queue_ahead += o.leaves
@@ -22523,7 +22763,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":275
+      /* "cext/matching.pyx":293
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
  *                 tmp.queue_ahead += o.leaves             # <<<<<<<<<<<<<<
@@ -22532,8 +22772,8 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       __pyx_v_tmp.queue_ahead = (__pyx_v_tmp.queue_ahead + __pyx_v_o->leaves);
 
-      /* "cext/matching.pyx":274
- *         for i in range(self.max_orders):
+      /* "cext/matching.pyx":292
+ *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:             # <<<<<<<<<<<<<<
  *                 tmp.queue_ahead += o.leaves
@@ -22543,7 +22783,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
 
 
-  /* "cext/matching.pyx":276
+  /* "cext/matching.pyx":294
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
  *                 tmp.queue_ahead += o.leaves
  *         tmp.seq = self.next_seq             # <<<<<<<<<<<<<<
@@ -22554,7 +22794,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
   __pyx_v_tmp.seq = __pyx_t_6;
 
-  /* "cext/matching.pyx":277
+  /* "cext/matching.pyx":295
  *                 tmp.queue_ahead += o.leaves
  *         tmp.seq = self.next_seq
  *         self.next_seq += 1             # <<<<<<<<<<<<<<
@@ -22563,7 +22803,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_self->next_seq = (__pyx_v_self->next_seq + 1);
 
-  /* "cext/matching.pyx":278
+  /* "cext/matching.pyx":296
  *         tmp.seq = self.next_seq
  *         self.next_seq += 1
  *         tmp.active = 1             # <<<<<<<<<<<<<<
@@ -22572,32 +22812,62 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.active = 1;
 
-  /* "cext/matching.pyx":279
+  /* "cext/matching.pyx":297
  *         self.next_seq += 1
  *         tmp.active = 1
  *         self.orders[slot] = tmp             # <<<<<<<<<<<<<<
  *         self.n_open += 1
- *         return SUBMIT_RESTING
+ *         if slot >= self.hw:
 */
   (__pyx_v_self->orders[__pyx_v_slot]) = __pyx_v_tmp;
 
-  /* "cext/matching.pyx":280
+  /* "cext/matching.pyx":298
  *         tmp.active = 1
  *         self.orders[slot] = tmp
  *         self.n_open += 1             # <<<<<<<<<<<<<<
- *         return SUBMIT_RESTING
- * 
+ *         if slot >= self.hw:
+ *             self.hw = slot + 1
 */
   __pyx_v_self->n_open = (__pyx_v_self->n_open + 1);
 
-  /* "cext/matching.pyx":281
+  /* "cext/matching.pyx":299
  *         self.orders[slot] = tmp
  *         self.n_open += 1
+ *         if slot >= self.hw:             # <<<<<<<<<<<<<<
+ *             self.hw = slot + 1
+ *         return SUBMIT_RESTING
+*/
+  __pyx_t_1 = (__pyx_v_slot >= __pyx_v_self->hw);
+
+  if (__pyx_t_1) {
+
+
+    /* "cext/matching.pyx":300
+ *         self.n_open += 1
+ *         if slot >= self.hw:
+ *             self.hw = slot + 1             # <<<<<<<<<<<<<<
+ *         return SUBMIT_RESTING
+ * 
+*/
+    __pyx_v_self->hw = (__pyx_v_slot + 1);
+
+    /* "cext/matching.pyx":299
+ *         self.orders[slot] = tmp
+ *         self.n_open += 1
+ *         if slot >= self.hw:             # <<<<<<<<<<<<<<
+ *             self.hw = slot + 1
+ *         return SUBMIT_RESTING
+*/
+  }
+
+  /* "cext/matching.pyx":301
+ *         if slot >= self.hw:
+ *             self.hw = slot + 1
  *         return SUBMIT_RESTING             # <<<<<<<<<<<<<<
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 281, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 301, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -22610,7 +22880,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":209
+  /* "cext/matching.pyx":227
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -22640,7 +22910,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":283
+/* "cext/matching.pyx":303
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -22689,48 +22959,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_order_id,&__pyx_mstate_global->__pyx_n_u_ts,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 283, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 303, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 283, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 283, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "cancel", 0) < (0)) __PYX_ERR(0, 283, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "cancel", 0) < (0)) __PYX_ERR(0, 303, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, i); __PYX_ERR(0, 283, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, i); __PYX_ERR(0, 303, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 283, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 283, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 283, __pyx_L3_error)
+    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 283, __pyx_L3_error)
+      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
     } else {
       __pyx_v_ts = ((int64_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 283, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 303, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22765,7 +23035,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   int __pyx_t_5;
   __Pyx_RefNannySetupContext("cancel", 0);
 
-  /* "cext/matching.pyx":287
+  /* "cext/matching.pyx":307
  *         cdef int i
  *         cdef SimOrder *o
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -22779,7 +23049,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/matching.pyx":288
+    /* "cext/matching.pyx":308
  *         cdef SimOrder *o
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -22788,7 +23058,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":289
+    /* "cext/matching.pyx":309
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:             # <<<<<<<<<<<<<<
@@ -22814,35 +23084,44 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":290
+      /* "cext/matching.pyx":310
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:
  *                 o.active = 0             # <<<<<<<<<<<<<<
  *                 self.n_open -= 1
- *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
+ *                 self._shrink()
 */
       __pyx_v_o->active = 0;
 
-      /* "cext/matching.pyx":291
+      /* "cext/matching.pyx":311
  *             if o.active and o.order_id == order_id:
  *                 o.active = 0
  *                 self.n_open -= 1             # <<<<<<<<<<<<<<
+ *                 self._shrink()
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
- *                 return True
 */
       __pyx_v_self->n_open = (__pyx_v_self->n_open - 1);
 
-      /* "cext/matching.pyx":292
+      /* "cext/matching.pyx":312
  *                 o.active = 0
  *                 self.n_open -= 1
+ *                 self._shrink()             # <<<<<<<<<<<<<<
+ *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
+ *                 return True
+*/
+      ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_shrink(__pyx_v_self);
+
+      /* "cext/matching.pyx":313
+ *                 self.n_open -= 1
+ *                 self._shrink()
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)             # <<<<<<<<<<<<<<
  *                 return True
  *         return False
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, __pyx_v_o, __pyx_e_4cext_8matching_EX_CANCELED, __pyx_v_o->px, 0, 0, __pyx_v_ts);
 
-      /* "cext/matching.pyx":293
- *                 self.n_open -= 1
+      /* "cext/matching.pyx":314
+ *                 self._shrink()
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
  *                 return True             # <<<<<<<<<<<<<<
  *         return False
@@ -22859,7 +23138,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
       }
       goto __pyx_L0;
 
-      /* "cext/matching.pyx":289
+      /* "cext/matching.pyx":309
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:             # <<<<<<<<<<<<<<
@@ -22870,7 +23149,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   }
 
 
-  /* "cext/matching.pyx":294
+  /* "cext/matching.pyx":315
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
  *                 return True
  *         return False             # <<<<<<<<<<<<<<
@@ -22888,7 +23167,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":283
+  /* "cext/matching.pyx":303
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -22905,7 +23184,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":296
+/* "cext/matching.pyx":317
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -22953,37 +23232,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_inst,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 296, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 317, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 296, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "open_orders", 0) < (0)) __PYX_ERR(0, 296, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "open_orders", 0) < (0)) __PYX_ERR(0, 317, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 296, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 296, __pyx_L3_error)
+      __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
     } else {
       __pyx_v_inst = ((int)-1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("open_orders", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 296, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("open_orders", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 317, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23005,11 +23284,11 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":306
+/* "cext/matching.pyx":327
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])             # <<<<<<<<<<<<<<
- *         return [t[:-1] for t in out]
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
+ *         return [t[:11] for t in out]
  * 
 */
 
@@ -23052,32 +23331,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_t,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 306, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 327, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 306, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 327, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "lambda", 0) < (0)) __PYX_ERR(0, 306, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "lambda", 0) < (0)) __PYX_ERR(0, 327, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, i); __PYX_ERR(0, 306, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, i); __PYX_ERR(0, 327, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 306, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 327, __pyx_L3_error)
     }
     __pyx_v_t = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 306, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 327, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23106,7 +23385,7 @@ static PyObject *__pyx_lambda_funcdef_lambda(CYTHON_UNUSED PyObject *__pyx_self,
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("lambda", 0);
-  __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_t, -1L, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_t, 11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 327, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -23130,7 +23409,7 @@ static PyObject *__pyx_lambda_funcdef_lambda(CYTHON_UNUSED PyObject *__pyx_self,
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":296
+/* "cext/matching.pyx":317
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -23171,19 +23450,19 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("open_orders", 0);
 
-  /* "cext/matching.pyx":300
+  /* "cext/matching.pyx":321
  *         cdef int i
  *         cdef SimOrder *o
  *         out = []             # <<<<<<<<<<<<<<
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 300, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 321, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cext/matching.pyx":301
+  /* "cext/matching.pyx":322
  *         cdef SimOrder *o
  *         out = []
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -23197,7 +23476,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/matching.pyx":302
+    /* "cext/matching.pyx":323
  *         out = []
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -23206,7 +23485,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":303
+    /* "cext/matching.pyx":324
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):             # <<<<<<<<<<<<<<
@@ -23242,79 +23521,79 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     if (__pyx_t_5) {
 
 
-      /* "cext/matching.pyx":304
+      /* "cext/matching.pyx":325
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,             # <<<<<<<<<<<<<<
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
 */
-      __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_o->order_id); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_o->order_id); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_o->client_id); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_o->client_id); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_8 = __Pyx_PyLong_From_uint32_t(__pyx_v_o->inst); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_uint32_t(__pyx_v_o->inst); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->side); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->side); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_10 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->otype); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->otype); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_o->px); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_o->px); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_o->qty); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_o->qty); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_o->leaves); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_o->leaves); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_o->cum); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_o->cum); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_14);
 
-      /* "cext/matching.pyx":305
+      /* "cext/matching.pyx":326
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))             # <<<<<<<<<<<<<<
- *         out.sort(key=lambda t: t[-1])
- *         return [t[:-1] for t in out]
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
+ *         return [t[:11] for t in out]
 */
-      __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_o->queue_ahead); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 305, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_o->queue_ahead); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 326, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
-      __pyx_t_16 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->flags); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 305, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->flags); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 326, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
-      __pyx_t_17 = __Pyx_PyLong_From_int64_t(__pyx_v_o->seq); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 305, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyLong_From_int64_t(__pyx_v_o->seq); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 326, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_17);
 
-      /* "cext/matching.pyx":304
+      /* "cext/matching.pyx":325
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,             # <<<<<<<<<<<<<<
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
 */
-      __pyx_t_18 = PyTuple_New(12); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_18 = PyTuple_New(12); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_18);
       __Pyx_GIVEREF(__pyx_t_1);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_7);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_8);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 2, __pyx_t_8) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 2, __pyx_t_8) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_9);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 3, __pyx_t_9) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 3, __pyx_t_9) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_10);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 4, __pyx_t_10) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 4, __pyx_t_10) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_11);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 5, __pyx_t_11) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 5, __pyx_t_11) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_12);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 6, __pyx_t_12) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 6, __pyx_t_12) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_13);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 7, __pyx_t_13) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 7, __pyx_t_13) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_14);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 8, __pyx_t_14) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 8, __pyx_t_14) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_15);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 9, __pyx_t_15) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 9, __pyx_t_15) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_16);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 10, __pyx_t_16) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 10, __pyx_t_16) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_17);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 11, __pyx_t_17) != (0)) __PYX_ERR(0, 304, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 11, __pyx_t_17) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
       __pyx_t_1 = 0;
       __pyx_t_7 = 0;
       __pyx_t_8 = 0;
@@ -23327,11 +23606,11 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
       __pyx_t_15 = 0;
       __pyx_t_16 = 0;
       __pyx_t_17 = 0;
-      __pyx_t_19 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_18); if (unlikely(__pyx_t_19 == ((int)-1))) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_19 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_18); if (unlikely(__pyx_t_19 == ((int)-1))) __PYX_ERR(0, 325, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
 
 
-      /* "cext/matching.pyx":303
+      /* "cext/matching.pyx":324
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):             # <<<<<<<<<<<<<<
@@ -23342,16 +23621,16 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   }
 
 
-  /* "cext/matching.pyx":306
+  /* "cext/matching.pyx":327
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])             # <<<<<<<<<<<<<<
- *         return [t[:-1] for t in out]
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
+ *         return [t[:11] for t in out]
  * 
 */
   __pyx_t_17 = __pyx_v_out;
   __Pyx_INCREF(__pyx_t_17);
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11open_orders___pyx_lambda_funcdef_lambda, 0, __pyx_mstate_global->__pyx_n_u_open_orders_locals_lambda, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11open_orders___pyx_lambda_funcdef_lambda, 0, __pyx_mstate_global->__pyx_n_u_open_orders_locals_lambda, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 327, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_VECTORCALL
   #endif
@@ -23360,13 +23639,13 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     PyObject *__pyx_callargs[2] = {__pyx_t_17, __pyx_t_16};
     #if CYTHON_VECTORCALL
     __pyx_t_15 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 306, __pyx_L1_error)
+    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 327, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_15);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_key};
       __pyx_t_15 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
-      if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 306, __pyx_L1_error)
+      if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 327, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
     }
     #endif
@@ -23376,20 +23655,20 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     #endif
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 306, __pyx_L1_error)
+    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 327, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
   }
   __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
 
-  /* "cext/matching.pyx":307
+  /* "cext/matching.pyx":328
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])
- *         return [t[:-1] for t in out]             # <<<<<<<<<<<<<<
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
+ *         return [t[:11] for t in out]             # <<<<<<<<<<<<<<
  * 
  *     def stats(self):
 */
   { /* enter inner scope */
-    __pyx_t_18 = PyList_New(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 307, __pyx_L11_error)
+    __pyx_t_18 = PyList_New(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 328, __pyx_L11_error)
     __Pyx_GOTREF(__pyx_t_18);
     __pyx_t_15 = __pyx_v_out; __Pyx_INCREF(__pyx_t_15);
     __pyx_t_21 = 0;
@@ -23397,20 +23676,20 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_15);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 307, __pyx_L11_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 328, __pyx_L11_error)
         #endif
         if (__pyx_t_21 >= __pyx_temp) break;
       }
       __pyx_t_16 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_15, __pyx_t_21, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_21;
-      if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 307, __pyx_L11_error)
+      if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 328, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_XDECREF_SET(__pyx_8genexpr1__pyx_v_t, __pyx_t_16);
       __pyx_t_16 = 0;
-      __pyx_t_16 = __Pyx_PyObject_GetSlice(__pyx_8genexpr1__pyx_v_t, 0, -1L, NULL, NULL, &__pyx_mstate_global->__pyx_slice[1], 0, 1, 0); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 307, __pyx_L11_error)
+      __pyx_t_16 = __Pyx_PyObject_GetSlice(__pyx_8genexpr1__pyx_v_t, 0, 11, NULL, NULL, &__pyx_mstate_global->__pyx_slice[1], 0, 1, 0); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 328, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_GIVEREF(__pyx_t_16);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_18, __pyx_t_16))) __PYX_ERR(0, 307, __pyx_L11_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_18, __pyx_t_16))) __PYX_ERR(0, 328, __pyx_L11_error)
       __pyx_t_16 = 0;
     }
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
@@ -23432,7 +23711,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   __pyx_t_18 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":296
+  /* "cext/matching.pyx":317
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -23467,8 +23746,8 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":309
- *         return [t[:-1] for t in out]
+/* "cext/matching.pyx":330
+ *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
@@ -23528,35 +23807,35 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "cext/matching.pyx":310
+  /* "cext/matching.pyx":331
  * 
  *     def stats(self):
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,             # <<<<<<<<<<<<<<
  *                 "pending_exec": self.n_exec}
 */
-  __pyx_t_1 = __Pyx_PyDict_NewPresized(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_events, __pyx_t_2) < (0)) __PYX_ERR(0, 310, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_events, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fills, __pyx_t_2) < (0)) __PYX_ERR(0, 310, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fills, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_2) < (0)) __PYX_ERR(0, 310, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":311
+  /* "cext/matching.pyx":332
  *     def stats(self):
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
  *                 "pending_exec": self.n_exec}             # <<<<<<<<<<<<<<
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 311, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 332, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pending_exec, __pyx_t_2) < (0)) __PYX_ERR(0, 310, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pending_exec, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -23569,8 +23848,8 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":309
- *         return [t[:-1] for t in out]
+  /* "cext/matching.pyx":330
+ *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
@@ -23593,8 +23872,8 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_
  *     cdef list books               # OrderBook per instrument
  *     cdef SimOrder *orders         # max_orders slots (all instruments)
  *     cdef readonly int max_orders             # <<<<<<<<<<<<<<
+ *     cdef readonly int hw          # slots [0, hw) may hold active orders
  *     cdef readonly int n_inst
- *     cdef readonly int n_open
 */
 
 /* Python wrapper */
@@ -23674,6 +23953,88 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10max_orders___get__(
 /* "cext/matching.pxd":28
  *     cdef SimOrder *orders         # max_orders slots (all instruments)
  *     cdef readonly int max_orders
+ *     cdef readonly int hw          # slots [0, hw) may hold active orders             # <<<<<<<<<<<<<<
+ *     cdef readonly int n_inst
+ *     cdef readonly int n_open
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_4cext_8matching_14MatchingEngine_2hw_1__get__(PyObject *__pyx_v_self); /*proto*/
+static PyObject *__pyx_pw_4cext_8matching_14MatchingEngine_2hw_1__get__(PyObject *__pyx_v_self) {
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__get__ (wrapper)", 0);
+  __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
+  __pyx_r = __pyx_pf_4cext_8matching_14MatchingEngine_2hw___get__(((struct __pyx_obj_4cext_8matching_MatchingEngine *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_2hw___get__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("__get__", 0);
+  {
+      __Pyx_PyCriticalSection __pyx_cs;
+      __pyx_t_1 = ((PyObject *)__pyx_v_self);
+      __Pyx_INCREF(__pyx_t_1);
+      __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
+      /*try:*/ {
+        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->hw); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 28, __pyx_L4_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        {
+          PyObject *__pyx_temp;
+          {
+            __pyx_temp = __pyx_r;
+            __pyx_r = __pyx_t_2;
+          }
+          __Pyx_XDECREF(__pyx_temp);
+        }
+        __pyx_t_2 = 0;
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        goto __pyx_L3_return;
+      }
+      /*finally:*/ {
+        __pyx_L3_return: {
+          __pyx_t_3 = __pyx_r;
+          __pyx_r = 0;
+          __Pyx_PyCriticalSection_End(&__pyx_cs);
+          __pyx_r = __pyx_t_3;
+          __pyx_t_3 = 0;
+          goto __pyx_L0;
+        }
+        __pyx_L4_error: {
+          __Pyx_PyCriticalSection_End(&__pyx_cs);
+          goto __pyx_L1_error;
+        }
+      }
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  }
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_AddTraceback("cext.matching.MatchingEngine.hw.__get__", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "cext/matching.pxd":29
+ *     cdef readonly int max_orders
+ *     cdef readonly int hw          # slots [0, hw) may hold active orders
  *     cdef readonly int n_inst             # <<<<<<<<<<<<<<
  *     cdef readonly int n_open
  *     cdef int64_t next_seq
@@ -23710,7 +24071,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_inst___get__(struc
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_inst); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 28, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_inst); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 29, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -23753,8 +24114,8 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_inst___get__(struc
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":29
- *     cdef readonly int max_orders
+/* "cext/matching.pxd":30
+ *     cdef readonly int hw          # slots [0, hw) may hold active orders
  *     cdef readonly int n_inst
  *     cdef readonly int n_open             # <<<<<<<<<<<<<<
  *     cdef int64_t next_seq
@@ -23792,7 +24153,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_open___get__(struc
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 29, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 30, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -23835,7 +24196,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_open___get__(struc
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":34
+/* "cext/matching.pxd":35
  *     cdef object _execs            # EXEC_DTYPE buffer
  *     cdef ExecRecord *ex
  *     cdef readonly int n_exec             # <<<<<<<<<<<<<<
@@ -23874,7 +24235,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_exec___get__(struc
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 34, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 35, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -23917,7 +24278,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6n_exec___get__(struc
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":35
+/* "cext/matching.pxd":36
  *     cdef ExecRecord *ex
  *     cdef readonly int n_exec
  *     cdef readonly int exec_cap             # <<<<<<<<<<<<<<
@@ -23956,7 +24317,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_8exec_cap___get__(str
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->exec_cap); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 35, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->exec_cap); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 36, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -23999,7 +24360,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_8exec_cap___get__(str
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":36
+/* "cext/matching.pxd":37
  *     cdef readonly int n_exec
  *     cdef readonly int exec_cap
  *     cdef readonly uint64_t events             # <<<<<<<<<<<<<<
@@ -24038,7 +24399,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6events___get__(struc
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 36, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 37, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -24081,7 +24442,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6events___get__(struc
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":37
+/* "cext/matching.pxd":38
  *     cdef readonly int exec_cap
  *     cdef readonly uint64_t events
  *     cdef readonly uint64_t fills             # <<<<<<<<<<<<<<
@@ -24120,7 +24481,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_5fills___get__(struct
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 37, __pyx_L4_error)
+        __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 38, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -24163,7 +24524,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_5fills___get__(struct
   return __pyx_r;
 }
 
-/* "cext/matching.pxd":38
+/* "cext/matching.pxd":39
  *     cdef readonly uint64_t events
  *     cdef readonly uint64_t fills
  *     cdef readonly double cancel_ahead_frac   # share of a level's cancels assumed ahead of us             # <<<<<<<<<<<<<<
@@ -24202,7 +24563,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_17cancel_ahead_frac__
       __Pyx_INCREF(__pyx_t_1);
       __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
       /*try:*/ {
-        __pyx_t_2 = PyFloat_FromDouble(__pyx_v_self->cancel_ahead_frac); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 38, __pyx_L4_error)
+        __pyx_t_2 = PyFloat_FromDouble(__pyx_v_self->cancel_ahead_frac); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 39, __pyx_L4_error)
         __Pyx_GOTREF(__pyx_t_2);
         {
           PyObject *__pyx_temp;
@@ -24582,6 +24943,10 @@ static PyObject *__pyx_getprop_4cext_8matching_14MatchingEngine_max_orders(PyObj
   return __pyx_pw_4cext_8matching_14MatchingEngine_10max_orders_1__get__(o);
 }
 
+static PyObject *__pyx_getprop_4cext_8matching_14MatchingEngine_hw(PyObject *o, CYTHON_UNUSED void *x) {
+  return __pyx_pw_4cext_8matching_14MatchingEngine_2hw_1__get__(o);
+}
+
 static PyObject *__pyx_getprop_4cext_8matching_14MatchingEngine_n_inst(PyObject *o, CYTHON_UNUSED void *x) {
   return __pyx_pw_4cext_8matching_14MatchingEngine_6n_inst_1__get__(o);
 }
@@ -24625,6 +24990,7 @@ static PyMethodDef __pyx_methods_4cext_8matching_MatchingEngine[] = {
 
 static struct PyGetSetDef __pyx_getsets_4cext_8matching_MatchingEngine[] = {
   {"max_orders", __pyx_getprop_4cext_8matching_14MatchingEngine_max_orders, 0, 0, 0},
+  {"hw", __pyx_getprop_4cext_8matching_14MatchingEngine_hw, 0, 0, 0},
   {"n_inst", __pyx_getprop_4cext_8matching_14MatchingEngine_n_inst, 0, 0, 0},
   {"n_open", __pyx_getprop_4cext_8matching_14MatchingEngine_n_open, 0, 0, 0},
   {"n_exec", __pyx_getprop_4cext_8matching_14MatchingEngine_n_exec, 0, 0, 0},
@@ -25903,6 +26269,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_8matching_MatchingEngine(__pyx_
   __pyx_vtable_4cext_8matching_MatchingEngine._exec = (void (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *, int, int64_t, int64_t, int, int64_t))__pyx_f_4cext_8matching_14MatchingEngine__exec;
   __pyx_vtable_4cext_8matching_MatchingEngine._fill_resting = (void (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *, int64_t, int64_t, int64_t))__pyx_f_4cext_8matching_14MatchingEngine__fill_resting;
   __pyx_vtable_4cext_8matching_MatchingEngine._cross_check = (void (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, uint32_t, int64_t, int64_t, int64_t))__pyx_f_4cext_8matching_14MatchingEngine__cross_check;
+  __pyx_vtable_4cext_8matching_MatchingEngine._shrink = (void (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *))__pyx_f_4cext_8matching_14MatchingEngine__shrink;
+  __pyx_vtable_4cext_8matching_MatchingEngine._ours_ahead = (int64_t (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *))__pyx_f_4cext_8matching_14MatchingEngine__ours_ahead;
   __pyx_vtable_4cext_8matching_MatchingEngine.on_record = (int (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_6schema_MarketRecord *))__pyx_f_4cext_8matching_14MatchingEngine_on_record;
   #if CYTHON_USE_TYPE_SPECS
   __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_8matching_MatchingEngine_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine)) __PYX_ERR(0, 65, __pyx_L1_error)
@@ -27024,117 +27392,117 @@ __Pyx_RefNannySetupContext("PyInit_matching", 0);
 */
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD, __pyx_mstate_global->__pyx_int_6) < (0)) __PYX_ERR(0, 62, __pyx_L1_error)
 
-  /* "cext/matching.pyx":192
+  /* "cext/matching.pyx":210
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
  *         """Apply MARKET records; returns the number of EXEC records waiting in drain()."""
  *         cdef MarketRecord[::1] v = recs
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_5on_market, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_on_market, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 192, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_5on_market, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_on_market, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_on_market, __pyx_t_4) < (0)) __PYX_ERR(0, 192, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_on_market, __pyx_t_4) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":200
+  /* "cext/matching.pyx":218
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_7drain, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_drain, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 200, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_7drain, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_drain, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_drain, __pyx_t_4) < (0)) __PYX_ERR(0, 200, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_drain, __pyx_t_4) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":206
+  /* "cext/matching.pyx":224
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
  *         return self.books[inst]
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_OrderBook) < (0)) __PYX_ERR(0, 206, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_9book, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_book, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 206, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_OrderBook) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_9book, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_book, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_book, __pyx_t_5) < (0)) __PYX_ERR(0, 206, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_book, __pyx_t_5) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":209
+  /* "cext/matching.pyx":227
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
  *                int64_t qty, int flags=0, int64_t ts=0):
  *         """Match a new order against the public book; the rest rests (LIMIT, POST_ONLY) or
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11submit, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_submit, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11submit, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_submit, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[3]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_submit, __pyx_t_5) < (0)) __PYX_ERR(0, 209, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_submit, __pyx_t_5) < (0)) __PYX_ERR(0, 227, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":283
+  /* "cext/matching.pyx":303
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
  *         """Cancel a resting order: True (CANCELED record emitted) or False if not open."""
  *         cdef int i
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_13cancel, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_cancel, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 283, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_13cancel, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_cancel, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 303, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[4]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_cancel, __pyx_t_5) < (0)) __PYX_ERR(0, 283, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_cancel, __pyx_t_5) < (0)) __PYX_ERR(0, 303, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":296
+  /* "cext/matching.pyx":317
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
  *         """[(order_id, client_id, inst, side, otype, px, qty, leaves, cum, queue_ahead, flags)]"""
  *         cdef int i
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_15open_orders, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_open_orders, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 296, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_15open_orders, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_open_orders, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 317, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[0]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_5) < (0)) __PYX_ERR(0, 296, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_5) < (0)) __PYX_ERR(0, 317, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":309
- *         return [t[:-1] for t in out]
+  /* "cext/matching.pyx":330
+ *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
  *                 "pending_exec": self.n_exec}
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_17stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 309, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_17stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 330, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_5) < (0)) __PYX_ERR(0, 309, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_5) < (0)) __PYX_ERR(0, 330, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "(tree fragment)":1
@@ -27279,32 +27647,32 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "cext/matching.pyx":306
+  /* "cext/matching.pyx":327
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])             # <<<<<<<<<<<<<<
- *         return [t[:-1] for t in out]
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
+ *         return [t[:11] for t in out]
  * 
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_key};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 306, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 327, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cext/matching.pyx":307
+  /* "cext/matching.pyx":328
  *                             o.queue_ahead, o.flags, o.seq))
- *         out.sort(key=lambda t: t[-1])
- *         return [t[:-1] for t in out]             # <<<<<<<<<<<<<<
+ *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
+ *         return [t[:11] for t in out]             # <<<<<<<<<<<<<<
  * 
  *     def stats(self):
 */
-  __pyx_mstate_global->__pyx_slice[1] = PySlice_New(Py_None, __pyx_mstate_global->__pyx_int_neg_1, Py_None); if (unlikely(!__pyx_mstate_global->__pyx_slice[1])) __PYX_ERR(0, 307, __pyx_L1_error)
+  __pyx_mstate_global->__pyx_slice[1] = PySlice_New(Py_None, __pyx_mstate_global->__pyx_int_11, Py_None); if (unlikely(!__pyx_mstate_global->__pyx_slice[1])) __PYX_ERR(0, 328, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_mstate_global->__pyx_slice[1]);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_slice[1]);
 
-  /* "cext/matching.pyx":209
+  /* "cext/matching.pyx":227
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -27313,12 +27681,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_int_0, __pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 209, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 227, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
 
-  /* "cext/matching.pyx":283
+  /* "cext/matching.pyx":303
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -27327,7 +27695,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 283, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 303, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
@@ -27392,30 +27760,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{35},{17},{15},{7},{6},{2},{9},{19},{50},{30},{37},{8},{5},{10},{8},{14},{32},{34},{19},{21},{20},{24},{26},{20},{21},{9},{10},{14},{13},{14},{25},{14},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{5},{1},{4},{4},{1},{6},{17},{13},{9},{18},{4},{5},{7},{6},{4},{5},{15},{6},{13},{9},{5},{6},{8},{5},{5},{6},{7},{1},{2},{5},{4},{5},{8},{3},{3},{10},{7},{4},{6},{4},{4},{2},{5},{1},{3},{9},{11},{29},{8},{5},{3},{4},{12},{3},{2},{1},{3},{4},{8},{6},{3},{4},{10},{5},{4},{4},{4},{4},{5},{5},{4},{4},{6},{6},{1},{4},{3},{2},{6},{6},{1},{6},{1},{5}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{30},{935},{31},{46},{8},{16},{155},{95}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{30},{957},{31},{46},{8},{16},{155},{102}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1920 bytes) */
-static const char cstring[] = "x\332\215U\315s\333\306\025\217,\311\243\270j\"F\262\343\272v\007LT\253Mm6\214>\354\250\2662\224D\333t\254\017\212\224\255X\2561K`IB\002\026 vA\223\356L\353#\217{\334#\2168\342\310#\217<\342\310c\376\204\374\ty\013\220\264,\245I8#\354\356\333\267\357\375\336\357}HAL\371\272\245\330\225\023\254\261\215\2771\027c\245\352\242\232\205\t\373{f]y\260\203-\333m?7\360\033\305\256*\0174\2330\243\346\331\036U\020\321\025\335p\345\273\363b\203\214.(s\r\035\353g\224\025\333\375\325\373\017ec\315\215\357\266\020!6S\020\245F\215(\314V\\\214\364\27361\333\212\025\203l\002\310\002i\"\323\320\025\313\326\361\035\005\267\034x\013\246\226\264%\351w\251j\273\314Ed\351\216R\003S#eZG\016\006W\nj\031T\331\265\031VX\035\210\331j\263\272M\024\220\351\3304*\330E\014\2037\211\017\254\272R\211(\373\371\375\273+\367Wb\264.\2264R\205z\025\315\004\240\230J\322*\236a2\260\316\332\016\246\031\245PU\332\266\247\020\014\270 \n\007\364\316>`uL\024\212\231\334(Kq\314\210\0316Q\341\271AjKC\232\214&\226\257\037!\223\342\014\322u\025\364\260\206\210\206M\025\325\201\031\025\322\250)\226G\231R\211\203;\376\372\216\222\375\267\206[\354\237\026bZ\035\214e\234vK\263MS\332\263\t\315\240\212\246\033\024UL\214\211\374\3264\203&;\235\250\006\001S#{\033\017\225,\261\201\227*\362L\246\250\252\213uO\303\252\252\350^\014\214\330\344.\360\3244\220\t\267\232A\014\246\252^lK^#\323\2645\240SA\256\213\332\212\216\030\312\374\302m\222\031ImR\0244\363\300DVEG\033\271\322V\241\220?\312o\251\333\345\037\366\363y\3234\034j\320\235adyR3\010\376\360\224\031\243\324\342\304\252\352\205{\340\235\002\335\377W\243b\333\247\347D\t\347\347\204\272\213\014rN\006\346,\344\236bv^\356`\242\332\256\216\335s\3503\022\312\005\231W\261\014\266\047\3257\001L\351ps\247PV7s\333\303]\376h\277p\220\037\235\036\025\236=\033\037v\367\324\322\263\275\362\360\264\277W*\253{\273\317~P\017\362O\363[\345\261\332A\276T.\354>.\341\206\207!4\331\372\231\367S@U\367\333-\370\333\206\026Pw\241\230\016pUU\207e\n\371\207\\\313B~\277\251af0lI\201.\337\300\257""\352\021M\256\265\021\333\3603,\007zS\356,\240.^m\3353\343;\202\254d\225\356U\025\212V\325\352X;\245\236\225\234\206V\344V6Y\262\363\210ch\247`!OFzM&+L\332hx\310\034\231\035\225\356\205\362\030\013pK\036\2408\306P\350\031\350\027\212FU\031\2462\026\203\252\232\355\332\036t?\206\336\032\225\265Z\361\252U\230&\264M4\303\316\214U(j\"\303\254T\020\305\262\320\264\244\264.4\265l\341\314\250\2055\323\200Q\255\032:l\010\206&Ua\300i\270\202\264S\315v\332\232\355\021\246\271\266\034-Z<\200d\253\305\345\251\307T\001\304d\370C\256af\342a\225\001\277\026\302@\\<\364\260\353\332.n\202#\212[XS5\344T\r\323\244U\023\325(\314T\0003\234\254\206\241\203e\334\222\303B\246\235&\237\267\370\024\267\315\246i\241\326\260\324ad\313y-\347t2Z$\2630\354-\342\200W\247m\003\252q\307\234i\2213[\230\005@\247I7\306C!\226\003\027\266\014\r8u\200\005GZ%5U\002wl\307i5\032\254\r\023\224\272\270fP\030\343.f\236K\\\033F\235Y\205\\\016gZ<z\250\2349\200\236\2326\243\020!\3449\3760\n/\035\n\300`.y0\362\343\256d\014\001X\313\201#\221\256=\007\310\306M\370\047\343a\332z\213!\r{\357&\006SW:\377\340\305w\271\301\314\034\277\"\026\205\341\267\303\251\360Iw\257\277\322o\014\346\024\177\312\317\301\355\355\2250\367\323\354G\037\337\022\271\037g\376\320Y\345\223|]\224\375\353\301|\260\035N\206\337\204\245\356t\367\250\367R\276\231\347k\3423\361\255\277\3457\203\203\340M\250wo\367&{\353\375rT,G\345\027\321\213\243\301\354<\317\016ff;\337s&\326\374\224\237\036\314|\322A\235\006\237\346%11\000\017\017xC.\017\223\323}\251>^\276\345\2713\313\032O\311\345\036O\313e\235\027\345\362/\216\0063\363|UL\002\220\355`\"\270\025j\335\033\275\325\376\345\276\026\025\217\243\343\327\321k\024!=\322q\204Y\304\274\301\374u\320]\367\313A*\270\033\322\356W\275|\377Z\237F\007\257\242Wj\244V\242\n(V\243j-q9\317w\374\005\2778\014$\221\344\006\263\013\362\363\031OG\363_\372\253\301d\260\321Mu\323Rr[\\\002ru\177\321\327\202\033\341J\310\272\313\335\223\376\304\340\332\237\3052p\316\202\225\200\206\213@\325_\273\264\367U\177;\332\037Q5\367""\047\221\022K\300\321\235\000\207\313!\351=\355\243\301\3345\216\370\377|\344\267\002/\334\n\377\333+\366\354\350\360y\364\374\305`\366\323N\223\037\000{s\013\374\221H\213\254\310\3737\203r8\017z \374\2347d\002\263\277\014\363K~$\016\204\013\241\225!\263O\001\317bW\353\335\350g\007W%\320\223`*\310\203\245B\267\334[\350\225\372S\022\350atx\024\035\001A\300\316ItbE\026\221\276s\374\205\310\211W\301\325@\013\377\322}\333OI\337\236\330\024\025\177\322\177\0105\223\225\225\262\n\274\244\007\013\237\363\377\370\361\322\022\215\301\302uqY \321\360\247\375c\320\273\017T\325z\257\242\"\204\007\311\250E\265\372\257\305\017\301-w\352\\\023\251\017\222\363\030\340W\241$\337\000\234k\220_\010w\216_\006+\r1\r(\027\202R\014I>\371\021\n3\317\257\302\035\023Y\311\047\343+\374\r r\3758\010`1\256\270U~\tjn\344\344;\340\372\236\237\366\327\202\324\340C\003s|\202/\304l\024\245\265\006\237\021Spx\356/\373\030\362\336\010/Cm^\355\352\275to\245G\373i\340E&&\353\347\222\272^\224\265<\333\331\021\251q\201\317v\036\363,\177\"rI\023A\253\200\335w\320\232\237tt\276\004\335\267\"Z\276\027\304\327O\345\363\3415X}\037]#\241Y\002\274\022\027\n\000\024\261.\003\343/!\001\227\374t4\245\370\023\211l\r\n\021\316\213~\356\247\231\217>\376\264\203~;\316iq\350\177\341oB\321\247\202\333@\360z\267(\263~O|\001Z\307\320\2267\303bX\353\026!\301\305^\275\217\372^T\206z\202\376\204L\217\032\356\346-\361:\310\006O\302\\XLx\227~\212qP\260\235\347[\340\177\325\237\210\246\276\t\323\022\332\037\177\007\373/}\032\000\323)~\003\224\240\\\277\027\343\216Y\026\026\270\313\237\351\230\330\325\317^\240\002\305";
-    PyObject *data = __Pyx_DecompressString(cstring, 1920, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1937 bytes) */
+static const char cstring[] = "x\332\215U\315s\333\306\025\217\"\311\243\270j\"Z\262\343\272v\007LT\253Mm6\264(\331Qme(\211\266\345X\037\024)[\261\\c\226\300\222\204\004,@\354\202&\335\231\326G\036\367\270G\034q\304\221G\036y\304\221\307\374\t\371\023\362\026 iYJ\323rF\330\335\267o\337\373\275\337\373\220\202\230\362mK\261+\047Xc\353\177a.\306J\325E5\013\023\366\327\314\232\362p\007[\266\333~a\340\267\212]U\036j6aF\315\263=\252 \242+\272\341\312w\347\305\006\031]P\346\032:\326\317(+\266\373\233\367\037\313\306\232\353\337o\"Bl\246 J\215\032Q\230\255\270\030\351wmb\266\025+\006\331\004\220\333\244\211LCW,[\307w\024\334r\340-\230Z\322\226\244\337\245\252\3552\027\221\245;J\rL\215\224i\0359\030\\)\250ePe\327fXau f\263\315\3526Q@\246c\323\250`\0271\014\336$>\260\352J%\242\354\027\366\357\346\036\344b\264.\2264R\205z\025\315\004\240\230J\322*\236a2\260\316\332\016\246\031e\273\252\264mO!\030pA\024\016\350\235}\300\352\230(\0243\271Q\226\342\230\0213l\242\302s\203\324\226\2064\031M,_?F&\305\031\244\353*\350a\r\021\r\233*\252\0033*\244QS,\2172\245\022\007w\374\355\035%\373O\r\267\330\337-\304\264:\030\3138\355\226f\233\246\264g\023\232A\025M7(\252\230\030\023\371\255i\006Mv:Q\r\002\246F\366\326\037)Yb\003/U\344\231LQU\027\353\236\206UU\321\275\030\030\261\311]\340\251i \023n5\203\030LU\275\330\226\274F\246ik@\247\202\\\027\265\025\0351\224\371\225\333$3\222\332\244(h\346\241\211\254\212\216\326\363\245\315\355\355\302QaS\335*\377\270_(\230\246\341P\203\356\014#+\220\232A\360\307\247\314\030\245\026\047VU/\334\003\357\024\350\376\257\032\025\333>=\047J8?\047\324]d\220s20g!\367\024\263\363r\007\023\325vu\354\236C\237\221P.\310\274\212e\260=\251\276\001`J\207\033;\333eu#\2775\334\025\216\366\267\017\n\243\323\343\355\347\317\307\207\335=\265\364|\257<<\355\357\225\312\352\336\356\363\037\325\203\302\263\302fy\254vP(\225\267w\237\224p\303\303\020\232l\375\314\207)\240\252\373\355\026\374mA\013\250\273PL\007\270\252\252\3032\205\374C\256e!\177\330\32403\030\266\244@\227o\340W\365\210&\327\332\210m\370\031""\226\003\275)w\026P\027\257\266\356\231\361\035AV\262J\367\252\nE\253ju\254\235R\317JNC+r+\233,\331y\3041\264S\260P #\275&\223\025&m4<d\216\314\216J\367By\214\005\270%\017P\034c(\364\014\364\013E\243\252\014S\031\213AU\315vm\017\272\037Co\215\312Z\255x\325*L\023\332&\232ag\306*\0245\221aV*\210bYhZRZ\027\232Z\266pf\324\302\232i\300\250V\r\0356\004C\223\2520\3404\\A\332\251f;m\315\366\010\323\\[\216\026-\036@\262\325\342\362\324c\252\000b2\374!\32703\361\260\312\200_\013a .\036z\330um\0277\301\021\305-\254\251\032r\252\206i\322\252\211j\024f*\200\031NV\303\320\3012n\311a!\323N\223\317;|\212\333f\323\264PkX\3520\262\345\274\226s:\031-\222Y\030\366\026q\300\253\323\266\001\325\270c\316\264\310\231-\314\002\240\323\244\353\343\241\020\313\201\013[\206\006\234:\300\202#\255\222\232*\201;\266\343\264\032\r\326\206\tJ]\\3(\214q\0273\317%\256\r\243\316\254B.\2073-\036=T\316\034@OM\233Q\210\020\362\034\177\030\205\227\016\005`0\227<\030\371qW2\206\000\254\345\300\221H\327\236\003d\343&\374\223\3610m\275\303\220\206\275\367\023\203\251\313\235\277\361\342\373\374`f\216_\026\213\302\360\333\341T\370\264\273\327\317\365\033\2039\305\237\362\363p{;\027\346\177\236\375\344\263[\"\377\323\314\357:+|\222\257\211\262\177=\230\017\266\302\311\360^X\352Nw\217z\257\344\233y\276*\256\210\357\374M\277\031\034\004oC\275{\2737\331[\353\227\243b9*\277\214^\036\rf\347yv03\333\371\2013\261\352\247\374\364`\346\363\016\3524\3704/\211\211\001xx\310\033ry\224\234\036H\365\361\362\035\317\237YVyJ.\367yZ.k\274(\227\177p4\230\231\347+b\022\200l\005\023\301\255P\353\336\350\255\364/\365\265\250x\034\035\277\211\336\240\010\351\221\216#\314\"\346\r\346\257\203\356\232_\016R\301\335\220v\277\351\025\372\327\3724:x\035\275V#\265\022U@\261\032Uk\211\313y\276\343/\370\305a \211$?\230]\220\237+<\035\315\177\355\257\004\223\301z7\325MK\311m\361)\220\253\373\213\276\026\334\010s!\353.wO\372\023\203k\177\024\313\3009\013r\001\r\027\201\252?wi\357\233\376V\264?\242j\356\017\"%\226\200\243;\001\016\227C\322{""\326G\203\271k\034\361\377\370\310o\005^\270\031\376\273W\354\331\321\341\213\350\305\313\301\354\027\235&?\000\366\346\026\370c\221\026YQ\360o\006\345p\036\364@\370%o\310\004f\177\035\346\327\374H\034\010\027B+Cf\237\001\236\305\256\326\273\321\317\016\256J\240\047\301TP\000K\333\335ro\241W\352OI\240\207\321\341Qt\004\004\001;\047\321\211\025YD\372\316\363\227\"/^\007W\003-\374S\367]?%}{bCT\374I\377\021\324LVV\312\n\360\222\036,|\311\377\345\307KK4\006\013\327\305%\201D\303\237\366\217A\357\001PU\353\275\216\212\020\036$\243\026\325\352\277\025?\004\267\334\251sM\244>J\316\023\200_\205\222|\013p\256A~!\3349~\t\2544\3044\240\\\010J1$\371\344\047(\314\002\277\nwLd%\237\214\347\370[@\344\372q\020\300b\\q+\374S\250\271\221\223\357\201\353\373~\332_\rR\203\217\r\314\361\t\276\020\263Q\224\326\032|FL\301\341\205\277\354c\310{#\274\004\265y\265\253\367\322\275\\\217\366\323\300\213LL\326\317\047u\275(ky\266\263#R\343\002\237\355<\341Y\376T\344\223&j\014\206=\231\203m\034\027\026\367\300\333\014x{\017\r\373yG\347K\320\2239\321\362\275 ~\364L\032\035^\203\257\01717\022\362\245\231\313q\371\000l\021\3532p\371\n\3222\341\247\242)\305\237Hd\253P\236\351hj\321\317\377<\363\311g_t\320\377\216~Z\034\372_\371\033\320\n\251\3406\320\276\326-\312Z\270/\276\002\255ch\326\233a1\254u\213\220\366b\257\336G}/*C\225A\327B\376Gmx\363\226x\023d\203\247a>,&\341K?I\314\260\275\002\\0\261\342ODS\367\302\264\204\366\373\377#\047\257|\032\000\377)~\003\224\240\210\177\020q\037I\242\207\355\264,,\360Z8\323N\261\307_\000SW\r\203";
+    PyObject *data = __Pyx_DecompressString(cstring, 1937, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2497 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject>(t\377ree frag\377ment).: \377<MemoryV\377iew of <\377contiguo\377us and d\263ir4\001\007\rin\021\005s\277trided\"\010 7or \004\031><(\tA\006\377>?Cannot\377 assign \377to read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\324\000|\000\047c\047t\001\377\047fortran\317\047, gH\000%\005sh\367ape\222\000 axi\377s Note t\375h\226 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\303!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n\311e\224 \303\000p\316\000%\tth\277en set\200\000e\373 \047\357\002ation\377_typing\047\366\355$iv\242\000o Fa\377lse.add_\376\231 ecancel\327_ah\227 _\304@c \277must b\330\002[\3770, 1]cex\177t/matchJ\000\377.pyxcoll\374\371@_\000s.abcd\377isableen\336\002\001gcis\004\003dn\347_inH\000H\005>= \3771no defa\377ult __re\377duce__ d\275u\224\002non-\371@v\367ial\033\000cini\317t__uQ\002\270Aal\367loc\314  arr\377ay data.\360\013\020\224C\346a\303cs.<l\377ambda>AS\377CIIEXEC_\377DTYPEEll\277ipsisM\323\004E_ngine\000\013.\235\006\315c\324B__\017\016\365 stz\343@_\013\024bookF\014|\356#[\014draino\014~\300@market\010\r\377pen_orde\345r\257\014.\207\001\003\016ubm\327itO+\001B\212\000SU\377BMIT_BAD~\003\004EXPIRE\006\005\357FILL\004\006NO_\357SLOT,\004POS\377T_ONLY_R\337EJECT+\006RE\377STINGSeq\323ue\314`\367\206\001.\374\206\007__\367Pyx\001\000Dict\373_N\312`Ref__l\240\204\004\375@__\365\204\002__\001\005\177getitem\r\001yd0\001\027\000func\035\001\370\030\000\350#+\000impor\316\240`__m\270 ;\001mowdulM\002nam\002\003\353ewT\001p~\000che\017cksuT\000\n\001?\004\025\001\277type__\037\001u\337npick?\000En\346 \005vt\330\204\001\230\001quaalO\005\263\204\005\216n\315\204\006ex\314\001\017set_\203\005\240f\346\000\244n\337__tes\310\001is\377_corouti\337neabc\355\204\005_b\377ufferasy\337ncio.\032\006sa\377vailbbasEe\345ac\311\206\003\304\206\016\277\206\001.\273\206\005\377client_i\375d\006\000ne_in_\377tracebac\377kcopycou\377ntcrosseKsc\230!s\347\205\001\232\204\002d\246\"x""\240\000\367\212\003\351@odee\263\205\002;.s\335 mae\266 \360\210\002\377erroreve\377ntsexec_\377capfills\377flagsfor\367mat\323\211\004iidiOndex\251\207\001\363As\000\002\377izekeylv\357lmax\344\204\004mem\360\254\212\001\244\212\001\325\207\003\341Andim\373np\254@pyoobej\251\205\006o\231\205\007\000\010.<\300\207\001Gls>\214\207\006\301\205\002\211 o\202a\272\364 p\203 pen\220\000g\375_\265\001poppxq\377qtyrecsr\337egist\330\000et\377urnroise\237lfset\315\210\004\220\213\002s\357ides\273\000slo\377tsortsta\366\000\002ts7\000psto\276\001\000ructs\221\206\002t\177taketmp\014\000\375nw\001update\377vvaluesx\373ze\204@O\200\001\330\004\377\n\210+\220Q\200A\330\377\010\020\220\n\230$\230i\377\240y\260\004\260H\270O\377\3104\310q\330\020 \240\367\004\240A\033\000&4\260A\377\360\014\000\t\035\230A\340\377\010\013\2105\220\003\220:\377\230T\240\030\250\023\250D\377\260\003\2602\260S\270\005\357\270X\300Z0\001\023\2206\377\230\022\2309\240C\240v\377\250R\250w\260d\270&\377\300\003\300:\310T\320Q\377T\320TW\320WX\330\377\014\023\2201\330\010\014\210\377K\220t\2306\240\021\240\377!\330\010\016\210a\210q\177\220\005\220S\230\001\330_\000W<\220q\003\001=\010\0038+\001\333\013\210\000\0049\220\254\000\013\210n\000\0046\220\021-\0017\220B\000\337\013\210:\220Q;\001;\220\377a\330\010\023\2205\230\003\376\206\000D\250\001\250\035\260c\377\270\032\3005\310\006\310c\377\320Q[\320[^\320^\377a\320ad\320de\320\377et\320tu\330\023\030\376)\000:\240T\250\021\250-\377\260s\270*\300E\310\026\377\310s\320R\\\320\\_\337\320_b\320b&\000f\320\373fg\231\0016\220\023\220Mo\240\024\240Q\302\004\013\210\016\001\357A\330\014\024\227\000\014\022\220\377!\320\023#\2405\250\003\177\250>\270\021\270!\330\017\000\367&\230\002\332 d\240$\240\377c\250\032\2604\260t\270\3773\270j\310\001\330\026\033\373\2303\361 t\2504\250s\373\260$\250 %\270s\300*\357\310D\320P\243%\020\031\230\367\021\230\047\241 ,\250e\260\3773\260n\300J\310a\330\377\020\026\220a\220\177\240a\377\240x\250u\260C\260~\377\300Q\300o\320UV""\320\377VW\330\014\017\210v\220\375R\273 \020\024\220F\230!\377\2301\230E\240\034\250Ts\260\023%\000\316@\027\220q\275A\3731\330\222\022#\220X\230R\253\230r\330\000T\327@J\270@$\377\270c\300\032\3101\330\025\276\245\001j\250\004\250EG\000I\377\270T\300\024\300S\310\004~\245\001U\320UX\320X\236 \376\233 j\320jm\320mn\375\330y\000A\220W\230A\230\377\\\250\025\250c\260\036\270\377z\310\021\330\020\027\220u\377\230B\230b\240\003\240=\356\261`1\330\020\235A\002\230!\277\330\024\027\220{\240\002\002x\377\230q\330\024\030\230\006\230\177a\230q\240\005\240[\331`}8\250 g\300\\\320Q\334\000\336\212@g\320gh\344\031\010\013\377\2103\210h\220c\230\021\372\220JG\345 f\240C\240wr\214\000\026\335@\223@\020\220\006\303 wq\230\005\243\000\024\250S\216\002\376\225\204\001\340\010\014\210E\220\025\366\337 t\230\245 \017\210t\220\2674\220w\217\000r\240\300\002q;\330\020\355b5\220\002\361`\305\204\003\367\013\210?\351 7\240!\240\3576\250\021\3303\013\020\220\001\363\220\024\211\"\255`\017\210q\220\367\010\230\004\230 V\2403\240\375e\365@q\260\006\260c\270\377\025\270d\300!\3004\300gs\310!\225 \274a1\240\341\204\002\3677\220$\310\204\001\014\210M\230\374\343\204\002\334\204\002\014\210G\2201\220wH\230A\277\205\003q\330\010U\000\377\200A\340\010\016\210d\220\377\047\230\022\2304\230x\240\313u\250\032\002J\207\205\001\030\004#\24051\324\007q\341#\330\014\366\206\001\245a_A\230Q\230aG\001tZ\000\375Z\376 \002\240!\320\004 {\240\001\016\0036\230\021\230\r\000\377$\240A\360\010\000\t\017\373\210a\306\037\005\230U\240\"\377\240B\240c\250\021\250&\277\260\003\260:\270Q\362A7\373\230\"\231`[\250\001\250\034\377\260Q\260g\270Q\270g\377\300Q\300h\310a\310u\373\320T\315`[\320[\\\320\375\\\351\205\005\034\035\230^\2501_\250H\260A\260\327\206\0025\313\"\371Q\357\002\330 \023\220C\220t\377\2305\240\001\320\0042\260\345!\227\001\r\263I\3474Z\240s\335\250\347 \021\220\032\341@\020\024s\220K\366`\253\205\0043\230ml\000\001E\247\205\010\332\"";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2497, 3230);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2517 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject>(t\377ree frag\377ment).: \377<MemoryV\377iew of <\377contiguo\377us and d\263ir4\001\007\rin\021\005s\277trided\"\010 7or \004\031><(\tA\006\377>?Cannot\377 assign \377to read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\324\000|\000\047c\047t\001\377\047fortran\317\047, gH\000%\005sh\367ape\222\000 axi\377s Note t\375h\226 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\303!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n\311e\224 \303\000p\316\000%\tth\277en set\200\000e\373 \047\357\002ation\377_typing\047\366\355$iv\242\000o Fa\377lse.add_\376\231 ecancel\327_ah\227 _\304@c \277must b\330\002[\3770, 1]cex\177t/matchJ\000\377.pyxcoll\374\371@_\000s.abcd\377isableen\336\002\001gcis\004\003dn\347_inH\000H\005>= \3771no defa\377ult __re\377duce__ d\275u\224\002non-\371@v\367ial\033\000cini\317t__uQ\002\270Aal\367loc\314  arr\377ay data.\360\013\020\224C\346a\303cs.<l\377ambda>AS\377CIIEXEC_\377DTYPEEll\277ipsisM\323\004E_ngine\000\013.\235\006\315c\324B__\017\016\365 stz\343@_\013\024bookF\014|\356#[\014draino\014~\300@market\010\r\377pen_orde\345r\257\014.\207\001\003\016ubm\327itO+\001B\212\000SU\377BMIT_BAD~\003\004EXPIRE\006\005\357FILL\004\006NO_\357SLOT,\004POS\377T_ONLY_R\337EJECT+\006RE\377STINGSeq\323ue\314`\367\206\001.\374\206\007__\367Pyx\001\000Dict\373_N\312`Ref__l\240\204\004\375@__\365\204\002__\001\005\177getitem\r\001yd0\001\027\000func\035\001\370\030\000\350#+\000impor\316\240`__m\270 ;\001mowdulM\002nam\002\003\353ewT\001p~\000che\017cksuT\000\n\001?\004\025\001\277type__\037\001u\337npick?\000En\346 \005vt\330\204\001\230\001quaalO\005\263\204\005\216n\315\204\006ex\314\001\017set_\203\005\240f\346\000\244n\337__tes\310\001is\377_corouti\337neabc\355\204\005_b\377ufferasy\337ncio.\032\006sa\377vailbbasEe\345ac\311\206\003\304\206\016\277\206\001.\273\206\005\377client_i\375d\006\000ne_in_\377tracebac\377kcopycou\377ntcrosseKsc\230!s\347\205\001\232\204\002d\246\"x""\240\000\367\212\003\351@odee\263\205\002;.s\335 mae\266 \360\210\002\377erroreve\377ntsexec_\377capfills\377flagsfor\367mat\323\211\004iidiOndex\251\207\001\363As\000\002\377izekeylv\357lmax\344\204\004mem\360\254\212\001\244\212\001\325\207\003\341Andim\373np\254@pyoobej\251\205\006o\231\205\007\000\010.<\300\207\001Gls>\214\207\006\301\205\002\211 o\202a\272\364 p\203 pen\220\000g\375_\265\001poppxq\377qtyrecsr\337egist\330\000et\377urnroise\237lfset\315\210\004\220\213\002s\357ides\273\000slo\377tsortsta\366\000\002ts7\000psto\276\001\000ructs\221\206\002t\177taketmp\014\000\375nw\001update\377vvaluesx\373ze\204@O\200\001\330\004\377\n\210+\220Q\200A\330\377\010\020\220\n\230$\230i\377\240y\260\004\260H\270O\377\3104\310q\330\020 \240\367\004\240A\033\000&4\260A\377\360\014\000\t\035\230A\340\377\010\013\2105\220\003\220:\377\230T\240\030\250\023\250D\377\260\003\2602\260S\270\005\357\270X\300Z0\001\023\2206\377\230\022\2309\240C\240v\377\250R\250w\260d\270&\377\300\003\300:\310T\320Q\377T\320TW\320WX\330\377\014\023\2201\330\010\014\210\377K\220t\2306\240\021\240\377!\330\010\016\210a\210q\177\220\005\220S\230\001\330_\000W<\220q\003\001=\010\0038+\001\333\013\210\000\0049\220\254\000\013\210n\000\0046\220\021-\0017\220B\000\337\013\210:\220Q;\001;\220\377a\330\010\023\2205\230\003\376\206\000D\250\001\250\035\260c\377\270\032\3005\310\006\310c\377\320Q[\320[^\320^\377a\320ad\320de\320\377et\320tu\330\023\030\376)\000:\240T\250\021\250-\377\260s\270*\300E\310\026\377\310s\320R\\\320\\_\337\320_b\320b&\000f\320\373fg\231\0016\220\023\220Mo\240\024\240Q\302\004\013\210\016\001\357A\330\014\024\227\000\014\022\220\377!\320\023#\2405\250\003\177\250>\270\021\270!\330\017\000\367&\230\002\332 d\240$\240\377c\250\032\2604\260t\270\3773\270j\310\001\330\026\033\373\2303\361 t\2504\250s\373\260$\250 %\270s\300*\357\310D\320P\243%\020\031\230\367\021\230\047\241 ,\250e\260\3773\260n\300J\310a\330\377\020\026\220a\220\177\240a\377\240x\250u\260C\260~\377\300Q\300o\320UV""\320\377VW\330\014\017\210v\220\375R\273 \020\024\220F\230!\377\2301\230E\240\034\250Ts\260\023%\000\316@\027\220q\275A\3731\330\222\022#\220X\230R\253\230r\330\000T\327@J\270@$\377\270c\300\032\3101\330\025\276\245\001j\250\004\250EG\000I\377\270T\300\024\300S\310\004~\245\001U\320UX\320X\236 \376\233 j\320jm\320mn\375\330y\000A\220W\230A\230\377\\\250\025\250c\260\036\270\377z\310\021\330\020\027\220u\377\230B\230b\240\003\240=\356\261`1\330\020\235A\002\230!\277\330\024\027\220{\240\002\002x\377\230q\330\024\030\230\006\230\177a\230q\240\005\240[\331`}8\250 g\300\\\320Q\334\000\336\212@g\320gh\344\031\010\013\377\2103\210h\220c\230\021\372\220JG\345 f\240C\240wr\214\000\026\335@\223@\020\220\006\303 wq\230\005\243\000\024\250S\216\002\376\225\204\001\340\010\014\210E\220\025\366\337 t\230\245 \017\210t\220\2674\220w\217\000r\240\300\002q;\330\020\355b5\220\002\361`\305\204\003\367\013\210?\351 7\240!\240\3576\250\021\3303\013\020\220\001\363\220\024\211\"\255`\017\210q\220\367\010\230\004\230 V\2403\240\375e\365@q\260\006\260c\270\377\025\270d\300!\3004\300gs\310!\225 \274a1\240\341\204\002\3677\220$\310\204\001\014\210M\230\374\343\204\002\334\204\002\014\210G\2201\220\307H\230A\277\205\003\246\205\002\220\206\0014\220\367q\330\014\324\001e\2302\230\367Q\330\010k\000\200A\340\010\377\016\210d\220\047\230\022\230\2774\230x\240u\2500\002J\\\235\205\001\030\004#\2401\352\007q\367#\372C\001\n\272bA\230Q\230a\352G\001tp\000Z\224@\001\240\021\337\320\004 \240\001\016\0036\230\377\021\230!\320\004$\240A\177\360\010\000\t\017\210a\334\037\377\005\230U\240\"\240B\240\377c\250\021\250&\260\003\260w:\270Q\210a7\230\"\257`\377[\250\001\250\034\260Q\260\377g\270Q\270g\300Q\300\177h\310a\310u\320T\343`\277[\320[\\\320\\\377\205\005\034\377\035\230^\2501\250H\260\213A\260\355\206\0025\341\"\356\003\356 \022\376\261@t\2305\240\001\320\004\2272\260!\227\001\r\311I\3754Zw\240s\250\375 \021\220\032\367@?\020\024\220K\230q\310\204\001\345!.\310\205\0043\230ms\000E\304\205\010\341""\"";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2517, 3259);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3230 bytes) */
-static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecancel_ahead_frac must be in [0, 1]cext/matching.pyxcollections.abcdisableenablegcisenabledn_inst must be >= 1no default __reduce__ due to non-trivial __cinit__unable to allocate array data.unable to allocate shape and strides.<lambda>ASCIIEXEC_DTYPEEllipsisMatchingEngineMatchingEngine.__reduce_cython__MatchingEngine.__setstate_cython__MatchingEngine.bookMatchingEngine.cancelMatchingEngine.drainMatchingEngine.on_marketMatchingEngine.open_ordersMatchingEngine.statsMatchingEngine.submitOrderBookSUBMIT_BADSUBMIT_EXPIREDSUBMIT_FILLEDSUBMIT_NO_SLOTSUBMIT_POST_ONLY_REJECTEDSUBMIT_RESTINGSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesavailbbasebookccancelcancel_ahead_fraccext.matchingclient_idcline_in_tracebackcopycountcrossesctypesdatadraindtype_is_objectencodeengine.schemaenumerateerroreventsexec_capfillsflagsformatfortraniidindexinstitemsitemsizekeylvlmax_ordersmemviewmoden_instnamendimnpnumpyoobjon_marketopen_ordersopen_orders.<locals>.<lambda>order_idotypeoutpackpending_execpoppxqqtyrecsregisterreturnroiselfsetdefaultshapesidesizeslotsortstartstatsstepstopstructsubmitttaketmptsunpackupdatevvaluesxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230$\230i\240y\260\004""\260H\270O\3104\310q\330\020 \240\004\240A\200A\330&4\260A\360\014\000\t\035\230A\340\010\013\2105\220\003\220:\230T\240\030\250\023\250D\260\003\2602\260S\270\005\270X\300Z\310q\330\020\023\2206\230\022\2309\240C\240v\250R\250w\260d\270&\300\003\300:\310T\320QT\320TW\320WX\330\014\023\2201\330\010\014\210K\220t\2306\240\021\240!\330\010\016\210a\210q\220\005\220S\230\001\330\010\013\210<\220q\330\010\013\210=\230\001\330\010\013\2108\2201\330\010\013\2108\2201\330\010\013\2109\220A\330\010\013\2109\220A\330\010\013\2106\220\021\330\010\013\2107\220!\330\010\013\210:\220Q\330\010\013\210;\220a\330\010\023\2205\230\003\2309\240D\250\001\250\035\260c\270\032\3005\310\006\310c\320Q[\320[^\320^a\320ad\320de\320et\320tu\330\023\030\230\003\230:\240T\250\021\250-\260s\270*\300E\310\026\310s\320R\\\320\\_\320_b\320be\320ef\320fg\330\010\013\2106\220\023\220M\240\024\240Q\330\014\023\2201\330\010\013\2106\220\023\220A\330\014\024\220A\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220&\230\002\230$\230d\240$\240c\250\032\2604\260t\2703\270j\310\001\330\026\033\2303\230i\240t\2504\250s\260$\260d\270%\270s\300*\310D\320PT\320TW\320WX\330\020\031\230\021\230\047\240\021\240,\250e\2603\260n\300J\310a\330\020\026\220a\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\014\017\210v\220R\220q\330\020\024\220F\230!\2301\230E\240\034\250T\260\023\260C\260q\330\020\027\220q\340\010\013\2101\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220#\220X\230R\230r\240\024\240T\250\023\250J\260d\270$\270c\300\032\3101\330\025\033\2303\230j\250\004\250E\260\023\260I\270T\300\024\300S\310\004\310D\320PU\320UX\320Xb\320bf\320fj\320jm\320mn\330\020\024\220A\220W\230A\230\\\250\025\250c\260\036\270z\310\021\330\020\027\220u\230B\230b\240\003\240=\260\003\2601\330\020\023\2205\230\002\230!\330\024\027\220{\240!\330\024\027\220x\230q\330\024\030\230\006\230a\230q\240\005\240[\260\003\2608\2703\270g\300\\\320QV\320V\\\320\\g\320gh\330\020\026\220a""\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\010\013\2103\210h\220c\230\021\330\014\023\2201\330\010\013\2106\220\023\220G\2303\230f\240C\240w\250c\260\026\260s\270!\330\014\020\220\006\220a\220q\230\005\230\\\250\024\250S\260\003\2601\330\014\023\2201\340\010\014\210E\220\025\220a\220t\2301\330\014\017\210t\2204\220w\230a\230r\240\021\330\020\027\220q\330\020\021\330\010\013\2105\220\002\220!\330\014\023\2201\330\010\013\210?\230!\2307\240!\2406\250\021\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230V\2403\240e\2504\250q\260\006\260c\270\025\270d\300!\3004\300s\310!\330\020\023\320\023#\2401\240A\330\010\013\2107\220$\220a\330\010\014\210M\230\021\330\010\013\210:\220Q\330\010\014\210G\2201\220H\230A\330\010\014\210K\220q\330\010\017\210q\200A\340\010\016\210d\220\047\230\022\2304\230x\240u\250A\330\010\014\210J\220a\330\010\017\210q\200A\340\010#\2401\340\010\014\210E\220\025\220a\220q\230\006\230a\230q\330\014\020\220\n\230!\2301\230A\230Q\230a\330\010\017\210t\2201\220Z\230q\240\002\240!\320\004 \240\001\330\010\017\210t\2206\230\021\230!\320\004$\240A\360\010\000\t\017\210a\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\005\230U\240\"\240B\240c\250\021\250&\260\003\260:\270Q\330\020\023\2207\230\"\230A\230[\250\001\250\034\260Q\260g\270Q\270g\300Q\300h\310a\310u\320TU\320U[\320[\\\320\\e\320ef\320fg\330\034\035\230^\2501\250H\260A\260Q\330\010\013\2105\220\001\220\024\220Q\330\010\017\210q\220\001\220\023\220C\220t\2305\240\001\320\0042\260!\360\010\000\t\r\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230Z\240s\250!\330\020\021\220\032\2301\330\020\024\220K\230q\330\020\024\220F\230!\2303\230m\2501\250E\260\023\260C\260q\330\020\027\220q\330\010\017\210q";
+    #else /* compression: none (3259 bytes) */
+static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecancel_ahead_frac must be in [0, 1]cext/matching.pyxcollections.abcdisableenablegcisenabledn_inst must be >= 1no default __reduce__ due to non-trivial __cinit__unable to allocate array data.unable to allocate shape and strides.<lambda>ASCIIEXEC_DTYPEEllipsisMatchingEngineMatchingEngine.__reduce_cython__MatchingEngine.__setstate_cython__MatchingEngine.bookMatchingEngine.cancelMatchingEngine.drainMatchingEngine.on_marketMatchingEngine.open_ordersMatchingEngine.statsMatchingEngine.submitOrderBookSUBMIT_BADSUBMIT_EXPIREDSUBMIT_FILLEDSUBMIT_NO_SLOTSUBMIT_POST_ONLY_REJECTEDSUBMIT_RESTINGSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesavailbbasebookccancelcancel_ahead_fraccext.matchingclient_idcline_in_tracebackcopycountcrossesctypesdatadraindtype_is_objectencodeengine.schemaenumerateerroreventsexec_capfillsflagsformatfortraniidindexinstitemsitemsizekeylvlmax_ordersmemviewmoden_instnamendimnpnumpyoobjon_marketopen_ordersopen_orders.<locals>.<lambda>order_idotypeoutpackpending_execpoppxqqtyrecsregisterreturnroiselfsetdefaultshapesidesizeslotsortstartstatsstepstopstructsubmitttaketmptsunpackupdatevvaluesxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230$\230i\240y\260\004""\260H\270O\3104\310q\330\020 \240\004\240A\200A\330&4\260A\360\014\000\t\035\230A\340\010\013\2105\220\003\220:\230T\240\030\250\023\250D\260\003\2602\260S\270\005\270X\300Z\310q\330\020\023\2206\230\022\2309\240C\240v\250R\250w\260d\270&\300\003\300:\310T\320QT\320TW\320WX\330\014\023\2201\330\010\014\210K\220t\2306\240\021\240!\330\010\016\210a\210q\220\005\220S\230\001\330\010\013\210<\220q\330\010\013\210=\230\001\330\010\013\2108\2201\330\010\013\2108\2201\330\010\013\2109\220A\330\010\013\2109\220A\330\010\013\2106\220\021\330\010\013\2107\220!\330\010\013\210:\220Q\330\010\013\210;\220a\330\010\023\2205\230\003\2309\240D\250\001\250\035\260c\270\032\3005\310\006\310c\320Q[\320[^\320^a\320ad\320de\320et\320tu\330\023\030\230\003\230:\240T\250\021\250-\260s\270*\300E\310\026\310s\320R\\\320\\_\320_b\320be\320ef\320fg\330\010\013\2106\220\023\220M\240\024\240Q\330\014\023\2201\330\010\013\2106\220\023\220A\330\014\024\220A\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220&\230\002\230$\230d\240$\240c\250\032\2604\260t\2703\270j\310\001\330\026\033\2303\230i\240t\2504\250s\260$\260d\270%\270s\300*\310D\320PT\320TW\320WX\330\020\031\230\021\230\047\240\021\240,\250e\2603\260n\300J\310a\330\020\026\220a\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\014\017\210v\220R\220q\330\020\024\220F\230!\2301\230E\240\034\250T\260\023\260C\260q\330\020\027\220q\340\010\013\2101\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220#\220X\230R\230r\240\024\240T\250\023\250J\260d\270$\270c\300\032\3101\330\025\033\2303\230j\250\004\250E\260\023\260I\270T\300\024\300S\310\004\310D\320PU\320UX\320Xb\320bf\320fj\320jm\320mn\330\020\024\220A\220W\230A\230\\\250\025\250c\260\036\270z\310\021\330\020\027\220u\230B\230b\240\003\240=\260\003\2601\330\020\023\2205\230\002\230!\330\024\027\220{\240!\330\024\027\220x\230q\330\024\030\230\006\230a\230q\240\005\240[\260\003\2608\2703\270g\300\\\320QV\320V\\\320\\g\320gh\330\020\026\220a""\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\010\013\2103\210h\220c\230\021\330\014\023\2201\330\010\013\2106\220\023\220G\2303\230f\240C\240w\250c\260\026\260s\270!\330\014\020\220\006\220a\220q\230\005\230\\\250\024\250S\260\003\2601\330\014\023\2201\340\010\014\210E\220\025\220a\220t\2301\330\014\017\210t\2204\220w\230a\230r\240\021\330\020\027\220q\330\020\021\330\010\013\2105\220\002\220!\330\014\023\2201\330\010\013\210?\230!\2307\240!\2406\250\021\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230V\2403\240e\2504\250q\260\006\260c\270\025\270d\300!\3004\300s\310!\330\020\023\320\023#\2401\240A\330\010\013\2107\220$\220a\330\010\014\210M\230\021\330\010\013\210:\220Q\330\010\014\210G\2201\220H\230A\330\010\014\210K\220q\330\010\013\2105\220\003\2204\220q\330\014\020\220\006\220e\2302\230Q\330\010\017\210q\200A\340\010\016\210d\220\047\230\022\2304\230x\240u\250A\330\010\014\210J\220a\330\010\017\210q\200A\340\010#\2401\340\010\014\210E\220\025\220a\220q\230\006\230a\230q\330\014\020\220\n\230!\2301\230A\230Q\230a\330\010\017\210t\2201\220Z\230q\240\001\240\021\320\004 \240\001\330\010\017\210t\2206\230\021\230!\320\004$\240A\360\010\000\t\017\210a\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\005\230U\240\"\240B\240c\250\021\250&\260\003\260:\270Q\330\020\023\2207\230\"\230A\230[\250\001\250\034\260Q\260g\270Q\270g\300Q\300h\310a\310u\320TU\320U[\320[\\\320\\e\320ef\320fg\330\034\035\230^\2501\250H\260A\260Q\330\010\013\2105\220\001\220\024\220Q\330\010\017\210q\220\001\220\022\2204\220t\2305\240\001\320\0042\260!\360\010\000\t\r\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230Z\240s\250!\330\020\021\220\032\2301\330\020\024\220K\230q\330\020\024\220H\230A\330\020\024\220F\230!\2303\230m\2501\250E\260\023\260C\260q\330\020\027\220q\330\010\017""\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -27475,17 +27843,17 @@ static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <con
   }
   {
     PyObject **numbertab = __pyx_mstate->__pyx_number_tab + 0;
-    int8_t const cint_constants_1[] = {0,-1,1,2,3,4,5,6};
+    int8_t const cint_constants_1[] = {0,-1,1,2,3,4,5,6,11};
     int32_t const cint_constants_4[] = {136983863L};
-    for (int i = 0; i < 9; i++) {
-      numbertab[i] = PyLong_FromLong((i < 8 ? cint_constants_1[i - 0] : cint_constants_4[i - 8]));
+    for (int i = 0; i < 10; i++) {
+      numbertab[i] = PyLong_FromLong((i < 9 ? cint_constants_1[i - 0] : cint_constants_4[i - 9]));
       if (unlikely(!numbertab[i])) __PYX_ERR(0, 1, __pyx_L1_error)
     }
   }
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_number_tab;
-    for (Py_ssize_t i=0; i<9; ++i) {
+    for (Py_ssize_t i=0; i<10; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -27539,42 +27907,42 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 306};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 327};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_t};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_lambda, __pyx_mstate->__pyx_kp_b_iso88591_Zq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 192};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 210};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_recs, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_on_market, __pyx_mstate->__pyx_kp_b_iso88591_A_1_E_aq_aq_1AQa_t1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 200};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 218};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_out};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_drain, __pyx_mstate->__pyx_kp_b_iso88591_A_d_4xuA_Ja_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 206};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 224};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_inst};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_book, __pyx_mstate->__pyx_kp_b_iso88591_t6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {10, 0, 0, 20, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 209};
+    const __Pyx_PyCode_New_function_description descr = {10, 0, 0, 20, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 227};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_order_id, __pyx_mstate->__pyx_n_u_client_id, __pyx_mstate->__pyx_n_u_inst, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_otype, __pyx_mstate->__pyx_n_u_px, __pyx_mstate->__pyx_n_u_qty, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_tmp, __pyx_mstate->__pyx_n_u_o, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_slot, __pyx_mstate->__pyx_n_u_lvl, __pyx_mstate->__pyx_n_u_avail, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_take, __pyx_mstate->__pyx_n_u_crosses};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_submit, __pyx_mstate->__pyx_kp_b_iso88591_A_4A_A_5_T_D_2S_XZq_6_9CvRwd_TQT, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 283};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 303};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_order_id, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_o};
-    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_cancel, __pyx_mstate->__pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_F_3m1E_C, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_cancel, __pyx_mstate->__pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_HA_F_3m1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 296};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 317};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_inst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_o, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_t};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_open_orders, __pyx_mstate->__pyx_kp_b_iso88591_A_a_E_at1_WAQ_q_U_Bc_Q_7_A_QgQg, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 309};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 330};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_iy_HO4q_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
@@ -36555,85 +36923,6 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value) {
 }
 
 /* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(uint32_t) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(uint32_t) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(uint32_t) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(uint32_t) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(uint32_t) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(uint32_t),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(uint32_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint8_t(uint8_t value) {
 #ifdef __Pyx_HAS_GCC_DIAGNOSTIC
 #pragma GCC diagnostic push
@@ -36678,6 +36967,85 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint8_t(uint8_t value) {
         PyObject *result = NULL, *kwds = NULL;
         PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
         py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(uint8_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const uint32_t neg_one = (uint32_t) -1, const_zero = (uint32_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(uint32_t) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(uint32_t) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(uint32_t) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(uint32_t) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(uint32_t) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(uint32_t),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(uint32_t));
         if (!py_bytes) goto limited_bad;
         from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
         if (!from_bytes_str) goto limited_bad;

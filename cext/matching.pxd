@@ -25,6 +25,7 @@ cdef class MatchingEngine:
     cdef list books               # OrderBook per instrument
     cdef SimOrder *orders         # max_orders slots (all instruments)
     cdef readonly int max_orders
+    cdef readonly int hw          # slots [0, hw) may hold active orders
     cdef readonly int n_inst
     cdef readonly int n_open
     cdef int64_t next_seq
@@ -40,4 +41,6 @@ cdef class MatchingEngine:
     cdef void _exec(self, SimOrder *o, int kind, int64_t px, int64_t qty, int liq, int64_t ts) noexcept
     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept
     cdef void _cross_check(self, uint32_t inst, int64_t best_bid, int64_t best_ask, int64_t ts) noexcept
+    cdef void _shrink(self) noexcept
+    cdef int64_t _ours_ahead(self, SimOrder *me) noexcept
     cdef int on_record(self, MarketRecord *r) noexcept

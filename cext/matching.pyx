@@ -123,6 +123,7 @@ cdef class MatchingEngine:
         if o.leaves == 0:
             o.active = 0
             self.n_open -= 1
+            self._shrink()
             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
         else:
             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
@@ -131,7 +132,7 @@ cdef class MatchingEngine:
         """The opposite best moved through a resting order: it was filled at its price."""
         cdef int i
         cdef SimOrder *o
-        for i in range(self.max_orders):
+        for i in range(self.hw):
             o = &self.orders[i]
             if not o.active or o.inst != inst:
                 continue
@@ -139,6 +140,21 @@ cdef class MatchingEngine:
                 self._fill_resting(o, o.px, o.leaves, ts)
             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:
                 self._fill_resting(o, o.px, o.leaves, ts)
+
+    cdef void _shrink(self) noexcept:
+        """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
+        while self.hw > 0 and not self.orders[self.hw - 1].active:
+            self.hw -= 1
+
+    cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:
+        cdef int i
+        cdef int64_t t = 0
+        cdef SimOrder *o
+        for i in range(self.hw):
+            o = &self.orders[i]
+            if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
+                t += o.leaves
+        return t
 
     cdef int on_record(self, MarketRecord *r) noexcept:
         cdef OrderBook b
@@ -157,12 +173,14 @@ cdef class MatchingEngine:
                 b.set_level(r.side, r.px, r.qty)
                 if self.n_open and r.qty < old:
                     removed = old - r.qty
-                    for i in range(self.max_orders):
+                    for i in range(self.hw):
                         o = &self.orders[i]
                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
-                            if o.queue_ahead > r.qty:
-                                o.queue_ahead = r.qty
+                            # at most the public level plus our own earlier orders at this price
+                            take = r.qty + self._ours_ahead(o)
+                            if o.queue_ahead > take:
+                                o.queue_ahead = take
                             if o.queue_ahead < 0:
                                 o.queue_ahead = 0
             if self.n_open:
@@ -171,7 +189,7 @@ cdef class MatchingEngine:
             if self.n_open:
                 # the aggressor's side: a SELL aggressor hits bids (our buys), a BUY hits asks
                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL
-                for i in range(self.max_orders):
+                for i in range(self.hw):
                     o = &self.orders[i]
                     if not o.active or o.inst != r.inst or o.side != side:
                         continue
@@ -269,7 +287,7 @@ cdef class MatchingEngine:
         if slot < 0:
             return SUBMIT_NO_SLOT
         tmp.queue_ahead = b.qty_at(side, px)
-        for i in range(self.max_orders):
+        for i in range(self.hw):
             o = &self.orders[i]
             if o.active and o.inst == inst and o.side == side and o.px == px:
                 tmp.queue_ahead += o.leaves
@@ -278,6 +296,8 @@ cdef class MatchingEngine:
         tmp.active = 1
         self.orders[slot] = tmp
         self.n_open += 1
+        if slot >= self.hw:
+            self.hw = slot + 1
         return SUBMIT_RESTING
 
     def cancel(self, int64_t order_id, int64_t ts=0):
@@ -289,6 +309,7 @@ cdef class MatchingEngine:
             if o.active and o.order_id == order_id:
                 o.active = 0
                 self.n_open -= 1
+                self._shrink()
                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
                 return True
         return False
@@ -303,8 +324,8 @@ cdef class MatchingEngine:
             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
                             o.queue_ahead, o.flags, o.seq))
-        out.sort(key=lambda t: t[-1])
-        return [t[:-1] for t in out]
+        out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
+        return [t[:11] for t in out]
 
     def stats(self):
         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,

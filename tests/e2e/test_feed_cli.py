@@ -1,5 +1,6 @@
 """The installed CLI's market-data commands: book-replay, replay, record."""
 import csv
+import time
 import gzip
 import json
 import os
@@ -107,3 +108,46 @@ def test_book_replay_on_a_coinm_capture(tmp_path):
     assert rows[1:] == [["105", "61800.1", "12", "61800.2", "30"],
                         ["107", "61799.9", "4", "61800.2", "25"],
                         ["110", "61800.0", "7", "61800.2", "25"]]
+
+
+def test_sim_command_prints_urls_and_serves(tmp_path):
+    import urllib.request
+    proc = subprocess.Popen([CLI, "sim", "--synthetic", "--seed", "3", "--speed", "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(6)]
+        assert "ready" in lines[0]
+        rest = lines[1].split()[1]
+        assert rest.startswith("http://127.0.0.1:") and lines[2].startswith("WebSocket ws://127.0.0.1:")
+        assert lines[4].startswith("api key")
+        with urllib.request.urlopen(rest + "/ping", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_sim_replays_a_capture(btc_capture):
+    import urllib.request
+    proc = subprocess.Popen([CLI, "sim", "--replay", btc_capture, "--speed", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        rest = lines[1].split()[1]
+        assert "BTCUSDT" in proc.stdout.readline()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with urllib.request.urlopen(rest + "/depth?symbol=BTCUSDT&limit=5", timeout=5) as r:
+                d = json.loads(r.read())
+            if d["lastUpdateId"] >= 5123135475514:          # the capture's last depth update
+                break
+            time.sleep(0.2)
+        assert d["lastUpdateId"] == 5123135475514
+        # the sim's book at the end of the capture is the feed's book at the end of the capture
+        from engine.feed.replay import iter_book
+        *_, (status, recs, book, sync) = iter_book(btc_capture, "BTCUSDT")
+        assert (float(d["bids"][0][0]), float(d["asks"][0][0])) == (book.best_bid[0] / 100, book.best_ask[0] / 100)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -225,7 +225,7 @@ class SimServer:
         return self._json(e.body(), status=e.status)
 
     async def _params(self, request: web.Request) -> tuple[dict, str, str]:
-        q = request.query_string
+        q = request.rel_url.raw_query_string   # as sent: the signature covers the encoded form
         body = (await request.text()) if request.can_read_body else ""
         params = dict(parse_qsl(q, keep_blank_values=True))
         params.update(dict(parse_qsl(body, keep_blank_values=True)))
@@ -245,8 +245,6 @@ class SimServer:
             return self._json({"code": -1003, "msg": "Too many requests (injected)."}, 429, {"Retry-After": "1"})
         if f.http_5xx_prob and self.rng.random() < f.http_5xx_prob:
             return self._json({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 503)
-        weight_used = str(self.limiter.used)
-        request["weight_used"] = weight_used
         return None
 
     def _auth(self, request: web.Request, params: dict, q: str, body: str, signed: bool = True) -> None:
@@ -294,7 +292,7 @@ class SimServer:
                 await asyncio.sleep(self.faults.ack_delay_ms / 1000)
             out = fn(params)
             await self.flush_user_events()
-            return self._json(out, headers={"X-MBX-USED-WEIGHT-1M": request.get("weight_used", "0")})
+            return self._json(out, headers={"X-MBX-USED-WEIGHT-1M": str(self.limiter.used)})
         except BinanceError as e:
             return self._err(e)
 

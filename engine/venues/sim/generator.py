@@ -6,7 +6,7 @@ drawn from a log-normal that grows away from the touch; each step (every ``step_
 levels are replenished or cancelled, Poisson-many market orders arrive with log-normal
 sizes, and walk the book (trades at the levels they take). Output: Binance USD-M
 combined-stream frames (``depthUpdate`` with U/u/pu, ``bookTicker``, ``trade``,
-``markPriceUpdate`` every second) and the REST snapshot, so the same parser and book as
+``aggTrade``, ``markPriceUpdate`` every second) and the REST snapshot, so the same parser and book as
 live consume it.
 """
 from __future__ import annotations
@@ -122,6 +122,10 @@ class SyntheticMarket:
             out.append((f"{self.stream}@trade", orjson.dumps({"stream": f"{self.stream}@trade", "data": {
                 "e": "trade", "E": self.t_ms, "T": self.t_ms, "s": self.sym, "t": self.trade_id,
                 "p": ins.ticks_to_price(p), "q": ins.lots_to_qty(q), "X": "MARKET", "m": not buy}})))
+            # one aggregate per trade here (each market order level is its own print)
+            out.append((f"{self.stream}@aggTrade", orjson.dumps({"stream": f"{self.stream}@aggTrade", "data": {
+                "e": "aggTrade", "E": self.t_ms, "a": self.trade_id, "s": self.sym, "p": ins.ticks_to_price(p),
+                "q": ins.lots_to_qty(q), "f": self.trade_id, "l": self.trade_id, "T": self.t_ms, "m": not buy}})))
             self.trade_id += 1
         if changed:
             pu = self.u

@@ -9,7 +9,7 @@
             "-Wno-unused-function"
         ],
         "include_dirs": [
-            "/tmp/pip-build-env-0cbs0ipc/overlay/lib/python3.11/site-packages/numpy/_core/include",
+            "/tmp/pip-build-env-axbfe04w/overlay/lib/python3.11/site-packages/numpy/_core/include",
             "cext"
         ],
         "language": "c++",
@@ -2377,7 +2377,7 @@ struct __pyx_vtabstruct_4cext_4book_BinanceBookSync {
 static struct __pyx_vtabstruct_4cext_4book_BinanceBookSync *__pyx_vtabptr_4cext_4book_BinanceBookSync;
 
 
-/* "cext/matching.pyx":65
+/* "cext/matching.pyx":71
  * 
  * 
  * cdef class MatchingEngine:             # <<<<<<<<<<<<<<
@@ -3707,6 +3707,9 @@ __pyx_memoryview_copy_new_contig(const __Pyx_memviewslice *from_mvs,
                                  Py_ssize_t sizeof_dtype, int contig_flag,
                                  int dtype_is_object);
 
+/* CIntToPy.proto */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From___pyx_anon_enum(int value);
+
 /* CIntFromPy.proto */
 static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
 
@@ -4201,7 +4204,7 @@ namespace {
     PyObject *__pyx_slice[2];
     PyObject *__pyx_tuple[5];
     PyObject *__pyx_codeobj_tab[10];
-    PyObject *__pyx_string_tab[175];
+    PyObject *__pyx_string_tab[195];
     PyObject *__pyx_number_tab[10];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4283,149 +4286,169 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_lambda __pyx_string_tab[29]
 #define __pyx_n_u_ASCII __pyx_string_tab[30]
 #define __pyx_n_u_EXEC_DTYPE __pyx_string_tab[31]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[32]
-#define __pyx_n_u_MatchingEngine __pyx_string_tab[33]
-#define __pyx_n_u_MatchingEngine___reduce_cython __pyx_string_tab[34]
-#define __pyx_n_u_MatchingEngine___setstate_cython __pyx_string_tab[35]
-#define __pyx_n_u_MatchingEngine_book __pyx_string_tab[36]
-#define __pyx_n_u_MatchingEngine_cancel __pyx_string_tab[37]
-#define __pyx_n_u_MatchingEngine_drain __pyx_string_tab[38]
-#define __pyx_n_u_MatchingEngine_on_market __pyx_string_tab[39]
-#define __pyx_n_u_MatchingEngine_open_orders __pyx_string_tab[40]
-#define __pyx_n_u_MatchingEngine_stats __pyx_string_tab[41]
-#define __pyx_n_u_MatchingEngine_submit __pyx_string_tab[42]
-#define __pyx_n_u_OrderBook __pyx_string_tab[43]
-#define __pyx_n_u_SUBMIT_BAD __pyx_string_tab[44]
-#define __pyx_n_u_SUBMIT_EXPIRED __pyx_string_tab[45]
-#define __pyx_n_u_SUBMIT_FILLED __pyx_string_tab[46]
-#define __pyx_n_u_SUBMIT_NO_SLOT __pyx_string_tab[47]
-#define __pyx_n_u_SUBMIT_POST_ONLY_REJECTED __pyx_string_tab[48]
-#define __pyx_n_u_SUBMIT_RESTING __pyx_string_tab[49]
-#define __pyx_n_u_Sequence __pyx_string_tab[50]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[51]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[52]
-#define __pyx_n_u_annotate __pyx_string_tab[53]
-#define __pyx_n_u_class __pyx_string_tab[54]
-#define __pyx_n_u_class_getitem __pyx_string_tab[55]
-#define __pyx_n_u_dict __pyx_string_tab[56]
-#define __pyx_n_u_func __pyx_string_tab[57]
-#define __pyx_n_u_getstate __pyx_string_tab[58]
-#define __pyx_n_u_import __pyx_string_tab[59]
-#define __pyx_n_u_main __pyx_string_tab[60]
-#define __pyx_n_u_module __pyx_string_tab[61]
-#define __pyx_n_u_name_2 __pyx_string_tab[62]
-#define __pyx_n_u_new __pyx_string_tab[63]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[64]
-#define __pyx_n_u_pyx_state __pyx_string_tab[65]
-#define __pyx_n_u_pyx_type __pyx_string_tab[66]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[67]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[68]
-#define __pyx_n_u_qualname __pyx_string_tab[69]
-#define __pyx_n_u_reduce __pyx_string_tab[70]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[71]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[72]
-#define __pyx_n_u_set_name __pyx_string_tab[73]
-#define __pyx_n_u_setstate __pyx_string_tab[74]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[75]
-#define __pyx_n_u_test __pyx_string_tab[76]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[77]
-#define __pyx_n_u_abc __pyx_string_tab[78]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[79]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[80]
-#define __pyx_n_u_avail __pyx_string_tab[81]
-#define __pyx_n_u_b __pyx_string_tab[82]
-#define __pyx_n_u_base __pyx_string_tab[83]
-#define __pyx_n_u_book __pyx_string_tab[84]
-#define __pyx_n_u_c __pyx_string_tab[85]
-#define __pyx_n_u_cancel __pyx_string_tab[86]
-#define __pyx_n_u_cancel_ahead_frac __pyx_string_tab[87]
-#define __pyx_n_u_cext_matching __pyx_string_tab[88]
-#define __pyx_n_u_client_id __pyx_string_tab[89]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[90]
-#define __pyx_n_u_copy __pyx_string_tab[91]
-#define __pyx_n_u_count __pyx_string_tab[92]
-#define __pyx_n_u_crosses __pyx_string_tab[93]
-#define __pyx_n_u_ctypes __pyx_string_tab[94]
-#define __pyx_n_u_data __pyx_string_tab[95]
-#define __pyx_n_u_drain __pyx_string_tab[96]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[97]
-#define __pyx_n_u_encode __pyx_string_tab[98]
-#define __pyx_n_u_engine_schema __pyx_string_tab[99]
-#define __pyx_n_u_enumerate __pyx_string_tab[100]
-#define __pyx_n_u_error __pyx_string_tab[101]
-#define __pyx_n_u_events __pyx_string_tab[102]
-#define __pyx_n_u_exec_cap __pyx_string_tab[103]
-#define __pyx_n_u_fills __pyx_string_tab[104]
-#define __pyx_n_u_flags __pyx_string_tab[105]
-#define __pyx_n_u_format __pyx_string_tab[106]
-#define __pyx_n_u_fortran __pyx_string_tab[107]
-#define __pyx_n_u_i __pyx_string_tab[108]
-#define __pyx_n_u_id __pyx_string_tab[109]
-#define __pyx_n_u_index __pyx_string_tab[110]
-#define __pyx_n_u_inst __pyx_string_tab[111]
-#define __pyx_n_u_items __pyx_string_tab[112]
-#define __pyx_n_u_itemsize __pyx_string_tab[113]
-#define __pyx_n_u_key __pyx_string_tab[114]
-#define __pyx_n_u_lvl __pyx_string_tab[115]
-#define __pyx_n_u_max_orders __pyx_string_tab[116]
-#define __pyx_n_u_memview __pyx_string_tab[117]
-#define __pyx_n_u_mode __pyx_string_tab[118]
-#define __pyx_n_u_n_inst __pyx_string_tab[119]
-#define __pyx_n_u_name __pyx_string_tab[120]
-#define __pyx_n_u_ndim __pyx_string_tab[121]
-#define __pyx_n_u_np __pyx_string_tab[122]
-#define __pyx_n_u_numpy __pyx_string_tab[123]
-#define __pyx_n_u_o __pyx_string_tab[124]
-#define __pyx_n_u_obj __pyx_string_tab[125]
-#define __pyx_n_u_on_market __pyx_string_tab[126]
-#define __pyx_n_u_open_orders __pyx_string_tab[127]
-#define __pyx_n_u_open_orders_locals_lambda __pyx_string_tab[128]
-#define __pyx_n_u_order_id __pyx_string_tab[129]
-#define __pyx_n_u_otype __pyx_string_tab[130]
-#define __pyx_n_u_out __pyx_string_tab[131]
-#define __pyx_n_u_pack __pyx_string_tab[132]
-#define __pyx_n_u_pending_exec __pyx_string_tab[133]
-#define __pyx_n_u_pop __pyx_string_tab[134]
-#define __pyx_n_u_px __pyx_string_tab[135]
-#define __pyx_n_u_q __pyx_string_tab[136]
-#define __pyx_n_u_qty __pyx_string_tab[137]
-#define __pyx_n_u_recs __pyx_string_tab[138]
-#define __pyx_n_u_register __pyx_string_tab[139]
-#define __pyx_n_u_return __pyx_string_tab[140]
-#define __pyx_n_u_roi __pyx_string_tab[141]
-#define __pyx_n_u_self __pyx_string_tab[142]
-#define __pyx_n_u_setdefault __pyx_string_tab[143]
-#define __pyx_n_u_shape __pyx_string_tab[144]
-#define __pyx_n_u_side __pyx_string_tab[145]
-#define __pyx_n_u_size __pyx_string_tab[146]
-#define __pyx_n_u_slot __pyx_string_tab[147]
-#define __pyx_n_u_sort __pyx_string_tab[148]
-#define __pyx_n_u_start __pyx_string_tab[149]
-#define __pyx_n_u_stats __pyx_string_tab[150]
-#define __pyx_n_u_step __pyx_string_tab[151]
-#define __pyx_n_u_stop __pyx_string_tab[152]
-#define __pyx_n_u_struct __pyx_string_tab[153]
-#define __pyx_n_u_submit __pyx_string_tab[154]
-#define __pyx_n_u_t __pyx_string_tab[155]
-#define __pyx_n_u_take __pyx_string_tab[156]
-#define __pyx_n_u_tmp __pyx_string_tab[157]
-#define __pyx_n_u_ts __pyx_string_tab[158]
-#define __pyx_n_u_unpack __pyx_string_tab[159]
-#define __pyx_n_u_update __pyx_string_tab[160]
-#define __pyx_n_u_v __pyx_string_tab[161]
-#define __pyx_n_u_values __pyx_string_tab[162]
-#define __pyx_n_u_x __pyx_string_tab[163]
-#define __pyx_n_u_zeros __pyx_string_tab[164]
-#define __pyx_n_b_O __pyx_string_tab[165]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[166]
-#define __pyx_kp_b_iso88591_A_iy_HO4q_A __pyx_string_tab[167]
-#define __pyx_kp_b_iso88591_A_4A_A_5_T_D_2S_XZq_6_9CvRwd_TQT __pyx_string_tab[168]
-#define __pyx_kp_b_iso88591_A_d_4xuA_Ja_q __pyx_string_tab[169]
-#define __pyx_kp_b_iso88591_A_1_E_aq_aq_1AQa_t1 __pyx_string_tab[170]
-#define __pyx_kp_b_iso88591_Zq __pyx_string_tab[171]
-#define __pyx_kp_b_iso88591_t6 __pyx_string_tab[172]
-#define __pyx_kp_b_iso88591_A_a_E_at1_WAQ_q_U_Bc_Q_7_A_QgQg __pyx_string_tab[173]
-#define __pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_HA_F_3m1 __pyx_string_tab[174]
+#define __pyx_n_u_EX_ACK __pyx_string_tab[32]
+#define __pyx_n_u_EX_CANCELED __pyx_string_tab[33]
+#define __pyx_n_u_EX_EXPIRED __pyx_string_tab[34]
+#define __pyx_n_u_EX_FILL __pyx_string_tab[35]
+#define __pyx_n_u_EX_PARTIAL __pyx_string_tab[36]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[37]
+#define __pyx_n_u_F_CLEAR __pyx_string_tab[38]
+#define __pyx_n_u_LIQ_MAKER __pyx_string_tab[39]
+#define __pyx_n_u_LIQ_TAKER __pyx_string_tab[40]
+#define __pyx_n_u_MK_BBO __pyx_string_tab[41]
+#define __pyx_n_u_MK_DEPTH __pyx_string_tab[42]
+#define __pyx_n_u_MK_SNAPSHOT __pyx_string_tab[43]
+#define __pyx_n_u_MK_TRADE __pyx_string_tab[44]
+#define __pyx_n_u_MatchingEngine __pyx_string_tab[45]
+#define __pyx_n_u_MatchingEngine___reduce_cython __pyx_string_tab[46]
+#define __pyx_n_u_MatchingEngine___setstate_cython __pyx_string_tab[47]
+#define __pyx_n_u_MatchingEngine_book __pyx_string_tab[48]
+#define __pyx_n_u_MatchingEngine_cancel __pyx_string_tab[49]
+#define __pyx_n_u_MatchingEngine_drain __pyx_string_tab[50]
+#define __pyx_n_u_MatchingEngine_on_market __pyx_string_tab[51]
+#define __pyx_n_u_MatchingEngine_open_orders __pyx_string_tab[52]
+#define __pyx_n_u_MatchingEngine_stats __pyx_string_tab[53]
+#define __pyx_n_u_MatchingEngine_submit __pyx_string_tab[54]
+#define __pyx_n_u_OT_FOK __pyx_string_tab[55]
+#define __pyx_n_u_OT_IOC __pyx_string_tab[56]
+#define __pyx_n_u_OT_LIMIT __pyx_string_tab[57]
+#define __pyx_n_u_OT_MARKET __pyx_string_tab[58]
+#define __pyx_n_u_OT_POST_ONLY __pyx_string_tab[59]
+#define __pyx_n_u_OrderBook __pyx_string_tab[60]
+#define __pyx_n_u_SCHEMA_CONSTANTS __pyx_string_tab[61]
+#define __pyx_n_u_SIDE_BUY __pyx_string_tab[62]
+#define __pyx_n_u_SIDE_SELL __pyx_string_tab[63]
+#define __pyx_n_u_SUBMIT_BAD __pyx_string_tab[64]
+#define __pyx_n_u_SUBMIT_EXPIRED __pyx_string_tab[65]
+#define __pyx_n_u_SUBMIT_FILLED __pyx_string_tab[66]
+#define __pyx_n_u_SUBMIT_NO_SLOT __pyx_string_tab[67]
+#define __pyx_n_u_SUBMIT_POST_ONLY_REJECTED __pyx_string_tab[68]
+#define __pyx_n_u_SUBMIT_RESTING __pyx_string_tab[69]
+#define __pyx_n_u_Sequence __pyx_string_tab[70]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[71]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[72]
+#define __pyx_n_u_annotate __pyx_string_tab[73]
+#define __pyx_n_u_class __pyx_string_tab[74]
+#define __pyx_n_u_class_getitem __pyx_string_tab[75]
+#define __pyx_n_u_dict __pyx_string_tab[76]
+#define __pyx_n_u_func __pyx_string_tab[77]
+#define __pyx_n_u_getstate __pyx_string_tab[78]
+#define __pyx_n_u_import __pyx_string_tab[79]
+#define __pyx_n_u_main __pyx_string_tab[80]
+#define __pyx_n_u_module __pyx_string_tab[81]
+#define __pyx_n_u_name_2 __pyx_string_tab[82]
+#define __pyx_n_u_new __pyx_string_tab[83]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[84]
+#define __pyx_n_u_pyx_state __pyx_string_tab[85]
+#define __pyx_n_u_pyx_type __pyx_string_tab[86]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[87]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[88]
+#define __pyx_n_u_qualname __pyx_string_tab[89]
+#define __pyx_n_u_reduce __pyx_string_tab[90]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[91]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[92]
+#define __pyx_n_u_set_name __pyx_string_tab[93]
+#define __pyx_n_u_setstate __pyx_string_tab[94]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[95]
+#define __pyx_n_u_test __pyx_string_tab[96]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[97]
+#define __pyx_n_u_abc __pyx_string_tab[98]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[99]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[100]
+#define __pyx_n_u_avail __pyx_string_tab[101]
+#define __pyx_n_u_b __pyx_string_tab[102]
+#define __pyx_n_u_base __pyx_string_tab[103]
+#define __pyx_n_u_book __pyx_string_tab[104]
+#define __pyx_n_u_c __pyx_string_tab[105]
+#define __pyx_n_u_cancel __pyx_string_tab[106]
+#define __pyx_n_u_cancel_ahead_frac __pyx_string_tab[107]
+#define __pyx_n_u_cext_matching __pyx_string_tab[108]
+#define __pyx_n_u_client_id __pyx_string_tab[109]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[110]
+#define __pyx_n_u_copy __pyx_string_tab[111]
+#define __pyx_n_u_count __pyx_string_tab[112]
+#define __pyx_n_u_crosses __pyx_string_tab[113]
+#define __pyx_n_u_ctypes __pyx_string_tab[114]
+#define __pyx_n_u_data __pyx_string_tab[115]
+#define __pyx_n_u_drain __pyx_string_tab[116]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[117]
+#define __pyx_n_u_encode __pyx_string_tab[118]
+#define __pyx_n_u_engine_schema __pyx_string_tab[119]
+#define __pyx_n_u_enumerate __pyx_string_tab[120]
+#define __pyx_n_u_error __pyx_string_tab[121]
+#define __pyx_n_u_events __pyx_string_tab[122]
+#define __pyx_n_u_exec_cap __pyx_string_tab[123]
+#define __pyx_n_u_fills __pyx_string_tab[124]
+#define __pyx_n_u_flags __pyx_string_tab[125]
+#define __pyx_n_u_format __pyx_string_tab[126]
+#define __pyx_n_u_fortran __pyx_string_tab[127]
+#define __pyx_n_u_i __pyx_string_tab[128]
+#define __pyx_n_u_id __pyx_string_tab[129]
+#define __pyx_n_u_index __pyx_string_tab[130]
+#define __pyx_n_u_inst __pyx_string_tab[131]
+#define __pyx_n_u_items __pyx_string_tab[132]
+#define __pyx_n_u_itemsize __pyx_string_tab[133]
+#define __pyx_n_u_key __pyx_string_tab[134]
+#define __pyx_n_u_lvl __pyx_string_tab[135]
+#define __pyx_n_u_max_orders __pyx_string_tab[136]
+#define __pyx_n_u_memview __pyx_string_tab[137]
+#define __pyx_n_u_mode __pyx_string_tab[138]
+#define __pyx_n_u_n_inst __pyx_string_tab[139]
+#define __pyx_n_u_name __pyx_string_tab[140]
+#define __pyx_n_u_ndim __pyx_string_tab[141]
+#define __pyx_n_u_np __pyx_string_tab[142]
+#define __pyx_n_u_numpy __pyx_string_tab[143]
+#define __pyx_n_u_o __pyx_string_tab[144]
+#define __pyx_n_u_obj __pyx_string_tab[145]
+#define __pyx_n_u_on_market __pyx_string_tab[146]
+#define __pyx_n_u_open_orders __pyx_string_tab[147]
+#define __pyx_n_u_open_orders_locals_lambda __pyx_string_tab[148]
+#define __pyx_n_u_order_id __pyx_string_tab[149]
+#define __pyx_n_u_otype __pyx_string_tab[150]
+#define __pyx_n_u_out __pyx_string_tab[151]
+#define __pyx_n_u_pack __pyx_string_tab[152]
+#define __pyx_n_u_pending_exec __pyx_string_tab[153]
+#define __pyx_n_u_pop __pyx_string_tab[154]
+#define __pyx_n_u_px __pyx_string_tab[155]
+#define __pyx_n_u_q __pyx_string_tab[156]
+#define __pyx_n_u_qty __pyx_string_tab[157]
+#define __pyx_n_u_recs __pyx_string_tab[158]
+#define __pyx_n_u_register __pyx_string_tab[159]
+#define __pyx_n_u_return __pyx_string_tab[160]
+#define __pyx_n_u_roi __pyx_string_tab[161]
+#define __pyx_n_u_self __pyx_string_tab[162]
+#define __pyx_n_u_setdefault __pyx_string_tab[163]
+#define __pyx_n_u_shape __pyx_string_tab[164]
+#define __pyx_n_u_side __pyx_string_tab[165]
+#define __pyx_n_u_size __pyx_string_tab[166]
+#define __pyx_n_u_slot __pyx_string_tab[167]
+#define __pyx_n_u_sort __pyx_string_tab[168]
+#define __pyx_n_u_start __pyx_string_tab[169]
+#define __pyx_n_u_stats __pyx_string_tab[170]
+#define __pyx_n_u_step __pyx_string_tab[171]
+#define __pyx_n_u_stop __pyx_string_tab[172]
+#define __pyx_n_u_struct __pyx_string_tab[173]
+#define __pyx_n_u_submit __pyx_string_tab[174]
+#define __pyx_n_u_t __pyx_string_tab[175]
+#define __pyx_n_u_take __pyx_string_tab[176]
+#define __pyx_n_u_tmp __pyx_string_tab[177]
+#define __pyx_n_u_ts __pyx_string_tab[178]
+#define __pyx_n_u_unpack __pyx_string_tab[179]
+#define __pyx_n_u_update __pyx_string_tab[180]
+#define __pyx_n_u_v __pyx_string_tab[181]
+#define __pyx_n_u_values __pyx_string_tab[182]
+#define __pyx_n_u_x __pyx_string_tab[183]
+#define __pyx_n_u_zeros __pyx_string_tab[184]
+#define __pyx_n_b_O __pyx_string_tab[185]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[186]
+#define __pyx_kp_b_iso88591_A_iy_HO4q_A __pyx_string_tab[187]
+#define __pyx_kp_b_iso88591_A_4A_A_5_T_D_2S_XZq_6_9CvRwd_TQT __pyx_string_tab[188]
+#define __pyx_kp_b_iso88591_A_d_4xuA_Ja_q __pyx_string_tab[189]
+#define __pyx_kp_b_iso88591_A_1_E_aq_aq_1AQa_t1 __pyx_string_tab[190]
+#define __pyx_kp_b_iso88591_Zq __pyx_string_tab[191]
+#define __pyx_kp_b_iso88591_t6 __pyx_string_tab[192]
+#define __pyx_kp_b_iso88591_A_a_E_at1_WAQ_q_U_Bc_Q_7_A_QgQg __pyx_string_tab[193]
+#define __pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_HA_F_3m1 __pyx_string_tab[194]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4468,7 +4491,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<5; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<10; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<175; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<195; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<10; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4510,7 +4533,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<5; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<10; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<175; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<195; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<10; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -18697,7 +18720,7 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":67
+/* "cext/matching.pyx":73
  * cdef class MatchingEngine:
  * 
  *     def __cinit__(self, int n_inst, int max_orders=4096, int64_t roi=1 << 16, double cancel_ahead_frac=0.5,             # <<<<<<<<<<<<<<
@@ -18747,87 +18770,87 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_n_inst,&__pyx_mstate_global->__pyx_n_u_max_orders,&__pyx_mstate_global->__pyx_n_u_roi,&__pyx_mstate_global->__pyx_n_u_cancel_ahead_frac,&__pyx_mstate_global->__pyx_n_u_exec_cap,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 67, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 73, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 67, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 73, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 5, i); __PYX_ERR(0, 67, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 5, i); __PYX_ERR(0, 73, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 73, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 67, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 73, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_n_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_n_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 67, __pyx_L3_error)
+    __pyx_v_n_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_n_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_max_orders = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_max_orders == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 67, __pyx_L3_error)
+      __pyx_v_max_orders = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_max_orders == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L3_error)
     } else {
       __pyx_v_max_orders = ((int)0x1000);
     }
     if (values[2]) {
-      __pyx_v_roi = __Pyx_PyLong_As_int64_t(values[2]); if (unlikely((__pyx_v_roi == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 67, __pyx_L3_error)
+      __pyx_v_roi = __Pyx_PyLong_As_int64_t(values[2]); if (unlikely((__pyx_v_roi == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L3_error)
     } else {
       __pyx_v_roi = ((int64_t)0x10000);
     }
     if (values[3]) {
-      __pyx_v_cancel_ahead_frac = __Pyx_PyFloat_AsDouble(values[3]); if (unlikely((__pyx_v_cancel_ahead_frac == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 67, __pyx_L3_error)
+      __pyx_v_cancel_ahead_frac = __Pyx_PyFloat_AsDouble(values[3]); if (unlikely((__pyx_v_cancel_ahead_frac == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 73, __pyx_L3_error)
     } else {
       __pyx_v_cancel_ahead_frac = ((double)0.5);
     }
     if (values[4]) {
-      __pyx_v_exec_cap = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_exec_cap == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 68, __pyx_L3_error)
+      __pyx_v_exec_cap = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_exec_cap == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 74, __pyx_L3_error)
     } else {
       __pyx_v_exec_cap = ((int)0x10000);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 5, __pyx_nargs); __PYX_ERR(0, 67, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 1, 5, __pyx_nargs); __PYX_ERR(0, 73, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18876,7 +18899,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "cext/matching.pyx":69
+  /* "cext/matching.pyx":75
  *     def __cinit__(self, int n_inst, int max_orders=4096, int64_t roi=1 << 16, double cancel_ahead_frac=0.5,
  *                   int exec_cap=1 << 16):
  *         if n_inst < 1:             # <<<<<<<<<<<<<<
@@ -18888,7 +18911,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cext/matching.pyx":70
+    /* "cext/matching.pyx":76
  *                   int exec_cap=1 << 16):
  *         if n_inst < 1:
  *             raise ValueError("n_inst must be >= 1")             # <<<<<<<<<<<<<<
@@ -18901,14 +18924,14 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_n_inst_must_be_1};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 70, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 76, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 70, __pyx_L1_error)
+    __PYX_ERR(0, 76, __pyx_L1_error)
 
-    /* "cext/matching.pyx":69
+    /* "cext/matching.pyx":75
  *     def __cinit__(self, int n_inst, int max_orders=4096, int64_t roi=1 << 16, double cancel_ahead_frac=0.5,
  *                   int exec_cap=1 << 16):
  *         if n_inst < 1:             # <<<<<<<<<<<<<<
@@ -18917,7 +18940,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   }
 
-  /* "cext/matching.pyx":71
+  /* "cext/matching.pyx":77
  *         if n_inst < 1:
  *             raise ValueError("n_inst must be >= 1")
  *         if not 0.0 <= cancel_ahead_frac <= 1.0:             # <<<<<<<<<<<<<<
@@ -18934,7 +18957,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "cext/matching.pyx":72
+    /* "cext/matching.pyx":78
  *             raise ValueError("n_inst must be >= 1")
  *         if not 0.0 <= cancel_ahead_frac <= 1.0:
  *             raise ValueError("cancel_ahead_frac must be in [0, 1]")             # <<<<<<<<<<<<<<
@@ -18947,14 +18970,14 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cancel_ahead_frac_must_be_in_0_1};
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 72, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 78, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 72, __pyx_L1_error)
+    __PYX_ERR(0, 78, __pyx_L1_error)
 
-    /* "cext/matching.pyx":71
+    /* "cext/matching.pyx":77
  *         if n_inst < 1:
  *             raise ValueError("n_inst must be >= 1")
  *         if not 0.0 <= cancel_ahead_frac <= 1.0:             # <<<<<<<<<<<<<<
@@ -18963,7 +18986,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   }
 
-  /* "cext/matching.pyx":73
+  /* "cext/matching.pyx":79
  *         if not 0.0 <= cancel_ahead_frac <= 1.0:
  *             raise ValueError("cancel_ahead_frac must be in [0, 1]")
  *         self.n_inst = n_inst             # <<<<<<<<<<<<<<
@@ -18972,7 +18995,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->n_inst = __pyx_v_n_inst;
 
-  /* "cext/matching.pyx":74
+  /* "cext/matching.pyx":80
  *             raise ValueError("cancel_ahead_frac must be in [0, 1]")
  *         self.n_inst = n_inst
  *         self.books = [OrderBook(i, roi) for i in range(n_inst)]             # <<<<<<<<<<<<<<
@@ -18980,7 +19003,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
  *         if self.orders == NULL:
 */
   { /* enter inner scope */
-    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 74, __pyx_L1_error)
+    __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 80, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
 
     __pyx_t_6 = __pyx_v_n_inst;
@@ -18989,9 +19012,9 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_7genexpr__pyx_v_i = __pyx_t_8;
       __pyx_t_9 = NULL;
-      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_7genexpr__pyx_v_i); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 74, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_7genexpr__pyx_v_i); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 80, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_roi); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 74, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_roi); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 80, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __pyx_t_4 = 1;
       {
@@ -19000,11 +19023,11 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
         __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 74, __pyx_L1_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 80, __pyx_L1_error)
         __Pyx_GOTREF((PyObject *)__pyx_t_3);
       }
       __Pyx_GIVEREF((PyObject *)__pyx_t_3);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, ((PyObject *)__pyx_t_3)))) __PYX_ERR(0, 74, __pyx_L1_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_2, ((PyObject *)__pyx_t_3)))) __PYX_ERR(0, 80, __pyx_L1_error)
       __pyx_t_3 = 0;
     }
 
@@ -19014,7 +19037,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   __Pyx_DECREF_SET(__pyx_v_self->books, ((PyObject*)__pyx_t_2));
   __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":75
+  /* "cext/matching.pyx":81
  *         self.n_inst = n_inst
  *         self.books = [OrderBook(i, roi) for i in range(n_inst)]
  *         self.orders = <SimOrder *>calloc(max_orders, sizeof(SimOrder))             # <<<<<<<<<<<<<<
@@ -19023,7 +19046,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->orders = ((struct __pyx_t_4cext_8matching_SimOrder *)calloc(__pyx_v_max_orders, (sizeof(struct __pyx_t_4cext_8matching_SimOrder))));
 
-  /* "cext/matching.pyx":76
+  /* "cext/matching.pyx":82
  *         self.books = [OrderBook(i, roi) for i in range(n_inst)]
  *         self.orders = <SimOrder *>calloc(max_orders, sizeof(SimOrder))
  *         if self.orders == NULL:             # <<<<<<<<<<<<<<
@@ -19035,16 +19058,16 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   if (unlikely(__pyx_t_5)) {
 
 
-    /* "cext/matching.pyx":77
+    /* "cext/matching.pyx":83
  *         self.orders = <SimOrder *>calloc(max_orders, sizeof(SimOrder))
  *         if self.orders == NULL:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         self.max_orders = max_orders
  *         from engine.schema import EXEC_DTYPE
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 77, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 83, __pyx_L1_error)
 
-    /* "cext/matching.pyx":76
+    /* "cext/matching.pyx":82
  *         self.books = [OrderBook(i, roi) for i in range(n_inst)]
  *         self.orders = <SimOrder *>calloc(max_orders, sizeof(SimOrder))
  *         if self.orders == NULL:             # <<<<<<<<<<<<<<
@@ -19053,7 +19076,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   }
 
-  /* "cext/matching.pyx":78
+  /* "cext/matching.pyx":84
  *         if self.orders == NULL:
  *             raise MemoryError()
  *         self.max_orders = max_orders             # <<<<<<<<<<<<<<
@@ -19062,7 +19085,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->max_orders = __pyx_v_max_orders;
 
-  /* "cext/matching.pyx":79
+  /* "cext/matching.pyx":85
  *             raise MemoryError()
  *         self.max_orders = max_orders
  *         from engine.schema import EXEC_DTYPE             # <<<<<<<<<<<<<<
@@ -19071,14 +19094,14 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EXEC_DTYPE};
-    __pyx_t_12 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 79, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_engine_schema, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 85, __pyx_L1_error)
   }
   __pyx_t_2 = __pyx_t_12;
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_EXEC_DTYPE};
     __pyx_t_13 = 0; {
-      __pyx_t_3 = __Pyx_ImportFrom(__pyx_t_2, __pyx_imported_names[__pyx_t_13]); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 79, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_ImportFrom(__pyx_t_2, __pyx_imported_names[__pyx_t_13]); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 85, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
       switch (__pyx_t_13) {
         case 0:
@@ -19092,7 +19115,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":80
+  /* "cext/matching.pyx":86
  *         self.max_orders = max_orders
  *         from engine.schema import EXEC_DTYPE
  *         self._execs = np.zeros(exec_cap, EXEC_DTYPE)             # <<<<<<<<<<<<<<
@@ -19100,12 +19123,12 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
  *         self.exec_cap = exec_cap
 */
   __pyx_t_3 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 80, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_11);
-  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 80, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-  __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_exec_cap); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 80, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_exec_cap); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 86, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_11);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -19125,7 +19148,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
     __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 80, __pyx_L1_error)
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 86, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
   }
   __Pyx_GIVEREF(__pyx_t_2);
@@ -19133,24 +19156,24 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   __Pyx_DECREF_SET(__pyx_v_self->_execs, __pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":81
+  /* "cext/matching.pyx":87
  *         from engine.schema import EXEC_DTYPE
  *         self._execs = np.zeros(exec_cap, EXEC_DTYPE)
  *         self.ex = <ExecRecord *><size_t>self._execs.ctypes.data             # <<<<<<<<<<<<<<
  *         self.exec_cap = exec_cap
  *         self.cancel_ahead_frac = cancel_ahead_frac
 */
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->_execs, __pyx_mstate_global->__pyx_n_u_ctypes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 81, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_v_self->_execs, __pyx_mstate_global->__pyx_n_u_ctypes); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 81, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_data); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_4 = __Pyx_PyLong_As_size_t(__pyx_t_10); if (unlikely((__pyx_t_4 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 81, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_As_size_t(__pyx_t_10); if (unlikely((__pyx_t_4 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 87, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
   __pyx_v_self->ex = ((struct __pyx_t_4cext_6schema_ExecRecord *)((size_t)__pyx_t_4));
 
 
-  /* "cext/matching.pyx":82
+  /* "cext/matching.pyx":88
  *         self._execs = np.zeros(exec_cap, EXEC_DTYPE)
  *         self.ex = <ExecRecord *><size_t>self._execs.ctypes.data
  *         self.exec_cap = exec_cap             # <<<<<<<<<<<<<<
@@ -19159,7 +19182,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->exec_cap = __pyx_v_exec_cap;
 
-  /* "cext/matching.pyx":83
+  /* "cext/matching.pyx":89
  *         self.ex = <ExecRecord *><size_t>self._execs.ctypes.data
  *         self.exec_cap = exec_cap
  *         self.cancel_ahead_frac = cancel_ahead_frac             # <<<<<<<<<<<<<<
@@ -19168,7 +19191,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->cancel_ahead_frac = __pyx_v_cancel_ahead_frac;
 
-  /* "cext/matching.pyx":84
+  /* "cext/matching.pyx":90
  *         self.exec_cap = exec_cap
  *         self.cancel_ahead_frac = cancel_ahead_frac
  *         self.next_seq = 1             # <<<<<<<<<<<<<<
@@ -19177,7 +19200,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->next_seq = 1;
 
-  /* "cext/matching.pyx":85
+  /* "cext/matching.pyx":91
  *         self.cancel_ahead_frac = cancel_ahead_frac
  *         self.next_seq = 1
  *         self.next_trade_id = 1             # <<<<<<<<<<<<<<
@@ -19186,7 +19209,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
 */
   __pyx_v_self->next_trade_id = 1;
 
-  /* "cext/matching.pyx":67
+  /* "cext/matching.pyx":73
  * cdef class MatchingEngine:
  * 
  *     def __cinit__(self, int n_inst, int max_orders=4096, int64_t roi=1 << 16, double cancel_ahead_frac=0.5,             # <<<<<<<<<<<<<<
@@ -19213,7 +19236,7 @@ static int __pyx_pf_4cext_8matching_14MatchingEngine___cinit__(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":87
+/* "cext/matching.pyx":93
  *         self.next_trade_id = 1
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19236,7 +19259,7 @@ static void __pyx_pw_4cext_8matching_14MatchingEngine_3__dealloc__(PyObject *__p
 
 static void __pyx_pf_4cext_8matching_14MatchingEngine_2__dealloc__(struct __pyx_obj_4cext_8matching_MatchingEngine *__pyx_v_self) {
 
-  /* "cext/matching.pyx":88
+  /* "cext/matching.pyx":94
  * 
  *     def __dealloc__(self):
  *         free(self.orders)             # <<<<<<<<<<<<<<
@@ -19245,7 +19268,7 @@ static void __pyx_pf_4cext_8matching_14MatchingEngine_2__dealloc__(struct __pyx_
 */
   free(__pyx_v_self->orders);
 
-  /* "cext/matching.pyx":87
+  /* "cext/matching.pyx":93
  *         self.next_trade_id = 1
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19257,7 +19280,7 @@ static void __pyx_pf_4cext_8matching_14MatchingEngine_2__dealloc__(struct __pyx_
 
 }
 
-/* "cext/matching.pyx":91
+/* "cext/matching.pyx":97
  * 
  *     # -------------------------------------------------------------- exec records
  *     cdef void _exec(self, SimOrder *o, int kind, int64_t px, int64_t qty, int liq, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19273,7 +19296,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
   uint64_t __pyx_t_4;
   int64_t __pyx_t_5;
 
-  /* "cext/matching.pyx":93
+  /* "cext/matching.pyx":99
  *     cdef void _exec(self, SimOrder *o, int kind, int64_t px, int64_t qty, int liq, int64_t ts) noexcept:
  *         cdef ExecRecord *e
  *         if self.n_exec >= self.exec_cap:             # <<<<<<<<<<<<<<
@@ -19285,7 +19308,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":94
+    /* "cext/matching.pyx":100
  *         cdef ExecRecord *e
  *         if self.n_exec >= self.exec_cap:
  *             return              # drain() more often; counted below             # <<<<<<<<<<<<<<
@@ -19296,7 +19319,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
     }
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":93
+    /* "cext/matching.pyx":99
  *     cdef void _exec(self, SimOrder *o, int kind, int64_t px, int64_t qty, int liq, int64_t ts) noexcept:
  *         cdef ExecRecord *e
  *         if self.n_exec >= self.exec_cap:             # <<<<<<<<<<<<<<
@@ -19305,7 +19328,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   }
 
-  /* "cext/matching.pyx":95
+  /* "cext/matching.pyx":101
  *         if self.n_exec >= self.exec_cap:
  *             return              # drain() more often; counted below
  *         e = &self.ex[self.n_exec]             # <<<<<<<<<<<<<<
@@ -19314,7 +19337,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e = (&(__pyx_v_self->ex[__pyx_v_self->n_exec]));
 
-  /* "cext/matching.pyx":96
+  /* "cext/matching.pyx":102
  *             return              # drain() more often; counted below
  *         e = &self.ex[self.n_exec]
  *         self.n_exec += 1             # <<<<<<<<<<<<<<
@@ -19323,7 +19346,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_self->n_exec = (__pyx_v_self->n_exec + 1);
 
-  /* "cext/matching.pyx":97
+  /* "cext/matching.pyx":103
  *         e = &self.ex[self.n_exec]
  *         self.n_exec += 1
  *         memset(e, 0, sizeof(ExecRecord))             # <<<<<<<<<<<<<<
@@ -19332,7 +19355,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   (void)(memset(__pyx_v_e, 0, (sizeof(struct __pyx_t_4cext_6schema_ExecRecord))));
 
-  /* "cext/matching.pyx":98
+  /* "cext/matching.pyx":104
  *         self.n_exec += 1
  *         memset(e, 0, sizeof(ExecRecord))
  *         e.kind = kind             # <<<<<<<<<<<<<<
@@ -19341,7 +19364,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e->kind = __pyx_v_kind;
 
-  /* "cext/matching.pyx":99
+  /* "cext/matching.pyx":105
  *         memset(e, 0, sizeof(ExecRecord))
  *         e.kind = kind
  *         e.side = o.side             # <<<<<<<<<<<<<<
@@ -19352,7 +19375,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->side = __pyx_t_2;
 
-  /* "cext/matching.pyx":100
+  /* "cext/matching.pyx":106
  *         e.kind = kind
  *         e.side = o.side
  *         e.liquidity = liq             # <<<<<<<<<<<<<<
@@ -19361,7 +19384,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e->liquidity = __pyx_v_liq;
 
-  /* "cext/matching.pyx":101
+  /* "cext/matching.pyx":107
  *         e.side = o.side
  *         e.liquidity = liq
  *         e.flags = o.flags             # <<<<<<<<<<<<<<
@@ -19372,7 +19395,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->flags = __pyx_t_2;
 
-  /* "cext/matching.pyx":102
+  /* "cext/matching.pyx":108
  *         e.liquidity = liq
  *         e.flags = o.flags
  *         e.inst = o.inst             # <<<<<<<<<<<<<<
@@ -19383,7 +19406,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->inst = __pyx_t_3;
 
-  /* "cext/matching.pyx":103
+  /* "cext/matching.pyx":109
  *         e.flags = o.flags
  *         e.inst = o.inst
  *         e.client_id = o.client_id             # <<<<<<<<<<<<<<
@@ -19394,7 +19417,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->client_id = __pyx_t_4;
 
-  /* "cext/matching.pyx":104
+  /* "cext/matching.pyx":110
  *         e.inst = o.inst
  *         e.client_id = o.client_id
  *         e.exch_order_id = o.order_id             # <<<<<<<<<<<<<<
@@ -19405,7 +19428,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->exch_order_id = __pyx_t_5;
 
-  /* "cext/matching.pyx":105
+  /* "cext/matching.pyx":111
  *         e.client_id = o.client_id
  *         e.exch_order_id = o.order_id
  *         e.px = px             # <<<<<<<<<<<<<<
@@ -19414,7 +19437,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e->px = __pyx_v_px;
 
-  /* "cext/matching.pyx":106
+  /* "cext/matching.pyx":112
  *         e.exch_order_id = o.order_id
  *         e.px = px
  *         e.qty = qty             # <<<<<<<<<<<<<<
@@ -19423,7 +19446,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e->qty = __pyx_v_qty;
 
-  /* "cext/matching.pyx":107
+  /* "cext/matching.pyx":113
  *         e.px = px
  *         e.qty = qty
  *         e.leaves_qty = o.leaves             # <<<<<<<<<<<<<<
@@ -19434,7 +19457,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->leaves_qty = __pyx_t_5;
 
-  /* "cext/matching.pyx":108
+  /* "cext/matching.pyx":114
  *         e.qty = qty
  *         e.leaves_qty = o.leaves
  *         e.cum_qty = o.cum             # <<<<<<<<<<<<<<
@@ -19445,7 +19468,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->cum_qty = __pyx_t_5;
 
-  /* "cext/matching.pyx":109
+  /* "cext/matching.pyx":115
  *         e.leaves_qty = o.leaves
  *         e.cum_qty = o.cum
  *         e.order_px = o.px             # <<<<<<<<<<<<<<
@@ -19456,7 +19479,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
   __pyx_v_e->order_px = __pyx_t_5;
 
-  /* "cext/matching.pyx":110
+  /* "cext/matching.pyx":116
  *         e.cum_qty = o.cum
  *         e.order_px = o.px
  *         e.exch_ts = ts             # <<<<<<<<<<<<<<
@@ -19465,7 +19488,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
   __pyx_v_e->exch_ts = __pyx_v_ts;
 
-  /* "cext/matching.pyx":111
+  /* "cext/matching.pyx":117
  *         e.order_px = o.px
  *         e.exch_ts = ts
  *         if kind == EX_PARTIAL or kind == EX_FILL:             # <<<<<<<<<<<<<<
@@ -19476,7 +19499,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
     case __pyx_e_4cext_8matching_EX_PARTIAL:
     case __pyx_e_4cext_8matching_EX_FILL:
 
-    /* "cext/matching.pyx":112
+    /* "cext/matching.pyx":118
  *         e.exch_ts = ts
  *         if kind == EX_PARTIAL or kind == EX_FILL:
  *             e.trade_id = self.next_trade_id             # <<<<<<<<<<<<<<
@@ -19487,7 +19510,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
     __pyx_v_e->trade_id = __pyx_t_5;
 
-    /* "cext/matching.pyx":113
+    /* "cext/matching.pyx":119
  *         if kind == EX_PARTIAL or kind == EX_FILL:
  *             e.trade_id = self.next_trade_id
  *             self.next_trade_id += 1             # <<<<<<<<<<<<<<
@@ -19496,7 +19519,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
     __pyx_v_self->next_trade_id = (__pyx_v_self->next_trade_id + 1);
 
-    /* "cext/matching.pyx":114
+    /* "cext/matching.pyx":120
  *             e.trade_id = self.next_trade_id
  *             self.next_trade_id += 1
  *             self.fills += 1             # <<<<<<<<<<<<<<
@@ -19505,7 +19528,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 */
     __pyx_v_self->fills = (__pyx_v_self->fills + 1);
 
-    /* "cext/matching.pyx":111
+    /* "cext/matching.pyx":117
  *         e.order_px = o.px
  *         e.exch_ts = ts
  *         if kind == EX_PARTIAL or kind == EX_FILL:             # <<<<<<<<<<<<<<
@@ -19516,7 +19539,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
     default: break;
   }
 
-  /* "cext/matching.pyx":91
+  /* "cext/matching.pyx":97
  * 
  *     # -------------------------------------------------------------- exec records
  *     cdef void _exec(self, SimOrder *o, int kind, int64_t px, int64_t qty, int liq, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19530,7 +19553,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__exec(struct __pyx_obj_4cex
 
 }
 
-/* "cext/matching.pyx":116
+/* "cext/matching.pyx":122
  *             self.fills += 1
  * 
  *     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19543,7 +19566,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
   int64_t __pyx_t_2;
 
 
-  /* "cext/matching.pyx":117
+  /* "cext/matching.pyx":123
  * 
  *     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept:
  *         if qty > o.leaves:             # <<<<<<<<<<<<<<
@@ -19555,7 +19578,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":118
+    /* "cext/matching.pyx":124
  *     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept:
  *         if qty > o.leaves:
  *             qty = o.leaves             # <<<<<<<<<<<<<<
@@ -19566,7 +19589,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 
     __pyx_v_qty = __pyx_t_2;
 
-    /* "cext/matching.pyx":117
+    /* "cext/matching.pyx":123
  * 
  *     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept:
  *         if qty > o.leaves:             # <<<<<<<<<<<<<<
@@ -19575,7 +19598,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
   }
 
-  /* "cext/matching.pyx":119
+  /* "cext/matching.pyx":125
  *         if qty > o.leaves:
  *             qty = o.leaves
  *         if qty <= 0:             # <<<<<<<<<<<<<<
@@ -19587,7 +19610,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":120
+    /* "cext/matching.pyx":126
  *             qty = o.leaves
  *         if qty <= 0:
  *             return             # <<<<<<<<<<<<<<
@@ -19598,7 +19621,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":119
+    /* "cext/matching.pyx":125
  *         if qty > o.leaves:
  *             qty = o.leaves
  *         if qty <= 0:             # <<<<<<<<<<<<<<
@@ -19607,7 +19630,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
   }
 
-  /* "cext/matching.pyx":121
+  /* "cext/matching.pyx":127
  *         if qty <= 0:
  *             return
  *         o.leaves -= qty             # <<<<<<<<<<<<<<
@@ -19616,7 +19639,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
   __pyx_v_o->leaves = (__pyx_v_o->leaves - __pyx_v_qty);
 
-  /* "cext/matching.pyx":122
+  /* "cext/matching.pyx":128
  *             return
  *         o.leaves -= qty
  *         o.cum += qty             # <<<<<<<<<<<<<<
@@ -19625,7 +19648,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
   __pyx_v_o->cum = (__pyx_v_o->cum + __pyx_v_qty);
 
-  /* "cext/matching.pyx":123
+  /* "cext/matching.pyx":129
  *         o.leaves -= qty
  *         o.cum += qty
  *         if o.leaves == 0:             # <<<<<<<<<<<<<<
@@ -19637,7 +19660,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":124
+    /* "cext/matching.pyx":130
  *         o.cum += qty
  *         if o.leaves == 0:
  *             o.active = 0             # <<<<<<<<<<<<<<
@@ -19646,7 +19669,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
     __pyx_v_o->active = 0;
 
-    /* "cext/matching.pyx":125
+    /* "cext/matching.pyx":131
  *         if o.leaves == 0:
  *             o.active = 0
  *             self.n_open -= 1             # <<<<<<<<<<<<<<
@@ -19655,7 +19678,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
     __pyx_v_self->n_open = (__pyx_v_self->n_open - 1);
 
-    /* "cext/matching.pyx":126
+    /* "cext/matching.pyx":132
  *             o.active = 0
  *             self.n_open -= 1
  *             self._shrink()             # <<<<<<<<<<<<<<
@@ -19664,7 +19687,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
     ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_shrink(__pyx_v_self);
 
-    /* "cext/matching.pyx":127
+    /* "cext/matching.pyx":133
  *             self.n_open -= 1
  *             self._shrink()
  *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)             # <<<<<<<<<<<<<<
@@ -19673,7 +19696,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 */
     ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, __pyx_v_o, __pyx_e_4cext_8matching_EX_FILL, __pyx_v_px, __pyx_v_qty, __pyx_e_4cext_8matching_LIQ_MAKER, __pyx_v_ts);
 
-    /* "cext/matching.pyx":123
+    /* "cext/matching.pyx":129
  *         o.leaves -= qty
  *         o.cum += qty
  *         if o.leaves == 0:             # <<<<<<<<<<<<<<
@@ -19683,7 +19706,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
     goto __pyx_L5;
   }
 
-  /* "cext/matching.pyx":129
+  /* "cext/matching.pyx":135
  *             self._exec(o, EX_FILL, px, qty, LIQ_MAKER, ts)
  *         else:
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)             # <<<<<<<<<<<<<<
@@ -19695,7 +19718,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
   }
   __pyx_L5:;
 
-  /* "cext/matching.pyx":116
+  /* "cext/matching.pyx":122
  *             self.fills += 1
  * 
  *     cdef void _fill_resting(self, SimOrder *o, int64_t px, int64_t qty, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19709,7 +19732,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__fill_resting(struct __pyx_
 
 }
 
-/* "cext/matching.pyx":131
+/* "cext/matching.pyx":137
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
  * 
  *     cdef void _cross_check(self, uint32_t inst, int64_t best_bid, int64_t best_ask, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19726,7 +19749,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
   int __pyx_t_4;
   int __pyx_t_5;
 
-  /* "cext/matching.pyx":135
+  /* "cext/matching.pyx":141
  *         cdef int i
  *         cdef SimOrder *o
  *         for i in range(self.hw):             # <<<<<<<<<<<<<<
@@ -19740,7 +19763,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/matching.pyx":136
+    /* "cext/matching.pyx":142
  *         cdef SimOrder *o
  *         for i in range(self.hw):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -19749,7 +19772,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":137
+    /* "cext/matching.pyx":143
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:             # <<<<<<<<<<<<<<
@@ -19775,7 +19798,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":138
+      /* "cext/matching.pyx":144
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:
  *                 continue             # <<<<<<<<<<<<<<
@@ -19784,7 +19807,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
       goto __pyx_L3_continue;
 
-      /* "cext/matching.pyx":137
+      /* "cext/matching.pyx":143
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if not o.active or o.inst != inst:             # <<<<<<<<<<<<<<
@@ -19793,7 +19816,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
     }
 
-    /* "cext/matching.pyx":139
+    /* "cext/matching.pyx":145
  *             if not o.active or o.inst != inst:
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:             # <<<<<<<<<<<<<<
@@ -19829,7 +19852,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":140
+      /* "cext/matching.pyx":146
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)             # <<<<<<<<<<<<<<
@@ -19838,7 +19861,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_ts);
 
-      /* "cext/matching.pyx":139
+      /* "cext/matching.pyx":145
  *             if not o.active or o.inst != inst:
  *                 continue
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:             # <<<<<<<<<<<<<<
@@ -19848,7 +19871,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
       goto __pyx_L8;
     }
 
-    /* "cext/matching.pyx":141
+    /* "cext/matching.pyx":147
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:             # <<<<<<<<<<<<<<
@@ -19884,7 +19907,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":142
+      /* "cext/matching.pyx":148
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)             # <<<<<<<<<<<<<<
@@ -19893,7 +19916,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_ts);
 
-      /* "cext/matching.pyx":141
+      /* "cext/matching.pyx":147
  *             if o.side == SIDE_BUY and best_ask != INT64_MAX and best_ask < o.px:
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  *             elif o.side == SIDE_SELL and best_bid != INT64_MIN and best_bid > o.px:             # <<<<<<<<<<<<<<
@@ -19906,7 +19929,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
   }
 
 
-  /* "cext/matching.pyx":131
+  /* "cext/matching.pyx":137
  *             self._exec(o, EX_PARTIAL, px, qty, LIQ_MAKER, ts)
  * 
  *     cdef void _cross_check(self, uint32_t inst, int64_t best_bid, int64_t best_ask, int64_t ts) noexcept:             # <<<<<<<<<<<<<<
@@ -19920,7 +19943,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__cross_check(struct __pyx_o
 
 }
 
-/* "cext/matching.pyx":144
+/* "cext/matching.pyx":150
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  * 
  *     cdef void _shrink(self) noexcept:             # <<<<<<<<<<<<<<
@@ -19932,7 +19955,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4c
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cext/matching.pyx":146
+  /* "cext/matching.pyx":152
  *     cdef void _shrink(self) noexcept:
  *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
  *         while self.hw > 0 and not self.orders[self.hw - 1].active:             # <<<<<<<<<<<<<<
@@ -19959,7 +19982,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4c
 
     if (!__pyx_t_1) break;
 
-    /* "cext/matching.pyx":147
+    /* "cext/matching.pyx":153
  *         """Lower the high-water mark past freed slots at the top (loops stop at hw)."""
  *         while self.hw > 0 and not self.orders[self.hw - 1].active:
  *             self.hw -= 1             # <<<<<<<<<<<<<<
@@ -19969,7 +19992,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4c
     __pyx_v_self->hw = (__pyx_v_self->hw - 1);
   }
 
-  /* "cext/matching.pyx":144
+  /* "cext/matching.pyx":150
  *                 self._fill_resting(o, o.px, o.leaves, ts)
  * 
  *     cdef void _shrink(self) noexcept:             # <<<<<<<<<<<<<<
@@ -19981,7 +20004,7 @@ static void __pyx_f_4cext_8matching_14MatchingEngine__shrink(struct __pyx_obj_4c
 
 }
 
-/* "cext/matching.pyx":149
+/* "cext/matching.pyx":155
  *             self.hw -= 1
  * 
  *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:             # <<<<<<<<<<<<<<
@@ -20000,7 +20023,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
   int __pyx_t_4;
   int __pyx_t_5;
 
-  /* "cext/matching.pyx":151
+  /* "cext/matching.pyx":157
  *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:
  *         cdef int i
  *         cdef int64_t t = 0             # <<<<<<<<<<<<<<
@@ -20009,7 +20032,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
 */
   __pyx_v_t = 0;
 
-  /* "cext/matching.pyx":153
+  /* "cext/matching.pyx":159
  *         cdef int64_t t = 0
  *         cdef SimOrder *o
  *         for i in range(self.hw):             # <<<<<<<<<<<<<<
@@ -20023,7 +20046,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/matching.pyx":154
+    /* "cext/matching.pyx":160
  *         cdef SimOrder *o
  *         for i in range(self.hw):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -20032,7 +20055,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":155
+    /* "cext/matching.pyx":161
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:             # <<<<<<<<<<<<<<
@@ -20088,7 +20111,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":156
+      /* "cext/matching.pyx":162
  *             o = &self.orders[i]
  *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
  *                 t += o.leaves             # <<<<<<<<<<<<<<
@@ -20097,7 +20120,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
 */
       __pyx_v_t = (__pyx_v_t + __pyx_v_o->leaves);
 
-      /* "cext/matching.pyx":155
+      /* "cext/matching.pyx":161
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:             # <<<<<<<<<<<<<<
@@ -20108,7 +20131,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
   }
 
 
-  /* "cext/matching.pyx":157
+  /* "cext/matching.pyx":163
  *             if o.active and o.inst == me.inst and o.side == me.side and o.px == me.px and o.seq < me.seq:
  *                 t += o.leaves
  *         return t             # <<<<<<<<<<<<<<
@@ -20121,7 +20144,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":149
+  /* "cext/matching.pyx":155
  *             self.hw -= 1
  * 
  *     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept:             # <<<<<<<<<<<<<<
@@ -20138,7 +20161,7 @@ static int64_t __pyx_f_4cext_8matching_14MatchingEngine__ours_ahead(struct __pyx
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":159
+/* "cext/matching.pyx":165
  *         return t
  * 
  *     cdef int on_record(self, MarketRecord *r) noexcept:             # <<<<<<<<<<<<<<
@@ -20168,7 +20191,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_record", 0);
 
-  /* "cext/matching.pyx":164
+  /* "cext/matching.pyx":170
  *         cdef int64_t old, new, removed, take
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:             # <<<<<<<<<<<<<<
@@ -20180,7 +20203,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":165
+    /* "cext/matching.pyx":171
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:
  *             return 0             # <<<<<<<<<<<<<<
@@ -20193,7 +20216,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     }
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":164
+    /* "cext/matching.pyx":170
  *         cdef int64_t old, new, removed, take
  *         cdef SimOrder *o
  *         if r.inst >= <uint32_t>self.n_inst:             # <<<<<<<<<<<<<<
@@ -20202,7 +20225,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   }
 
-  /* "cext/matching.pyx":166
+  /* "cext/matching.pyx":172
  *         if r.inst >= <uint32_t>self.n_inst:
  *             return 0
  *         self.events += 1             # <<<<<<<<<<<<<<
@@ -20211,7 +20234,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   __pyx_v_self->events = (__pyx_v_self->events + 1);
 
-  /* "cext/matching.pyx":167
+  /* "cext/matching.pyx":173
  *             return 0
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]             # <<<<<<<<<<<<<<
@@ -20220,14 +20243,14 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 167, __pyx_L1_error)
+    __PYX_ERR(0, 173, __pyx_L1_error)
   }
   __pyx_t_2 = __Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_r->inst);
   __Pyx_INCREF(__pyx_t_2);
   __pyx_v_b = ((struct __pyx_obj_4cext_4book_OrderBook *)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":168
+  /* "cext/matching.pyx":174
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -20238,7 +20261,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     case __pyx_e_4cext_8matching_MK_DEPTH:
     case __pyx_e_4cext_8matching_MK_SNAPSHOT:
 
-    /* "cext/matching.pyx":169
+    /* "cext/matching.pyx":175
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:             # <<<<<<<<<<<<<<
@@ -20250,7 +20273,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":170
+      /* "cext/matching.pyx":176
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:
  *                 b.clear()             # <<<<<<<<<<<<<<
@@ -20259,7 +20282,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->clear(__pyx_v_b);
 
-      /* "cext/matching.pyx":169
+      /* "cext/matching.pyx":175
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:
  *             if r.flags & F_CLEAR:             # <<<<<<<<<<<<<<
@@ -20268,7 +20291,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":171
+    /* "cext/matching.pyx":177
  *             if r.flags & F_CLEAR:
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:             # <<<<<<<<<<<<<<
@@ -20279,7 +20302,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       case __pyx_e_4cext_8matching_SIDE_BUY:
       case __pyx_e_4cext_8matching_SIDE_SELL:
 
-      /* "cext/matching.pyx":172
+      /* "cext/matching.pyx":178
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:
  *                 old = b.qty_at(r.side, r.px)             # <<<<<<<<<<<<<<
@@ -20288,7 +20311,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       __pyx_v_old = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_v_r->side, __pyx_v_r->px);
 
-      /* "cext/matching.pyx":173
+      /* "cext/matching.pyx":179
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)             # <<<<<<<<<<<<<<
@@ -20297,7 +20320,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->set_level(__pyx_v_b, __pyx_v_r->side, __pyx_v_r->px, __pyx_v_r->qty);
 
-      /* "cext/matching.pyx":174
+      /* "cext/matching.pyx":180
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:             # <<<<<<<<<<<<<<
@@ -20323,7 +20346,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       if (__pyx_t_1) {
 
 
-        /* "cext/matching.pyx":175
+        /* "cext/matching.pyx":181
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:
  *                     removed = old - r.qty             # <<<<<<<<<<<<<<
@@ -20332,7 +20355,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
         __pyx_v_removed = (__pyx_v_old - __pyx_v_r->qty);
 
-        /* "cext/matching.pyx":176
+        /* "cext/matching.pyx":182
  *                 if self.n_open and r.qty < old:
  *                     removed = old - r.qty
  *                     for i in range(self.hw):             # <<<<<<<<<<<<<<
@@ -20346,7 +20369,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
           __pyx_v_i = __pyx_t_6;
 
-          /* "cext/matching.pyx":177
+          /* "cext/matching.pyx":183
  *                     removed = old - r.qty
  *                     for i in range(self.hw):
  *                         o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -20355,7 +20378,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-          /* "cext/matching.pyx":178
+          /* "cext/matching.pyx":184
  *                     for i in range(self.hw):
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:             # <<<<<<<<<<<<<<
@@ -20411,7 +20434,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           if (__pyx_t_1) {
 
 
-            /* "cext/matching.pyx":179
+            /* "cext/matching.pyx":185
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)             # <<<<<<<<<<<<<<
@@ -20420,7 +20443,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_o->queue_ahead = (__pyx_v_o->queue_ahead - ((int64_t)(__pyx_v_removed * __pyx_v_self->cancel_ahead_frac)));
 
-            /* "cext/matching.pyx":181
+            /* "cext/matching.pyx":187
  *                             o.queue_ahead -= <int64_t>(removed * self.cancel_ahead_frac)
  *                             # at most the public level plus our own earlier orders at this price
  *                             take = r.qty + self._ours_ahead(o)             # <<<<<<<<<<<<<<
@@ -20429,7 +20452,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_take = (__pyx_v_r->qty + ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_ours_ahead(__pyx_v_self, __pyx_v_o));
 
-            /* "cext/matching.pyx":182
+            /* "cext/matching.pyx":188
  *                             # at most the public level plus our own earlier orders at this price
  *                             take = r.qty + self._ours_ahead(o)
  *                             if o.queue_ahead > take:             # <<<<<<<<<<<<<<
@@ -20441,7 +20464,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
             if (__pyx_t_1) {
 
 
-              /* "cext/matching.pyx":183
+              /* "cext/matching.pyx":189
  *                             take = r.qty + self._ours_ahead(o)
  *                             if o.queue_ahead > take:
  *                                 o.queue_ahead = take             # <<<<<<<<<<<<<<
@@ -20450,7 +20473,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
               __pyx_v_o->queue_ahead = __pyx_v_take;
 
-              /* "cext/matching.pyx":182
+              /* "cext/matching.pyx":188
  *                             # at most the public level plus our own earlier orders at this price
  *                             take = r.qty + self._ours_ahead(o)
  *                             if o.queue_ahead > take:             # <<<<<<<<<<<<<<
@@ -20459,7 +20482,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             }
 
-            /* "cext/matching.pyx":184
+            /* "cext/matching.pyx":190
  *                             if o.queue_ahead > take:
  *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20471,7 +20494,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
             if (__pyx_t_1) {
 
 
-              /* "cext/matching.pyx":185
+              /* "cext/matching.pyx":191
  *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0             # <<<<<<<<<<<<<<
@@ -20480,7 +20503,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
               __pyx_v_o->queue_ahead = 0;
 
-              /* "cext/matching.pyx":184
+              /* "cext/matching.pyx":190
  *                             if o.queue_ahead > take:
  *                                 o.queue_ahead = take
  *                             if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20489,7 +20512,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             }
 
-            /* "cext/matching.pyx":178
+            /* "cext/matching.pyx":184
  *                     for i in range(self.hw):
  *                         o = &self.orders[i]
  *                         if o.active and o.inst == r.inst and o.side == r.side and o.px == r.px and o.queue_ahead > 0:             # <<<<<<<<<<<<<<
@@ -20500,7 +20523,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         }
 
 
-        /* "cext/matching.pyx":174
+        /* "cext/matching.pyx":180
  *                 old = b.qty_at(r.side, r.px)
  *                 b.set_level(r.side, r.px, r.qty)
  *                 if self.n_open and r.qty < old:             # <<<<<<<<<<<<<<
@@ -20509,7 +20532,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       }
 
-      /* "cext/matching.pyx":171
+      /* "cext/matching.pyx":177
  *             if r.flags & F_CLEAR:
  *                 b.clear()
  *             if r.side == SIDE_BUY or r.side == SIDE_SELL:             # <<<<<<<<<<<<<<
@@ -20520,7 +20543,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       default: break;
     }
 
-    /* "cext/matching.pyx":186
+    /* "cext/matching.pyx":192
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20532,7 +20555,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":187
+      /* "cext/matching.pyx":193
  *                                 o.queue_ahead = 0
  *             if self.n_open:
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20541,7 +20564,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_cross_check(__pyx_v_self, __pyx_v_r->inst, __pyx_v_b->best_bid_px, __pyx_v_b->best_ask_px, __pyx_v_r->exch_ts);
 
-      /* "cext/matching.pyx":186
+      /* "cext/matching.pyx":192
  *                             if o.queue_ahead < 0:
  *                                 o.queue_ahead = 0
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20550,7 +20573,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":168
+    /* "cext/matching.pyx":174
  *         self.events += 1
  *         b = <OrderBook>self.books[r.inst]
  *         if r.kind == MK_DEPTH or r.kind == MK_SNAPSHOT:             # <<<<<<<<<<<<<<
@@ -20560,7 +20583,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     break;
     case __pyx_e_4cext_8matching_MK_TRADE:
 
-    /* "cext/matching.pyx":189
+    /* "cext/matching.pyx":195
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20572,7 +20595,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":191
+      /* "cext/matching.pyx":197
  *             if self.n_open:
  *                 # the aggressor's side: a SELL aggressor hits bids (our buys), a BUY hits asks
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL             # <<<<<<<<<<<<<<
@@ -20591,7 +20614,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 
       __pyx_v_side = __pyx_t_7;
 
-      /* "cext/matching.pyx":192
+      /* "cext/matching.pyx":198
  *                 # the aggressor's side: a SELL aggressor hits bids (our buys), a BUY hits asks
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL
  *                 for i in range(self.hw):             # <<<<<<<<<<<<<<
@@ -20605,7 +20628,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       for (__pyx_t_6 = 0; __pyx_t_6 < __pyx_t_5; __pyx_t_6+=1) {
         __pyx_v_i = __pyx_t_6;
 
-        /* "cext/matching.pyx":193
+        /* "cext/matching.pyx":199
  *                 side = SIDE_BUY if r.side == SIDE_SELL else SIDE_SELL
  *                 for i in range(self.hw):
  *                     o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -20614,7 +20637,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
         __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-        /* "cext/matching.pyx":194
+        /* "cext/matching.pyx":200
  *                 for i in range(self.hw):
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:             # <<<<<<<<<<<<<<
@@ -20650,7 +20673,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":195
+          /* "cext/matching.pyx":201
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue             # <<<<<<<<<<<<<<
@@ -20659,7 +20682,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           goto __pyx_L20_continue;
 
-          /* "cext/matching.pyx":194
+          /* "cext/matching.pyx":200
  *                 for i in range(self.hw):
  *                     o = &self.orders[i]
  *                     if not o.active or o.inst != r.inst or o.side != side:             # <<<<<<<<<<<<<<
@@ -20668,7 +20691,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
         }
 
-        /* "cext/matching.pyx":196
+        /* "cext/matching.pyx":202
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):             # <<<<<<<<<<<<<<
@@ -20713,7 +20736,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":197
+          /* "cext/matching.pyx":203
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through             # <<<<<<<<<<<<<<
@@ -20722,7 +20745,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_o->leaves, __pyx_v_r->exch_ts);
 
-          /* "cext/matching.pyx":196
+          /* "cext/matching.pyx":202
  *                     if not o.active or o.inst != r.inst or o.side != side:
  *                         continue
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):             # <<<<<<<<<<<<<<
@@ -20732,7 +20755,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           goto __pyx_L26;
         }
 
-        /* "cext/matching.pyx":198
+        /* "cext/matching.pyx":204
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:             # <<<<<<<<<<<<<<
@@ -20744,7 +20767,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
         if (__pyx_t_1) {
 
 
-          /* "cext/matching.pyx":199
+          /* "cext/matching.pyx":205
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty             # <<<<<<<<<<<<<<
@@ -20753,7 +20776,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           __pyx_v_o->queue_ahead = (__pyx_v_o->queue_ahead - __pyx_v_r->qty);
 
-          /* "cext/matching.pyx":200
+          /* "cext/matching.pyx":206
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20765,7 +20788,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
           if (__pyx_t_1) {
 
 
-            /* "cext/matching.pyx":201
+            /* "cext/matching.pyx":207
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:
  *                             take = -o.queue_ahead             # <<<<<<<<<<<<<<
@@ -20774,7 +20797,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_take = (-__pyx_v_o->queue_ahead);
 
-            /* "cext/matching.pyx":202
+            /* "cext/matching.pyx":208
  *                         if o.queue_ahead < 0:
  *                             take = -o.queue_ahead
  *                             o.queue_ahead = 0             # <<<<<<<<<<<<<<
@@ -20783,7 +20806,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             __pyx_v_o->queue_ahead = 0;
 
-            /* "cext/matching.pyx":203
+            /* "cext/matching.pyx":209
  *                             take = -o.queue_ahead
  *                             o.queue_ahead = 0
  *                             self._fill_resting(o, o.px, take, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20792,7 +20815,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
             ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_fill_resting(__pyx_v_self, __pyx_v_o, __pyx_v_o->px, __pyx_v_take, __pyx_v_r->exch_ts);
 
-            /* "cext/matching.pyx":200
+            /* "cext/matching.pyx":206
  *                     elif r.px == o.px:
  *                         o.queue_ahead -= r.qty
  *                         if o.queue_ahead < 0:             # <<<<<<<<<<<<<<
@@ -20801,7 +20824,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
           }
 
-          /* "cext/matching.pyx":198
+          /* "cext/matching.pyx":204
  *                     if (side == SIDE_BUY and r.px < o.px) or (side == SIDE_SELL and r.px > o.px):
  *                         self._fill_resting(o, o.px, o.leaves, r.exch_ts)       # traded through
  *                     elif r.px == o.px:             # <<<<<<<<<<<<<<
@@ -20814,7 +20837,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
       }
 
 
-      /* "cext/matching.pyx":189
+      /* "cext/matching.pyx":195
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20823,7 +20846,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":188
+    /* "cext/matching.pyx":194
  *             if self.n_open:
  *                 self._cross_check(r.inst, b.best_bid_px, b.best_ask_px, r.exch_ts)
  *         elif r.kind == MK_TRADE:             # <<<<<<<<<<<<<<
@@ -20833,7 +20856,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     break;
     case __pyx_e_4cext_8matching_MK_BBO:
 
-    /* "cext/matching.pyx":205
+    /* "cext/matching.pyx":211
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20845,7 +20868,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":206
+      /* "cext/matching.pyx":212
  *         elif r.kind == MK_BBO:
  *             if self.n_open:
  *                 self._cross_check(r.inst, r.px, r.aux, r.exch_ts)             # <<<<<<<<<<<<<<
@@ -20854,7 +20877,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_cross_check(__pyx_v_self, __pyx_v_r->inst, __pyx_v_r->px, __pyx_v_r->aux, __pyx_v_r->exch_ts);
 
-      /* "cext/matching.pyx":205
+      /* "cext/matching.pyx":211
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:
  *             if self.n_open:             # <<<<<<<<<<<<<<
@@ -20863,7 +20886,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
 */
     }
 
-    /* "cext/matching.pyx":204
+    /* "cext/matching.pyx":210
  *                             o.queue_ahead = 0
  *                             self._fill_resting(o, o.px, take, r.exch_ts)
  *         elif r.kind == MK_BBO:             # <<<<<<<<<<<<<<
@@ -20874,7 +20897,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
     default: break;
   }
 
-  /* "cext/matching.pyx":207
+  /* "cext/matching.pyx":213
  *             if self.n_open:
  *                 self._cross_check(r.inst, r.px, r.aux, r.exch_ts)
  *         return 1             # <<<<<<<<<<<<<<
@@ -20887,7 +20910,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":159
+  /* "cext/matching.pyx":165
  *         return t
  * 
  *     cdef int on_record(self, MarketRecord *r) noexcept:             # <<<<<<<<<<<<<<
@@ -20913,7 +20936,7 @@ static int __pyx_f_4cext_8matching_14MatchingEngine_on_record(struct __pyx_obj_4
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":210
+/* "cext/matching.pyx":216
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
@@ -20961,32 +20984,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_recs,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 210, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 216, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 210, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 216, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "on_market", 0) < (0)) __PYX_ERR(0, 210, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "on_market", 0) < (0)) __PYX_ERR(0, 216, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, i); __PYX_ERR(0, 210, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, i); __PYX_ERR(0, 216, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 210, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 216, __pyx_L3_error)
     }
     __pyx_v_recs = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 210, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("on_market", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 216, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21023,19 +21046,19 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("on_market", 0);
 
-  /* "cext/matching.pyx":212
+  /* "cext/matching.pyx":218
  *     def on_market(self, recs):
  *         """Apply MARKET records; returns the number of EXEC records waiting in drain()."""
  *         cdef MarketRecord[::1] v = recs             # <<<<<<<<<<<<<<
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):
 */
-  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_struct____pyx_t_4cext_6schema_MarketRecord(__pyx_v_recs, PyBUF_WRITABLE); if (unlikely(!__pyx_t_1.memview)) __PYX_ERR(0, 218, __pyx_L1_error)
   __pyx_v_v = __pyx_t_1;
   __pyx_t_1.memview = NULL;
   __pyx_t_1.data = NULL;
 
-  /* "cext/matching.pyx":214
+  /* "cext/matching.pyx":220
  *         cdef MarketRecord[::1] v = recs
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):             # <<<<<<<<<<<<<<
@@ -21049,7 +21072,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/matching.pyx":215
+    /* "cext/matching.pyx":221
  *         cdef Py_ssize_t i
  *         for i in range(v.shape[0]):
  *             self.on_record(&v[i])             # <<<<<<<<<<<<<<
@@ -21061,14 +21084,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   }
 
 
-  /* "cext/matching.pyx":216
+  /* "cext/matching.pyx":222
  *         for i in range(v.shape[0]):
  *             self.on_record(&v[i])
  *         return self.n_exec             # <<<<<<<<<<<<<<
  * 
  *     def drain(self):
 */
-  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 216, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 222, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   {
     PyObject *__pyx_temp;
@@ -21081,7 +21104,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":210
+  /* "cext/matching.pyx":216
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
@@ -21103,7 +21126,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_4on_market(struct __p
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":218
+/* "cext/matching.pyx":224
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
@@ -21167,14 +21190,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("drain", 0);
 
-  /* "cext/matching.pyx":220
+  /* "cext/matching.pyx":226
  *     def drain(self):
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()             # <<<<<<<<<<<<<<
  *         self.n_exec = 0
  *         return out
 */
-  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_self->_execs, 0, __pyx_v_self->n_exec, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_GetSlice(__pyx_v_self->_execs, 0, __pyx_v_self->n_exec, NULL, NULL, NULL, 0, 1, 0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_2 = __pyx_t_3;
   __Pyx_INCREF(__pyx_t_2);
@@ -21184,13 +21207,13 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_copy, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 220, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 226, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cext/matching.pyx":221
+  /* "cext/matching.pyx":227
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()
  *         self.n_exec = 0             # <<<<<<<<<<<<<<
@@ -21199,7 +21222,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
 */
   __pyx_v_self->n_exec = 0;
 
-  /* "cext/matching.pyx":222
+  /* "cext/matching.pyx":228
  *         out = self._execs[:self.n_exec].copy()
  *         self.n_exec = 0
  *         return out             # <<<<<<<<<<<<<<
@@ -21217,7 +21240,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":218
+  /* "cext/matching.pyx":224
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
@@ -21239,7 +21262,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_6drain(struct __pyx_o
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":224
+/* "cext/matching.pyx":230
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
@@ -21287,32 +21310,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_inst,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 224, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 230, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 224, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 230, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "book", 0) < (0)) __PYX_ERR(0, 224, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "book", 0) < (0)) __PYX_ERR(0, 230, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, i); __PYX_ERR(0, 224, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, i); __PYX_ERR(0, 230, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 224, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 230, __pyx_L3_error)
     }
-    __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 224, __pyx_L3_error)
+    __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 230, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 224, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("book", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 230, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21342,7 +21365,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("book", 0);
 
-  /* "cext/matching.pyx":225
+  /* "cext/matching.pyx":231
  * 
  *     def book(self, int inst) -> OrderBook:
  *         return self.books[inst]             # <<<<<<<<<<<<<<
@@ -21351,9 +21374,9 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 225, __pyx_L1_error)
+    __PYX_ERR(0, 231, __pyx_L1_error)
   }
-  if (!(likely(((__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst)) == Py_None) || likely(__Pyx_TypeTest(__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook))))) __PYX_ERR(0, 225, __pyx_L1_error)
+  if (!(likely(((__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst)) == Py_None) || likely(__Pyx_TypeTest(__Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst), __pyx_mstate_global->__pyx_ptype_4cext_4book_OrderBook))))) __PYX_ERR(0, 231, __pyx_L1_error)
   {
     struct __pyx_obj_4cext_4book_OrderBook *__pyx_temp;
     {
@@ -21365,7 +21388,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":224
+  /* "cext/matching.pyx":230
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
@@ -21383,7 +21406,7 @@ static struct __pyx_obj_4cext_4book_OrderBook *__pyx_pf_4cext_8matching_14Matchi
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":227
+/* "cext/matching.pyx":233
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -21439,103 +21462,103 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_order_id,&__pyx_mstate_global->__pyx_n_u_client_id,&__pyx_mstate_global->__pyx_n_u_inst,&__pyx_mstate_global->__pyx_n_u_side,&__pyx_mstate_global->__pyx_n_u_otype,&__pyx_mstate_global->__pyx_n_u_px,&__pyx_mstate_global->__pyx_n_u_qty,&__pyx_mstate_global->__pyx_n_u_flags,&__pyx_mstate_global->__pyx_n_u_ts,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 227, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 233, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit", 0) < (0)) __PYX_ERR(0, 227, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit", 0) < (0)) __PYX_ERR(0, 233, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 7; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, i); __PYX_ERR(0, 227, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, i); __PYX_ERR(0, 233, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 233, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 233, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 227, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 233, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_client_id = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_client_id == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[2]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_side = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_otype = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_otype == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 227, __pyx_L3_error)
-    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[6]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
+    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_client_id = __Pyx_PyLong_As_uint64_t(values[1]); if (unlikely((__pyx_v_client_id == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_inst = __Pyx_PyLong_As_uint32_t(values[2]); if (unlikely((__pyx_v_inst == ((uint32_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_side = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_side == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_otype = __Pyx_PyLong_As_int(values[4]); if (unlikely((__pyx_v_otype == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_px = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_px == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 233, __pyx_L3_error)
+    __pyx_v_qty = __Pyx_PyLong_As_int64_t(values[6]); if (unlikely((__pyx_v_qty == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
     if (values[7]) {
-      __pyx_v_flags = __Pyx_PyLong_As_int(values[7]); if (unlikely((__pyx_v_flags == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
+      __pyx_v_flags = __Pyx_PyLong_As_int(values[7]); if (unlikely((__pyx_v_flags == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
     } else {
       __pyx_v_flags = ((int)0);
     }
     if (values[8]) {
-      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 228, __pyx_L3_error)
+      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 234, __pyx_L3_error)
     } else {
       __pyx_v_ts = ((int64_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, __pyx_nargs); __PYX_ERR(0, 227, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("submit", 0, 7, 9, __pyx_nargs); __PYX_ERR(0, 233, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21593,7 +21616,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("submit", 0);
 
-  /* "cext/matching.pyx":234
+  /* "cext/matching.pyx":240
  *         cdef SimOrder tmp
  *         cdef SimOrder *o
  *         cdef int i, slot = -1             # <<<<<<<<<<<<<<
@@ -21602,7 +21625,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_slot = -1;
 
-  /* "cext/matching.pyx":236
+  /* "cext/matching.pyx":242
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21630,7 +21653,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "cext/matching.pyx":237
+  /* "cext/matching.pyx":243
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):             # <<<<<<<<<<<<<<
@@ -21640,7 +21663,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   switch (__pyx_v_side) {
     case __pyx_e_4cext_8matching_SIDE_BUY:
 
-    /* "cext/matching.pyx":236
+    /* "cext/matching.pyx":242
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21666,7 +21689,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     goto __pyx_L4_bool_binop_done;
   }
 
-  /* "cext/matching.pyx":237
+  /* "cext/matching.pyx":243
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):             # <<<<<<<<<<<<<<
@@ -21710,7 +21733,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
   __pyx_L4_bool_binop_done:;
 
-  /* "cext/matching.pyx":236
+  /* "cext/matching.pyx":242
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21720,14 +21743,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":238
+    /* "cext/matching.pyx":244
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):
  *             return SUBMIT_BAD             # <<<<<<<<<<<<<<
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 238, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 244, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -21740,7 +21763,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":236
+    /* "cext/matching.pyx":242
  *         cdef int i, slot = -1
  *         cdef int64_t lvl, avail, q, take
  *         if inst >= <uint32_t>self.n_inst or qty <= 0 or side not in (SIDE_BUY, SIDE_SELL) \             # <<<<<<<<<<<<<<
@@ -21749,7 +21772,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":239
+  /* "cext/matching.pyx":245
  *                 or otype < OT_LIMIT or otype > OT_FOK or (otype != OT_MARKET and px <= 0):
  *             return SUBMIT_BAD
  *         b = <OrderBook>self.books[inst]             # <<<<<<<<<<<<<<
@@ -21758,14 +21781,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   if (unlikely(__pyx_v_self->books == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 239, __pyx_L1_error)
+    __PYX_ERR(0, 245, __pyx_L1_error)
   }
   __pyx_t_4 = __Pyx_PyList_GET_ITEM(__pyx_v_self->books, __pyx_v_inst);
   __Pyx_INCREF(__pyx_t_4);
   __pyx_v_b = ((struct __pyx_obj_4cext_4book_OrderBook *)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":240
+  /* "cext/matching.pyx":246
  *             return SUBMIT_BAD
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))             # <<<<<<<<<<<<<<
@@ -21774,7 +21797,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   (void)(memset((&__pyx_v_tmp), 0, (sizeof(struct __pyx_t_4cext_8matching_SimOrder))));
 
-  /* "cext/matching.pyx":241
+  /* "cext/matching.pyx":247
  *         b = <OrderBook>self.books[inst]
  *         memset(&tmp, 0, sizeof(SimOrder))
  *         tmp.order_id = order_id             # <<<<<<<<<<<<<<
@@ -21783,7 +21806,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.order_id = __pyx_v_order_id;
 
-  /* "cext/matching.pyx":242
+  /* "cext/matching.pyx":248
  *         memset(&tmp, 0, sizeof(SimOrder))
  *         tmp.order_id = order_id
  *         tmp.client_id = client_id             # <<<<<<<<<<<<<<
@@ -21792,7 +21815,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.client_id = __pyx_v_client_id;
 
-  /* "cext/matching.pyx":243
+  /* "cext/matching.pyx":249
  *         tmp.order_id = order_id
  *         tmp.client_id = client_id
  *         tmp.inst = inst             # <<<<<<<<<<<<<<
@@ -21801,7 +21824,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.inst = __pyx_v_inst;
 
-  /* "cext/matching.pyx":244
+  /* "cext/matching.pyx":250
  *         tmp.client_id = client_id
  *         tmp.inst = inst
  *         tmp.side = side             # <<<<<<<<<<<<<<
@@ -21810,7 +21833,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.side = __pyx_v_side;
 
-  /* "cext/matching.pyx":245
+  /* "cext/matching.pyx":251
  *         tmp.inst = inst
  *         tmp.side = side
  *         tmp.otype = otype             # <<<<<<<<<<<<<<
@@ -21819,7 +21842,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.otype = __pyx_v_otype;
 
-  /* "cext/matching.pyx":246
+  /* "cext/matching.pyx":252
  *         tmp.side = side
  *         tmp.otype = otype
  *         tmp.flags = flags             # <<<<<<<<<<<<<<
@@ -21828,7 +21851,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.flags = __pyx_v_flags;
 
-  /* "cext/matching.pyx":247
+  /* "cext/matching.pyx":253
  *         tmp.otype = otype
  *         tmp.flags = flags
  *         tmp.px = px             # <<<<<<<<<<<<<<
@@ -21837,7 +21860,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.px = __pyx_v_px;
 
-  /* "cext/matching.pyx":248
+  /* "cext/matching.pyx":254
  *         tmp.flags = flags
  *         tmp.px = px
  *         tmp.qty = qty             # <<<<<<<<<<<<<<
@@ -21846,7 +21869,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.qty = __pyx_v_qty;
 
-  /* "cext/matching.pyx":249
+  /* "cext/matching.pyx":255
  *         tmp.px = px
  *         tmp.qty = qty
  *         tmp.leaves = qty             # <<<<<<<<<<<<<<
@@ -21855,7 +21878,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.leaves = __pyx_v_qty;
 
-  /* "cext/matching.pyx":250
+  /* "cext/matching.pyx":256
  *         tmp.qty = qty
  *         tmp.leaves = qty
  *         tmp.time_ns = ts             # <<<<<<<<<<<<<<
@@ -21864,7 +21887,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.time_ns = __pyx_v_ts;
 
-  /* "cext/matching.pyx":251
+  /* "cext/matching.pyx":257
  *         tmp.leaves = qty
  *         tmp.time_ns = ts
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \             # <<<<<<<<<<<<<<
@@ -21892,7 +21915,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 251, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 257, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21904,7 +21927,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 251, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 257, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21913,7 +21936,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
   __pyx_L12_next_or:;
 
-  /* "cext/matching.pyx":252
+  /* "cext/matching.pyx":258
  *         tmp.time_ns = ts
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))             # <<<<<<<<<<<<<<
@@ -21925,7 +21948,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21937,7 +21960,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21949,7 +21972,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (!__pyx_t_1) {
 
   } else {
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -21958,7 +21981,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
   __pyx_t_1 = (__pyx_v_px <= __pyx_v_b->best_bid_px);
 
-  __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_1); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 258, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_4 = __pyx_t_5;
   __pyx_t_5 = 0;
@@ -21967,7 +21990,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_v_crosses = __pyx_t_4;
   __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":253
+  /* "cext/matching.pyx":259
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:             # <<<<<<<<<<<<<<
@@ -21984,7 +22007,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     goto __pyx_L20_bool_binop_done;
   }
-  __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 253, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 259, __pyx_L1_error)
 
   __pyx_t_1 = __pyx_t_3;
 
@@ -21992,14 +22015,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":254
+    /* "cext/matching.pyx":260
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED             # <<<<<<<<<<<<<<
  *         if otype == OT_FOK:
  *             avail = 0
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 254, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 260, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22012,7 +22035,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":253
+    /* "cext/matching.pyx":259
  *         crosses = (side == SIDE_BUY and b.best_ask_px != INT64_MAX and (otype == OT_MARKET or px >= b.best_ask_px)) or \
  *                   (side == SIDE_SELL and b.best_bid_px != INT64_MIN and (otype == OT_MARKET or px <= b.best_bid_px))
  *         if otype == OT_POST_ONLY and crosses:             # <<<<<<<<<<<<<<
@@ -22021,7 +22044,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":255
+  /* "cext/matching.pyx":261
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:             # <<<<<<<<<<<<<<
@@ -22033,7 +22056,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":256
+    /* "cext/matching.pyx":262
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:
  *             avail = 0             # <<<<<<<<<<<<<<
@@ -22042,7 +22065,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     __pyx_v_avail = 0;
 
-    /* "cext/matching.pyx":257
+    /* "cext/matching.pyx":263
  *         if otype == OT_FOK:
  *             avail = 0
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px             # <<<<<<<<<<<<<<
@@ -22061,7 +22084,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     __pyx_v_lvl = __pyx_t_6;
 
-    /* "cext/matching.pyx":258
+    /* "cext/matching.pyx":264
  *             avail = 0
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \             # <<<<<<<<<<<<<<
@@ -22100,7 +22123,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         goto __pyx_L25_bool_binop_done;
       }
 
-      /* "cext/matching.pyx":259
+      /* "cext/matching.pyx":265
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):             # <<<<<<<<<<<<<<
@@ -22145,7 +22168,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       if (!__pyx_t_1) break;
 
-      /* "cext/matching.pyx":260
+      /* "cext/matching.pyx":266
  *             while avail < qty and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)             # <<<<<<<<<<<<<<
@@ -22165,7 +22188,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_avail = (__pyx_v_avail + ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_t_7, __pyx_v_lvl));
 
 
-      /* "cext/matching.pyx":261
+      /* "cext/matching.pyx":267
  *                     ((side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)             # <<<<<<<<<<<<<<
@@ -22185,7 +22208,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_lvl = __pyx_t_6;
     }
 
-    /* "cext/matching.pyx":262
+    /* "cext/matching.pyx":268
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:             # <<<<<<<<<<<<<<
@@ -22197,7 +22220,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":263
+      /* "cext/matching.pyx":269
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:
  *                 self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)             # <<<<<<<<<<<<<<
@@ -22206,14 +22229,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_e_4cext_8matching_EX_EXPIRED, __pyx_v_px, 0, 0, __pyx_v_ts);
 
-      /* "cext/matching.pyx":264
+      /* "cext/matching.pyx":270
  *             if avail < qty:
  *                 self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
  *                 return SUBMIT_EXPIRED             # <<<<<<<<<<<<<<
  *         # take liquidity
  *         if crosses:
 */
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 264, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 270, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       {
         PyObject *__pyx_temp;
@@ -22226,7 +22249,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_t_4 = 0;
       goto __pyx_L0;
 
-      /* "cext/matching.pyx":262
+      /* "cext/matching.pyx":268
  *                 avail += b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *             if avail < qty:             # <<<<<<<<<<<<<<
@@ -22235,7 +22258,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     }
 
-    /* "cext/matching.pyx":255
+    /* "cext/matching.pyx":261
  *         if otype == OT_POST_ONLY and crosses:
  *             return SUBMIT_POST_ONLY_REJECTED
  *         if otype == OT_FOK:             # <<<<<<<<<<<<<<
@@ -22244,18 +22267,18 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":266
+  /* "cext/matching.pyx":272
  *                 return SUBMIT_EXPIRED
  *         # take liquidity
  *         if crosses:             # <<<<<<<<<<<<<<
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
 */
-  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 266, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_crosses); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 272, __pyx_L1_error)
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":267
+    /* "cext/matching.pyx":273
  *         # take liquidity
  *         if crosses:
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px             # <<<<<<<<<<<<<<
@@ -22274,7 +22297,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
     __pyx_v_lvl = __pyx_t_6;
 
-    /* "cext/matching.pyx":268
+    /* "cext/matching.pyx":274
  *         if crosses:
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \             # <<<<<<<<<<<<<<
@@ -22313,7 +22336,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         goto __pyx_L36_bool_binop_done;
       }
 
-      /* "cext/matching.pyx":269
+      /* "cext/matching.pyx":275
  *             lvl = b.best_ask_px if side == SIDE_BUY else b.best_bid_px
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):             # <<<<<<<<<<<<<<
@@ -22368,7 +22391,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       if (!__pyx_t_1) break;
 
-      /* "cext/matching.pyx":270
+      /* "cext/matching.pyx":276
  *             while tmp.leaves > 0 and lvl != INT64_MAX and lvl != INT64_MIN and \
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)             # <<<<<<<<<<<<<<
@@ -22388,7 +22411,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_q = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_t_7, __pyx_v_lvl);
 
 
-      /* "cext/matching.pyx":271
+      /* "cext/matching.pyx":277
  *                     (otype == OT_MARKET or (side == SIDE_BUY and lvl <= px) or (side == SIDE_SELL and lvl >= px)):
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves             # <<<<<<<<<<<<<<
@@ -22407,7 +22430,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
       __pyx_v_take = __pyx_t_6;
 
-      /* "cext/matching.pyx":272
+      /* "cext/matching.pyx":278
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:             # <<<<<<<<<<<<<<
@@ -22419,7 +22442,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       if (__pyx_t_1) {
 
 
-        /* "cext/matching.pyx":273
+        /* "cext/matching.pyx":279
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:
  *                     tmp.leaves -= take             # <<<<<<<<<<<<<<
@@ -22428,7 +22451,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
         __pyx_v_tmp.leaves = (__pyx_v_tmp.leaves - __pyx_v_take);
 
-        /* "cext/matching.pyx":274
+        /* "cext/matching.pyx":280
  *                 if take > 0:
  *                     tmp.leaves -= take
  *                     tmp.cum += take             # <<<<<<<<<<<<<<
@@ -22437,7 +22460,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
         __pyx_v_tmp.cum = (__pyx_v_tmp.cum + __pyx_v_take);
 
-        /* "cext/matching.pyx":275
+        /* "cext/matching.pyx":281
  *                     tmp.leaves -= take
  *                     tmp.cum += take
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)             # <<<<<<<<<<<<<<
@@ -22457,7 +22480,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
         ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_t_7, __pyx_v_lvl, __pyx_v_take, __pyx_e_4cext_8matching_LIQ_TAKER, __pyx_v_ts);
 
 
-        /* "cext/matching.pyx":272
+        /* "cext/matching.pyx":278
  *                 q = b.qty_at(BOOK_ASK if side == SIDE_BUY else BOOK_BID, lvl)
  *                 take = q if q < tmp.leaves else tmp.leaves
  *                 if take > 0:             # <<<<<<<<<<<<<<
@@ -22466,7 +22489,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       }
 
-      /* "cext/matching.pyx":276
+      /* "cext/matching.pyx":282
  *                     tmp.cum += take
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)             # <<<<<<<<<<<<<<
@@ -22486,7 +22509,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
       __pyx_v_lvl = __pyx_t_6;
     }
 
-    /* "cext/matching.pyx":266
+    /* "cext/matching.pyx":272
  *                 return SUBMIT_EXPIRED
  *         # take liquidity
  *         if crosses:             # <<<<<<<<<<<<<<
@@ -22495,7 +22518,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":277
+  /* "cext/matching.pyx":283
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:             # <<<<<<<<<<<<<<
@@ -22507,14 +22530,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":278
+    /* "cext/matching.pyx":284
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED             # <<<<<<<<<<<<<<
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 278, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 284, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22527,7 +22550,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":277
+    /* "cext/matching.pyx":283
  *                     self._exec(&tmp, EX_FILL if tmp.leaves == 0 else EX_PARTIAL, lvl, take, LIQ_TAKER, ts)
  *                 lvl = b.next_ask_above(lvl) if side == SIDE_BUY else b.next_bid_below(lvl)
  *         if tmp.leaves == 0:             # <<<<<<<<<<<<<<
@@ -22536,7 +22559,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":279
+  /* "cext/matching.pyx":285
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:             # <<<<<<<<<<<<<<
@@ -22548,7 +22571,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     case __pyx_e_4cext_8matching_OT_FOK:
     case __pyx_e_4cext_8matching_OT_MARKET:
 
-    /* "cext/matching.pyx":280
+    /* "cext/matching.pyx":286
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)             # <<<<<<<<<<<<<<
@@ -22557,14 +22580,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, (&__pyx_v_tmp), __pyx_e_4cext_8matching_EX_EXPIRED, __pyx_v_px, 0, 0, __pyx_v_ts);
 
-    /* "cext/matching.pyx":281
+    /* "cext/matching.pyx":287
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:
  *             self._exec(&tmp, EX_EXPIRED, px, 0, 0, ts)
  *             return SUBMIT_EXPIRED             # <<<<<<<<<<<<<<
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 281, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 287, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22577,7 +22600,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":279
+    /* "cext/matching.pyx":285
  *         if tmp.leaves == 0:
  *             return SUBMIT_FILLED
  *         if otype == OT_IOC or otype == OT_FOK or otype == OT_MARKET:             # <<<<<<<<<<<<<<
@@ -22588,7 +22611,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     default: break;
   }
 
-  /* "cext/matching.pyx":283
+  /* "cext/matching.pyx":289
  *             return SUBMIT_EXPIRED
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -22602,7 +22625,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   for (__pyx_t_10 = 0; __pyx_t_10 < __pyx_t_9; __pyx_t_10+=1) {
     __pyx_v_i = __pyx_t_10;
 
-    /* "cext/matching.pyx":284
+    /* "cext/matching.pyx":290
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:             # <<<<<<<<<<<<<<
@@ -22614,7 +22637,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":285
+      /* "cext/matching.pyx":291
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:
  *                 slot = i             # <<<<<<<<<<<<<<
@@ -22623,7 +22646,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       __pyx_v_slot = __pyx_v_i;
 
-      /* "cext/matching.pyx":286
+      /* "cext/matching.pyx":292
  *             if not self.orders[i].active:
  *                 slot = i
  *                 break             # <<<<<<<<<<<<<<
@@ -22632,7 +22655,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       goto __pyx_L47_break;
 
-      /* "cext/matching.pyx":284
+      /* "cext/matching.pyx":290
  *         # rest: behind the visible quantity and our own earlier orders at this price
  *         for i in range(self.max_orders):
  *             if not self.orders[i].active:             # <<<<<<<<<<<<<<
@@ -22644,7 +22667,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_L47_break:;
 
 
-  /* "cext/matching.pyx":287
+  /* "cext/matching.pyx":293
  *                 slot = i
  *                 break
  *         if slot < 0:             # <<<<<<<<<<<<<<
@@ -22656,14 +22679,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":288
+    /* "cext/matching.pyx":294
  *                 break
  *         if slot < 0:
  *             return SUBMIT_NO_SLOT             # <<<<<<<<<<<<<<
  *         tmp.queue_ahead = b.qty_at(side, px)
  *         for i in range(self.hw):
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 288, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 294, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -22676,7 +22699,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "cext/matching.pyx":287
+    /* "cext/matching.pyx":293
  *                 slot = i
  *                 break
  *         if slot < 0:             # <<<<<<<<<<<<<<
@@ -22685,7 +22708,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":289
+  /* "cext/matching.pyx":295
  *         if slot < 0:
  *             return SUBMIT_NO_SLOT
  *         tmp.queue_ahead = b.qty_at(side, px)             # <<<<<<<<<<<<<<
@@ -22694,7 +22717,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.queue_ahead = ((struct __pyx_vtabstruct_4cext_4book_OrderBook *)__pyx_v_b->__pyx_vtab)->qty_at(__pyx_v_b, __pyx_v_side, __pyx_v_px);
 
-  /* "cext/matching.pyx":290
+  /* "cext/matching.pyx":296
  *             return SUBMIT_NO_SLOT
  *         tmp.queue_ahead = b.qty_at(side, px)
  *         for i in range(self.hw):             # <<<<<<<<<<<<<<
@@ -22708,7 +22731,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   for (__pyx_t_10 = 0; __pyx_t_10 < __pyx_t_9; __pyx_t_10+=1) {
     __pyx_v_i = __pyx_t_10;
 
-    /* "cext/matching.pyx":291
+    /* "cext/matching.pyx":297
  *         tmp.queue_ahead = b.qty_at(side, px)
  *         for i in range(self.hw):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -22717,7 +22740,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":292
+    /* "cext/matching.pyx":298
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:             # <<<<<<<<<<<<<<
@@ -22763,7 +22786,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "cext/matching.pyx":293
+      /* "cext/matching.pyx":299
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
  *                 tmp.queue_ahead += o.leaves             # <<<<<<<<<<<<<<
@@ -22772,7 +22795,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
       __pyx_v_tmp.queue_ahead = (__pyx_v_tmp.queue_ahead + __pyx_v_o->leaves);
 
-      /* "cext/matching.pyx":292
+      /* "cext/matching.pyx":298
  *         for i in range(self.hw):
  *             o = &self.orders[i]
  *             if o.active and o.inst == inst and o.side == side and o.px == px:             # <<<<<<<<<<<<<<
@@ -22783,7 +22806,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   }
 
 
-  /* "cext/matching.pyx":294
+  /* "cext/matching.pyx":300
  *             if o.active and o.inst == inst and o.side == side and o.px == px:
  *                 tmp.queue_ahead += o.leaves
  *         tmp.seq = self.next_seq             # <<<<<<<<<<<<<<
@@ -22794,7 +22817,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 
   __pyx_v_tmp.seq = __pyx_t_6;
 
-  /* "cext/matching.pyx":295
+  /* "cext/matching.pyx":301
  *                 tmp.queue_ahead += o.leaves
  *         tmp.seq = self.next_seq
  *         self.next_seq += 1             # <<<<<<<<<<<<<<
@@ -22803,7 +22826,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_self->next_seq = (__pyx_v_self->next_seq + 1);
 
-  /* "cext/matching.pyx":296
+  /* "cext/matching.pyx":302
  *         tmp.seq = self.next_seq
  *         self.next_seq += 1
  *         tmp.active = 1             # <<<<<<<<<<<<<<
@@ -22812,7 +22835,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_tmp.active = 1;
 
-  /* "cext/matching.pyx":297
+  /* "cext/matching.pyx":303
  *         self.next_seq += 1
  *         tmp.active = 1
  *         self.orders[slot] = tmp             # <<<<<<<<<<<<<<
@@ -22821,7 +22844,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   (__pyx_v_self->orders[__pyx_v_slot]) = __pyx_v_tmp;
 
-  /* "cext/matching.pyx":298
+  /* "cext/matching.pyx":304
  *         tmp.active = 1
  *         self.orders[slot] = tmp
  *         self.n_open += 1             # <<<<<<<<<<<<<<
@@ -22830,7 +22853,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   __pyx_v_self->n_open = (__pyx_v_self->n_open + 1);
 
-  /* "cext/matching.pyx":299
+  /* "cext/matching.pyx":305
  *         self.orders[slot] = tmp
  *         self.n_open += 1
  *         if slot >= self.hw:             # <<<<<<<<<<<<<<
@@ -22842,7 +22865,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "cext/matching.pyx":300
+    /* "cext/matching.pyx":306
  *         self.n_open += 1
  *         if slot >= self.hw:
  *             self.hw = slot + 1             # <<<<<<<<<<<<<<
@@ -22851,7 +22874,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
     __pyx_v_self->hw = (__pyx_v_slot + 1);
 
-    /* "cext/matching.pyx":299
+    /* "cext/matching.pyx":305
  *         self.orders[slot] = tmp
  *         self.n_open += 1
  *         if slot >= self.hw:             # <<<<<<<<<<<<<<
@@ -22860,14 +22883,14 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
 */
   }
 
-  /* "cext/matching.pyx":301
+  /* "cext/matching.pyx":307
  *         if slot >= self.hw:
  *             self.hw = slot + 1
  *         return SUBMIT_RESTING             # <<<<<<<<<<<<<<
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 301, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -22880,7 +22903,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":227
+  /* "cext/matching.pyx":233
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -22910,7 +22933,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_10submit(struct __pyx
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":303
+/* "cext/matching.pyx":309
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -22959,48 +22982,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_order_id,&__pyx_mstate_global->__pyx_n_u_ts,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 303, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 309, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 309, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 309, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "cancel", 0) < (0)) __PYX_ERR(0, 303, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "cancel", 0) < (0)) __PYX_ERR(0, 309, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, i); __PYX_ERR(0, 303, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, i); __PYX_ERR(0, 309, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 303, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 309, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 303, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 309, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
+    __pyx_v_order_id = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_order_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 309, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L3_error)
+      __pyx_v_ts = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_ts == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 309, __pyx_L3_error)
     } else {
       __pyx_v_ts = ((int64_t)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 303, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("cancel", 0, 1, 2, __pyx_nargs); __PYX_ERR(0, 309, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23035,7 +23058,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   int __pyx_t_5;
   __Pyx_RefNannySetupContext("cancel", 0);
 
-  /* "cext/matching.pyx":307
+  /* "cext/matching.pyx":313
  *         cdef int i
  *         cdef SimOrder *o
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -23049,7 +23072,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "cext/matching.pyx":308
+    /* "cext/matching.pyx":314
  *         cdef SimOrder *o
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -23058,7 +23081,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":309
+    /* "cext/matching.pyx":315
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:             # <<<<<<<<<<<<<<
@@ -23084,7 +23107,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
     if (__pyx_t_4) {
 
 
-      /* "cext/matching.pyx":310
+      /* "cext/matching.pyx":316
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:
  *                 o.active = 0             # <<<<<<<<<<<<<<
@@ -23093,7 +23116,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
       __pyx_v_o->active = 0;
 
-      /* "cext/matching.pyx":311
+      /* "cext/matching.pyx":317
  *             if o.active and o.order_id == order_id:
  *                 o.active = 0
  *                 self.n_open -= 1             # <<<<<<<<<<<<<<
@@ -23102,7 +23125,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
       __pyx_v_self->n_open = (__pyx_v_self->n_open - 1);
 
-      /* "cext/matching.pyx":312
+      /* "cext/matching.pyx":318
  *                 o.active = 0
  *                 self.n_open -= 1
  *                 self._shrink()             # <<<<<<<<<<<<<<
@@ -23111,7 +23134,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_shrink(__pyx_v_self);
 
-      /* "cext/matching.pyx":313
+      /* "cext/matching.pyx":319
  *                 self.n_open -= 1
  *                 self._shrink()
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)             # <<<<<<<<<<<<<<
@@ -23120,7 +23143,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
 */
       ((struct __pyx_vtabstruct_4cext_8matching_MatchingEngine *)__pyx_v_self->__pyx_vtab)->_exec(__pyx_v_self, __pyx_v_o, __pyx_e_4cext_8matching_EX_CANCELED, __pyx_v_o->px, 0, 0, __pyx_v_ts);
 
-      /* "cext/matching.pyx":314
+      /* "cext/matching.pyx":320
  *                 self._shrink()
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
  *                 return True             # <<<<<<<<<<<<<<
@@ -23138,7 +23161,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
       }
       goto __pyx_L0;
 
-      /* "cext/matching.pyx":309
+      /* "cext/matching.pyx":315
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and o.order_id == order_id:             # <<<<<<<<<<<<<<
@@ -23149,7 +23172,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   }
 
 
-  /* "cext/matching.pyx":315
+  /* "cext/matching.pyx":321
  *                 self._exec(o, EX_CANCELED, o.px, 0, 0, ts)
  *                 return True
  *         return False             # <<<<<<<<<<<<<<
@@ -23167,7 +23190,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   }
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":303
+  /* "cext/matching.pyx":309
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -23184,7 +23207,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_12cancel(struct __pyx
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":317
+/* "cext/matching.pyx":323
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -23232,37 +23255,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_inst,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 317, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 323, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "open_orders", 0) < (0)) __PYX_ERR(0, 317, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "open_orders", 0) < (0)) __PYX_ERR(0, 323, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 317, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 317, __pyx_L3_error)
+      __pyx_v_inst = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_inst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
     } else {
       __pyx_v_inst = ((int)-1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("open_orders", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 317, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("open_orders", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 323, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23284,7 +23307,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":327
+/* "cext/matching.pyx":333
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
@@ -23331,32 +23354,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_t,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 327, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 333, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 327, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 333, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "lambda", 0) < (0)) __PYX_ERR(0, 327, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "lambda", 0) < (0)) __PYX_ERR(0, 333, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, i); __PYX_ERR(0, 327, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, i); __PYX_ERR(0, 333, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 327, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 333, __pyx_L3_error)
     }
     __pyx_v_t = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 327, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("lambda", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 333, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23385,7 +23408,7 @@ static PyObject *__pyx_lambda_funcdef_lambda(CYTHON_UNUSED PyObject *__pyx_self,
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("lambda", 0);
-  __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_t, 11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 327, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_GetItemInt(__pyx_v_t, 11, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_FunctionArgument); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 333, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -23409,7 +23432,7 @@ static PyObject *__pyx_lambda_funcdef_lambda(CYTHON_UNUSED PyObject *__pyx_self,
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":317
+/* "cext/matching.pyx":323
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -23450,19 +23473,19 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("open_orders", 0);
 
-  /* "cext/matching.pyx":321
+  /* "cext/matching.pyx":327
  *         cdef int i
  *         cdef SimOrder *o
  *         out = []             # <<<<<<<<<<<<<<
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 321, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 327, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cext/matching.pyx":322
+  /* "cext/matching.pyx":328
  *         cdef SimOrder *o
  *         out = []
  *         for i in range(self.max_orders):             # <<<<<<<<<<<<<<
@@ -23476,7 +23499,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "cext/matching.pyx":323
+    /* "cext/matching.pyx":329
  *         out = []
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]             # <<<<<<<<<<<<<<
@@ -23485,7 +23508,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
 */
     __pyx_v_o = (&(__pyx_v_self->orders[__pyx_v_i]));
 
-    /* "cext/matching.pyx":324
+    /* "cext/matching.pyx":330
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):             # <<<<<<<<<<<<<<
@@ -23521,79 +23544,79 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     if (__pyx_t_5) {
 
 
-      /* "cext/matching.pyx":325
+      /* "cext/matching.pyx":331
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,             # <<<<<<<<<<<<<<
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
 */
-      __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_o->order_id); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_o->order_id); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_o->client_id); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_uint64_t(__pyx_v_o->client_id); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_8 = __Pyx_PyLong_From_uint32_t(__pyx_v_o->inst); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_uint32_t(__pyx_v_o->inst); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->side); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->side); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_10 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->otype); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->otype); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_o->px); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyLong_From_int64_t(__pyx_v_o->px); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_o->qty); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_o->qty); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_o->leaves); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_o->leaves); if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_o->cum); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_o->cum); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_14);
 
-      /* "cext/matching.pyx":326
+      /* "cext/matching.pyx":332
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))             # <<<<<<<<<<<<<<
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
  *         return [t[:11] for t in out]
 */
-      __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_o->queue_ahead); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 326, __pyx_L1_error)
+      __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_o->queue_ahead); if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 332, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
-      __pyx_t_16 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->flags); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 326, __pyx_L1_error)
+      __pyx_t_16 = __Pyx_PyLong_From_uint8_t(__pyx_v_o->flags); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 332, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_16);
-      __pyx_t_17 = __Pyx_PyLong_From_int64_t(__pyx_v_o->seq); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 326, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyLong_From_int64_t(__pyx_v_o->seq); if (unlikely(!__pyx_t_17)) __PYX_ERR(0, 332, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_17);
 
-      /* "cext/matching.pyx":325
+      /* "cext/matching.pyx":331
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,             # <<<<<<<<<<<<<<
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
 */
-      __pyx_t_18 = PyTuple_New(12); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_18 = PyTuple_New(12); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_18);
       __Pyx_GIVEREF(__pyx_t_1);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_7);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 1, __pyx_t_7) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_8);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 2, __pyx_t_8) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 2, __pyx_t_8) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_9);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 3, __pyx_t_9) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 3, __pyx_t_9) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_10);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 4, __pyx_t_10) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 4, __pyx_t_10) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_11);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 5, __pyx_t_11) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 5, __pyx_t_11) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_12);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 6, __pyx_t_12) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 6, __pyx_t_12) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_13);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 7, __pyx_t_13) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 7, __pyx_t_13) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_14);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 8, __pyx_t_14) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 8, __pyx_t_14) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_15);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 9, __pyx_t_15) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 9, __pyx_t_15) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_16);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 10, __pyx_t_16) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 10, __pyx_t_16) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_17);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 11, __pyx_t_17) != (0)) __PYX_ERR(0, 325, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_18, 11, __pyx_t_17) != (0)) __PYX_ERR(0, 331, __pyx_L1_error);
       __pyx_t_1 = 0;
       __pyx_t_7 = 0;
       __pyx_t_8 = 0;
@@ -23606,11 +23629,11 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
       __pyx_t_15 = 0;
       __pyx_t_16 = 0;
       __pyx_t_17 = 0;
-      __pyx_t_19 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_18); if (unlikely(__pyx_t_19 == ((int)-1))) __PYX_ERR(0, 325, __pyx_L1_error)
+      __pyx_t_19 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_18); if (unlikely(__pyx_t_19 == ((int)-1))) __PYX_ERR(0, 331, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
 
 
-      /* "cext/matching.pyx":324
+      /* "cext/matching.pyx":330
  *         for i in range(self.max_orders):
  *             o = &self.orders[i]
  *             if o.active and (inst < 0 or o.inst == <uint32_t>inst):             # <<<<<<<<<<<<<<
@@ -23621,7 +23644,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   }
 
 
-  /* "cext/matching.pyx":327
+  /* "cext/matching.pyx":333
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
@@ -23630,7 +23653,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
 */
   __pyx_t_17 = __pyx_v_out;
   __Pyx_INCREF(__pyx_t_17);
-  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11open_orders___pyx_lambda_funcdef_lambda, 0, __pyx_mstate_global->__pyx_n_u_open_orders_locals_lambda, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 327, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11open_orders___pyx_lambda_funcdef_lambda, 0, __pyx_mstate_global->__pyx_n_u_open_orders_locals_lambda, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 333, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_16);
   #if CYTHON_VECTORCALL
   #endif
@@ -23639,13 +23662,13 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     PyObject *__pyx_callargs[2] = {__pyx_t_17, __pyx_t_16};
     #if CYTHON_VECTORCALL
     __pyx_t_15 = __pyx_mstate_global->__pyx_tuple[2];
-    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 327, __pyx_L1_error)
+    if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 333, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_15);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_key};
       __pyx_t_15 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
-      if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 327, __pyx_L1_error)
+      if (unlikely(!__pyx_t_15)) __PYX_ERR(0, 333, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
     }
     #endif
@@ -23655,12 +23678,12 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
     #endif
     __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 327, __pyx_L1_error)
+    if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 333, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
   }
   __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
 
-  /* "cext/matching.pyx":328
+  /* "cext/matching.pyx":334
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
  *         return [t[:11] for t in out]             # <<<<<<<<<<<<<<
@@ -23668,7 +23691,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
  *     def stats(self):
 */
   { /* enter inner scope */
-    __pyx_t_18 = PyList_New(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 328, __pyx_L11_error)
+    __pyx_t_18 = PyList_New(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(0, 334, __pyx_L11_error)
     __Pyx_GOTREF(__pyx_t_18);
     __pyx_t_15 = __pyx_v_out; __Pyx_INCREF(__pyx_t_15);
     __pyx_t_21 = 0;
@@ -23676,20 +23699,20 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_15);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 328, __pyx_L11_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 334, __pyx_L11_error)
         #endif
         if (__pyx_t_21 >= __pyx_temp) break;
       }
       __pyx_t_16 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_15, __pyx_t_21, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_21;
-      if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 328, __pyx_L11_error)
+      if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 334, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_XDECREF_SET(__pyx_8genexpr1__pyx_v_t, __pyx_t_16);
       __pyx_t_16 = 0;
-      __pyx_t_16 = __Pyx_PyObject_GetSlice(__pyx_8genexpr1__pyx_v_t, 0, 11, NULL, NULL, &__pyx_mstate_global->__pyx_slice[1], 0, 1, 0); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 328, __pyx_L11_error)
+      __pyx_t_16 = __Pyx_PyObject_GetSlice(__pyx_8genexpr1__pyx_v_t, 0, 11, NULL, NULL, &__pyx_mstate_global->__pyx_slice[1], 0, 1, 0); if (unlikely(!__pyx_t_16)) __PYX_ERR(0, 334, __pyx_L11_error)
       __Pyx_GOTREF(__pyx_t_16);
       __Pyx_GIVEREF(__pyx_t_16);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_18, __pyx_t_16))) __PYX_ERR(0, 328, __pyx_L11_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_18, __pyx_t_16))) __PYX_ERR(0, 334, __pyx_L11_error)
       __pyx_t_16 = 0;
     }
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
@@ -23711,7 +23734,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   __pyx_t_18 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":317
+  /* "cext/matching.pyx":323
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
@@ -23746,7 +23769,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_14open_orders(struct 
   return __pyx_r;
 }
 
-/* "cext/matching.pyx":330
+/* "cext/matching.pyx":336
  *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -23807,35 +23830,35 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "cext/matching.pyx":331
+  /* "cext/matching.pyx":337
  * 
  *     def stats(self):
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,             # <<<<<<<<<<<<<<
  *                 "pending_exec": self.n_exec}
 */
-  __pyx_t_1 = __Pyx_PyDict_NewPresized(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyDict_NewPresized(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->events); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_events, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_events, __pyx_t_2) < (0)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_uint64_t(__pyx_v_self->fills); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fills, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fills, __pyx_t_2) < (0)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_open); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_2) < (0)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "cext/matching.pyx":332
+  /* "cext/matching.pyx":338
  *     def stats(self):
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
  *                 "pending_exec": self.n_exec}             # <<<<<<<<<<<<<<
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 332, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->n_exec); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 338, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pending_exec, __pyx_t_2) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_pending_exec, __pyx_t_2) < (0)) __PYX_ERR(0, 337, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -23848,7 +23871,7 @@ static PyObject *__pyx_pf_4cext_8matching_14MatchingEngine_16stats(struct __pyx_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cext/matching.pyx":330
+  /* "cext/matching.pyx":336
  *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -26273,14 +26296,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_8matching_MatchingEngine(__pyx_
   __pyx_vtable_4cext_8matching_MatchingEngine._ours_ahead = (int64_t (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_8matching_SimOrder *))__pyx_f_4cext_8matching_14MatchingEngine__ours_ahead;
   __pyx_vtable_4cext_8matching_MatchingEngine.on_record = (int (*)(struct __pyx_obj_4cext_8matching_MatchingEngine *, struct __pyx_t_4cext_6schema_MarketRecord *))__pyx_f_4cext_8matching_14MatchingEngine_on_record;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_8matching_MatchingEngine_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine)) __PYX_ERR(0, 65, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_4cext_8matching_MatchingEngine_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine)) __PYX_ERR(0, 71, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine = &__pyx_type_4cext_8matching_MatchingEngine;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 65, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 71, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine);
@@ -26290,9 +26313,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_4cext_8matching_MatchingEngine(__pyx_
     __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_vtabptr_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 65, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_MatchingEngine, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 65, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 65, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_vtabptr_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 71, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_MatchingEngine, (PyObject *) __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 71, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_4cext_8matching_MatchingEngine) < (0)) __PYX_ERR(0, 71, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -27338,171 +27361,291 @@ __Pyx_RefNannySetupContext("PyInit_matching", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_np, __pyx_t_4) < (0)) __PYX_ERR(0, 26, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
+  /* "cext/matching.pyx":56
+ *     F_CLEAR = 2
+ * 
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,             # <<<<<<<<<<<<<<
+ *                     "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "OT_LIMIT": OT_LIMIT,
+ *                     "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+*/
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(19); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_MK_DEPTH); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_DEPTH, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_MK_SNAPSHOT); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_SNAPSHOT, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_MK_TRADE); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_TRADE, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_MK_BBO); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MK_BBO, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
   /* "cext/matching.pyx":57
+ * 
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,
+ *                     "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "OT_LIMIT": OT_LIMIT,             # <<<<<<<<<<<<<<
+ *                     "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+ *                     "EX_ACK": EX_ACK, "EX_PARTIAL": EX_PARTIAL, "EX_FILL": EX_FILL, "EX_CANCELED": EX_CANCELED,
+*/
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_SIDE_BUY); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 57, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SIDE_BUY, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_SIDE_SELL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 57, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_SIDE_SELL, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_OT_LIMIT); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 57, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_OT_LIMIT, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+  /* "cext/matching.pyx":58
+ * SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,
+ *                     "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "OT_LIMIT": OT_LIMIT,
+ *                     "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,             # <<<<<<<<<<<<<<
+ *                     "EX_ACK": EX_ACK, "EX_PARTIAL": EX_PARTIAL, "EX_FILL": EX_FILL, "EX_CANCELED": EX_CANCELED,
+ *                     "EX_EXPIRED": EX_EXPIRED, "LIQ_MAKER": LIQ_MAKER, "LIQ_TAKER": LIQ_TAKER, "F_CLEAR": F_CLEAR}
+*/
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_OT_POST_ONLY); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 58, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_OT_POST_ONLY, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_OT_IOC); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 58, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_OT_IOC, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_OT_MARKET); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 58, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_OT_MARKET, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_OT_FOK); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 58, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_OT_FOK, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+  /* "cext/matching.pyx":59
+ *                     "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "OT_LIMIT": OT_LIMIT,
+ *                     "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+ *                     "EX_ACK": EX_ACK, "EX_PARTIAL": EX_PARTIAL, "EX_FILL": EX_FILL, "EX_CANCELED": EX_CANCELED,             # <<<<<<<<<<<<<<
+ *                     "EX_EXPIRED": EX_EXPIRED, "LIQ_MAKER": LIQ_MAKER, "LIQ_TAKER": LIQ_TAKER, "F_CLEAR": F_CLEAR}
+ * 
+*/
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_EX_ACK); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 59, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_EX_ACK, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_EX_PARTIAL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 59, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_EX_PARTIAL, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_EX_FILL); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 59, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_EX_FILL, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_EX_CANCELED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 59, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_EX_CANCELED, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+  /* "cext/matching.pyx":60
+ *                     "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+ *                     "EX_ACK": EX_ACK, "EX_PARTIAL": EX_PARTIAL, "EX_FILL": EX_FILL, "EX_CANCELED": EX_CANCELED,
+ *                     "EX_EXPIRED": EX_EXPIRED, "LIQ_MAKER": LIQ_MAKER, "LIQ_TAKER": LIQ_TAKER, "F_CLEAR": F_CLEAR}             # <<<<<<<<<<<<<<
+ * 
+ * # submit() results
+*/
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_EX_EXPIRED); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 60, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_EX_EXPIRED, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_LIQ_MAKER); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 60, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LIQ_MAKER, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_LIQ_TAKER); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 60, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LIQ_TAKER, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(__pyx_e_4cext_8matching_F_CLEAR); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 60, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_F_CLEAR, __pyx_t_5) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SCHEMA_CONSTANTS, __pyx_t_4) < (0)) __PYX_ERR(0, 56, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "cext/matching.pyx":63
  * 
  * # submit() results
  * SUBMIT_RESTING = 1       # accepted, resting (possibly after partial taker fills)             # <<<<<<<<<<<<<<
  * SUBMIT_FILLED = 2        # completely filled at once
  * SUBMIT_EXPIRED = 3       # IOC/FOK/MARKET: nothing (more) to take, the rest expired
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING, __pyx_mstate_global->__pyx_int_1) < (0)) __PYX_ERR(0, 57, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_RESTING, __pyx_mstate_global->__pyx_int_1) < (0)) __PYX_ERR(0, 63, __pyx_L1_error)
 
-  /* "cext/matching.pyx":58
+  /* "cext/matching.pyx":64
  * # submit() results
  * SUBMIT_RESTING = 1       # accepted, resting (possibly after partial taker fills)
  * SUBMIT_FILLED = 2        # completely filled at once             # <<<<<<<<<<<<<<
  * SUBMIT_EXPIRED = 3       # IOC/FOK/MARKET: nothing (more) to take, the rest expired
  * SUBMIT_POST_ONLY_REJECTED = 4
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED, __pyx_mstate_global->__pyx_int_2) < (0)) __PYX_ERR(0, 58, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_FILLED, __pyx_mstate_global->__pyx_int_2) < (0)) __PYX_ERR(0, 64, __pyx_L1_error)
 
-  /* "cext/matching.pyx":59
+  /* "cext/matching.pyx":65
  * SUBMIT_RESTING = 1       # accepted, resting (possibly after partial taker fills)
  * SUBMIT_FILLED = 2        # completely filled at once
  * SUBMIT_EXPIRED = 3       # IOC/FOK/MARKET: nothing (more) to take, the rest expired             # <<<<<<<<<<<<<<
  * SUBMIT_POST_ONLY_REJECTED = 4
  * SUBMIT_NO_SLOT = 5
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED, __pyx_mstate_global->__pyx_int_3) < (0)) __PYX_ERR(0, 59, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_EXPIRED, __pyx_mstate_global->__pyx_int_3) < (0)) __PYX_ERR(0, 65, __pyx_L1_error)
 
-  /* "cext/matching.pyx":60
+  /* "cext/matching.pyx":66
  * SUBMIT_FILLED = 2        # completely filled at once
  * SUBMIT_EXPIRED = 3       # IOC/FOK/MARKET: nothing (more) to take, the rest expired
  * SUBMIT_POST_ONLY_REJECTED = 4             # <<<<<<<<<<<<<<
  * SUBMIT_NO_SLOT = 5
  * SUBMIT_BAD = 6
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED, __pyx_mstate_global->__pyx_int_4) < (0)) __PYX_ERR(0, 60, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_POST_ONLY_REJECTED, __pyx_mstate_global->__pyx_int_4) < (0)) __PYX_ERR(0, 66, __pyx_L1_error)
 
-  /* "cext/matching.pyx":61
+  /* "cext/matching.pyx":67
  * SUBMIT_EXPIRED = 3       # IOC/FOK/MARKET: nothing (more) to take, the rest expired
  * SUBMIT_POST_ONLY_REJECTED = 4
  * SUBMIT_NO_SLOT = 5             # <<<<<<<<<<<<<<
  * SUBMIT_BAD = 6
  * 
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT, __pyx_mstate_global->__pyx_int_5) < (0)) __PYX_ERR(0, 61, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_NO_SLOT, __pyx_mstate_global->__pyx_int_5) < (0)) __PYX_ERR(0, 67, __pyx_L1_error)
 
-  /* "cext/matching.pyx":62
+  /* "cext/matching.pyx":68
  * SUBMIT_POST_ONLY_REJECTED = 4
  * SUBMIT_NO_SLOT = 5
  * SUBMIT_BAD = 6             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD, __pyx_mstate_global->__pyx_int_6) < (0)) __PYX_ERR(0, 62, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_SUBMIT_BAD, __pyx_mstate_global->__pyx_int_6) < (0)) __PYX_ERR(0, 68, __pyx_L1_error)
 
-  /* "cext/matching.pyx":210
+  /* "cext/matching.pyx":216
  * 
  *     # -------------------------------------------------------------- Python API
  *     def on_market(self, recs):             # <<<<<<<<<<<<<<
  *         """Apply MARKET records; returns the number of EXEC records waiting in drain()."""
  *         cdef MarketRecord[::1] v = recs
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_5on_market, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_on_market, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_5on_market, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_on_market, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_on_market, __pyx_t_4) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_on_market, __pyx_t_4) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":218
+  /* "cext/matching.pyx":224
  *         return self.n_exec
  * 
  *     def drain(self):             # <<<<<<<<<<<<<<
  *         """The EXEC records produced since the last drain (a copy), oldest first."""
  *         out = self._execs[:self.n_exec].copy()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_7drain, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_drain, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 218, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_7drain, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_drain, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_drain, __pyx_t_4) < (0)) __PYX_ERR(0, 218, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_drain, __pyx_t_4) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "cext/matching.pyx":224
+  /* "cext/matching.pyx":230
  *         return out
  * 
  *     def book(self, int inst) -> OrderBook:             # <<<<<<<<<<<<<<
  *         return self.books[inst]
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(1); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_OrderBook) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_9book, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_book, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 224, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_return, __pyx_mstate_global->__pyx_n_u_OrderBook) < (0)) __PYX_ERR(0, 230, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_9book, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_book, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetAnnotationsDict(__pyx_t_5, __pyx_t_4);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_book, __pyx_t_5) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_book, __pyx_t_5) < (0)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":227
+  /* "cext/matching.pyx":233
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
  *                int64_t qty, int flags=0, int64_t ts=0):
  *         """Match a new order against the public book; the rest rests (LIMIT, POST_ONLY) or
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11submit, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_submit, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 227, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_11submit, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_submit, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[3]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_submit, __pyx_t_5) < (0)) __PYX_ERR(0, 227, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_submit, __pyx_t_5) < (0)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":303
+  /* "cext/matching.pyx":309
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
  *         """Cancel a resting order: True (CANCELED record emitted) or False if not open."""
  *         cdef int i
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_13cancel, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_cancel, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_13cancel, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_cancel, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 309, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[4]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_cancel, __pyx_t_5) < (0)) __PYX_ERR(0, 303, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_cancel, __pyx_t_5) < (0)) __PYX_ERR(0, 309, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":317
+  /* "cext/matching.pyx":323
  *         return False
  * 
  *     def open_orders(self, int inst=-1):             # <<<<<<<<<<<<<<
  *         """[(order_id, client_id, inst, side, otype, px, qty, leaves, cum, queue_ahead, flags)]"""
  *         cdef int i
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_15open_orders, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_open_orders, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 317, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_15open_orders, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_open_orders, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_mstate_global->__pyx_tuple[0]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_5) < (0)) __PYX_ERR(0, 317, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_open_orders, __pyx_t_5) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cext/matching.pyx":330
+  /* "cext/matching.pyx":336
  *         return [t[:11] for t in out]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         return {"events": self.events, "fills": self.fills, "open_orders": self.n_open,
  *                 "pending_exec": self.n_exec}
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_17stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 330, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_4cext_8matching_14MatchingEngine_17stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_MatchingEngine_stats, NULL, __pyx_mstate_global->__pyx_n_u_cext_matching, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 336, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_5) < (0)) __PYX_ERR(0, 330, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_4cext_8matching_MatchingEngine, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_5) < (0)) __PYX_ERR(0, 336, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "(tree fragment)":1
@@ -27647,7 +27790,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "cext/matching.pyx":327
+  /* "cext/matching.pyx":333
  *                 out.append((o.order_id, o.client_id, o.inst, o.side, o.otype, o.px, o.qty, o.leaves, o.cum,
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)             # <<<<<<<<<<<<<<
@@ -27656,23 +27799,23 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_key};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 327, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 333, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "cext/matching.pyx":328
+  /* "cext/matching.pyx":334
  *                             o.queue_ahead, o.flags, o.seq))
  *         out.sort(key=lambda t: t[11])          # arrival order (wraparound is off: no negative indices)
  *         return [t[:11] for t in out]             # <<<<<<<<<<<<<<
  * 
  *     def stats(self):
 */
-  __pyx_mstate_global->__pyx_slice[1] = PySlice_New(Py_None, __pyx_mstate_global->__pyx_int_11, Py_None); if (unlikely(!__pyx_mstate_global->__pyx_slice[1])) __PYX_ERR(0, 328, __pyx_L1_error)
+  __pyx_mstate_global->__pyx_slice[1] = PySlice_New(Py_None, __pyx_mstate_global->__pyx_int_11, Py_None); if (unlikely(!__pyx_mstate_global->__pyx_slice[1])) __PYX_ERR(0, 334, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_mstate_global->__pyx_slice[1]);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_slice[1]);
 
-  /* "cext/matching.pyx":227
+  /* "cext/matching.pyx":233
  *         return self.books[inst]
  * 
  *     def submit(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,             # <<<<<<<<<<<<<<
@@ -27681,12 +27824,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_int_0, __pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 227, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 233, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
 
-  /* "cext/matching.pyx":303
+  /* "cext/matching.pyx":309
  *         return SUBMIT_RESTING
  * 
  *     def cancel(self, int64_t order_id, int64_t ts=0):             # <<<<<<<<<<<<<<
@@ -27695,7 +27838,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 303, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[4] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[4])) __PYX_ERR(0, 309, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[4]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
@@ -27759,38 +27902,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{35},{17},{15},{7},{6},{2},{9},{19},{50},{30},{37},{8},{5},{10},{8},{14},{32},{34},{19},{21},{20},{24},{26},{20},{21},{9},{10},{14},{13},{14},{25},{14},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{5},{1},{4},{4},{1},{6},{17},{13},{9},{18},{4},{5},{7},{6},{4},{5},{15},{6},{13},{9},{5},{6},{8},{5},{5},{6},{7},{1},{2},{5},{4},{5},{8},{3},{3},{10},{7},{4},{6},{4},{4},{2},{5},{1},{3},{9},{11},{29},{8},{5},{3},{4},{12},{3},{2},{1},{3},{4},{8},{6},{3},{4},{10},{5},{4},{4},{4},{4},{5},{5},{4},{4},{6},{6},{1},{4},{3},{2},{6},{6},{1},{6},{1},{5}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{8},{35},{17},{15},{7},{6},{2},{9},{19},{50},{30},{37},{8},{5},{10},{6},{11},{10},{7},{10},{8},{7},{9},{9},{6},{8},{11},{8},{14},{32},{34},{19},{21},{20},{24},{26},{20},{21},{6},{6},{8},{9},{12},{9},{16},{8},{9},{10},{14},{13},{14},{25},{14},{8},{15},{20},{12},{9},{17},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{3},{15},{18},{5},{1},{4},{4},{1},{6},{17},{13},{9},{18},{4},{5},{7},{6},{4},{5},{15},{6},{13},{9},{5},{6},{8},{5},{5},{6},{7},{1},{2},{5},{4},{5},{8},{3},{3},{10},{7},{4},{6},{4},{4},{2},{5},{1},{3},{9},{11},{29},{8},{5},{3},{4},{12},{3},{2},{1},{3},{4},{8},{6},{3},{4},{10},{5},{4},{4},{4},{4},{5},{5},{4},{4},{6},{6},{1},{4},{3},{2},{6},{6},{1},{6},{1},{5}};
     const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{30},{957},{31},{46},{8},{16},{155},{102}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (1937 bytes) */
-static const char cstring[] = "x\332\215U\315s\333\306\025\217\"\311\243\270j\"Z\262\343\272v\007LT\253Mm6\264(\331Qme(\211\266\345X\037\024)[\261\\c\226\300\222\204\004,@\354\202&\335\231\326G\036\367\270G\034q\304\221G\036y\304\221\307\374\t\371\023\362\026 iYJ\323rF\330\335\267o\337\373\275\337\373\220\202\230\362mK\261+\047Xc\353\177a.\306J\325E5\013\023\366\327\314\232\362p\007[\266\333~a\340\267\212]U\036j6aF\315\263=\252 \242+\272\341\312w\347\305\006\031]P\346\032:\326\317(+\266\373\233\367\037\313\306\232\353\337o\"Bl\246 J\215\032Q\230\255\270\030\351wmb\266\025+\006\331\004\220\333\244\211LCW,[\307w\024\334r\340-\230Z\322\226\244\337\245\252\3552\027\221\245;J\rL\215\224i\0359\030\\)\250ePe\327fXau f\263\315\3526Q@\246c\323\250`\0271\014\336$>\260\352J%\242\354\027\366\357\346\036\344b\264.\2264R\205z\025\315\004\240\230J\322*\236a2\260\316\332\016\246\031e\273\252\264mO!\030pA\024\016\350\235}\300\352\230(\0243\271Q\226\342\230\0213l\242\302s\203\324\226\2064\031M,_?F&\305\031\244\353*\350a\r\021\r\233*\252\0033*\244QS,\2172\245\022\007w\374\355\035%\373O\r\267\330\337-\304\264:\030\3138\355\226f\233\246\264g\023\232A\025M7(\252\230\030\023\371\255i\006Mv:Q\r\002\246F\366\326\037)Yb\003/U\344\231LQU\027\353\236\206UU\321\275\030\030\261\311]\340\251i \023n5\203\030LU\275\330\226\274F\246ik@\247\202\\\027\265\025\0351\224\371\225\333$3\222\332\244(h\346\241\211\254\212\216\326\363\245\315\355\355\302QaS\335*\377\270_(\230\246\341P\203\356\014#+\220\232A\360\307\247\314\030\245\026\047VU/\334\003\357\024\350\376\257\032\025\333>=\047J8?\047\324]d\220s20g!\367\024\263\363r\007\023\325vu\354\236C\237\221P.\310\274\212e\260=\251\276\001`J\207\033;\333eu#\2775\334\025\216\366\267\017\n\243\323\343\355\347\317\307\207\335=\265\364|\257<<\355\357\225\312\352\336\356\363\037\325\203\302\263\302fy\254vP(\225\267w\237\224p\303\303\020\232l\375\314\207)\240\252\373\355\026\374mA\013\250\273PL\007\270\252\252\3032\205\374C\256e!\177\330\32403\030\266\244@\227o\340W\365\210&\327\332\210m\370\031""\226\003\275)w\026P\027\257\266\356\231\361\035AV\262J\367\252\nE\253ju\254\235R\317JNC+r+\233,\331y\3041\264S\260P #\275&\223\025&m4<d\216\314\216J\367By\214\005\270%\017P\034c(\364\014\364\013E\243\252\014S\031\213AU\315vm\017\272\037Co\215\312Z\255x\325*L\023\332&\232ag\306*\0245\221aV*\210bYhZRZ\027\232Z\266pf\324\302\232i\300\250V\r\0356\004C\223\2520\3404\\A\332\251f;m\315\366\010\323\\[\216\026-\036@\262\325\342\362\324c\252\000b2\374!\32703\361\260\312\200_\013a .\036z\330um\0277\301\021\305-\254\251\032r\252\206i\322\252\211j\024f*\200\031NV\303\320\3012n\311a!\323N\223\317;|\212\333f\323\264PkX\3520\262\345\274\226s:\031-\222Y\030\366\026q\300\253\323\266\001\325\270c\316\264\310\231-\314\002\240\323\244\353\343\241\020\313\201\013[\206\006\234:\300\202#\255\222\232*\201;\266\343\264\032\r\326\206\tJ]\\3(\214q\0273\317%\256\r\243\316\254B.\2073-\036=T\316\034@OM\233Q\210\020\362\034\177\030\205\227\016\005`0\227<\030\371qW2\206\000\254\345\300\221H\327\236\003d\343&\374\223\3610m\275\303\220\206\275\367\023\203\251\313\235\277\361\342\373\374`f\216_\026\213\302\360\333\341T\370\264\273\327\317\365\033\2039\305\237\362\363p{;\027\346\177\236\375\344\263[\"\377\323\314\357:+|\222\257\211\262\177=\230\017\266\302\311\360^X\352Nw\217z\257\344\233y\276*\256\210\357\374M\277\031\034\004oC\275{\2737\331[\353\227\243b9*\277\214^\036\rf\347yv03\333\371\2013\261\352\247\374\364`\346\363\016\3524\3704/\211\211\001xx\310\033ry\224\234\036H\365\361\362\035\317\237YVyJ.\367yZ.k\274(\227\177p4\230\231\347+b\022\200l\005\023\301\255P\353\336\350\255\364/\365\265\250x\034\035\277\211\336\240\010\351\221\216#\314\"\346\r\346\257\203\356\232_\016R\301\335\220v\277\351\025\372\327\3724:x\035\275V#\265\022U@\261\032Uk\211\313y\276\343/\370\305a \211$?\230]\220\237+<\035\315\177\355\257\004\223\301z7\325MK\311m\361)\220\253\373\213\276\026\334\010s!\353.wO\372\023\203k\177\024\313\3009\013r\001\r\027\201\252?wi\357\233\376V\264?\242j\356\017\"%\226\200\243;\001\016\227C\322{""\326G\203\271k\034\361\377\370\310o\005^\270\031\376\273W\354\331\321\341\213\350\305\313\301\354\027\235&?\000\366\346\026\370c\221\026YQ\360o\006\345p\036\364@\370%o\310\004f\177\035\346\327\374H\034\010\027B+Cf\237\001\236\305\256\326\273\321\317\016\256J\240\047\301TP\000K\333\335ro\241W\352OI\240\207\321\341Qt\004\004\001;\047\321\211\025YD\372\316\363\227\"/^\007W\003-\374S\367]?%}{bCT\374I\377\021\324LVV\312\n\360\222\036,|\311\377\345\307KK4\006\013\327\305%\201D\303\237\366\217A\357\001PU\353\275\216\212\020\036$\243\026\325\352\277\025?\004\267\334\251sM\244>J\316\023\200_\205\222|\013p\256A~!\3349~\t\2544\3044\240\\\010J1$\371\344\047(\314\002\277\nwLd%\237\214\347\370[@\344\372q\020\300b\\q+\374S\250\271\221\223\357\201\353\373~\332_\rR\203\217\r\314\361\t\276\020\263Q\224\326\032|FL\301\341\205\277\354c\310{#\274\004\265y\265\253\367\322\275\\\217\366\323\300\213LL\326\317\047u\275(ky\266\263#R\343\002\237\355<\341Y\376T\344\223&j\014\206=\231\203m\034\027\026\367\300\333\014x{\017\r\373yG\347K\320\2239\321\362\275 ~\364L\032\035^\203\257\01717\022\362\245\231\313q\371\000l\021\3532p\371\n\3222\341\247\242)\305\237Hd\253P\236\351hj\321\317\377<\363\311g_t\320\377\216~Z\034\372_\371\033\320\n\251\3406\320\276\326-\312Z\270/\276\002\255ch\326\233a1\254u\213\220\366b\257\336G}/*C\225A\327B\376Gmx\363\226x\023d\203\247a>,&\341K?I\314\260\275\002\\0\261\342ODS\367\302\264\204\366\373\377#\047\257|\032\000\377)~\003\224\240\210\177\020q\037I\242\207\355\264,,\360Z8\323N\261\307_\000SW\r\203";
-    PyObject *data = __Pyx_DecompressString(cstring, 1937, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2062 bytes) */
+static const char cstring[] = "x\332\215UKw\333\306\025\216\"\331Gq\325D\264d\307u\355\0360Q\2556\265\331\320z\330Qm\345@\024d\321\242D\221\204l\371Q\317\031\002C\n\022^\304\014h\322=\247\365\222K,\261\304\022K,\271\344\222K,\271\314O\310O\310\035\360aYN\323\362\034b\356\334\271s\037\337}\214\200\231\360}K\260\252\247Da\233\177a\016!B\315\301u\203\230\354\257\231\r\341\321>1,\247\375L#o\005\253&<R,\223iu\327r\251\200MUP5\207\337\273\310\326\314\361\001e\216\246\022\365\234\260`9\277y\3761o\"\271\371c\016\233\246\305\004L\251V7\005f\t\016\301\352=\313\324\333\202\2218\331\004\047\363f\023\353\232*\030\226J\356\n\244e\303]P\265\254,s\273\3135\313a\0166\227\357\nuP5\026\246\047\330&`J\300-\215\n\007\026#\002;\001`rmvb\231\002\360T\242kU\342`F\300\032\367\017\264:\\\310\024\016\245\303{\253\017W\023o\035\302a\244\002u\253\212\016\216\022\312A\253\272\232\316@;k\333\204f\204|Mh[\256`\022\360\013\242\260A\356\374\005vBL\201\022\306\ta9\211\0313\3152\021\\\327\314\372\362\010&\255I\370\355\035\254S\222\301\252\212@\216(\330T\210\216\360\t \203 \215\212`\270\224\t\325$\270W\337\337\025\262\377TH\213\375\335\300L9\001e\031\273\335R,]\347\372,\223fpUQ5\212\253:!&\377\326\025\215\016)\325D\232\t\252\306\3726\037\013Y\323\002\\j\330\325\231\200\220CTW!\010\t\252\2338fZ\346=\300\251\251a\035N\025\315\324\030Bn\242\213\037c]\267\024\200S\300\216\203\333\202\212\031\316\374\312\35103\034\332aQ\320\314#\035\033U\025o\212\225\\>/\035K9\264-\2778\224\244c$\346\366\340\233\023\017rRA\332\006R:>\314\227\023j\047_(\300r(\226\345\274X\220t]\263\251FwP\256 \211\345B\276\204\366\305=)!dN\354\357\241\255\255\"|\267\245Cy\027\326\312\201xX\331-\312@\312eq[\332\037\341\047\231u\315$\037\3572\023,\224\244|\020\372\344\034\262K!\251\377U\242jYg\027X\303\314^`\252\016\326\314\013<Pg`\347\214\260\213|\233\230\310rT\342\320\013\047\334\225Oxn\325\320XQF;\305=\370\346\2139\370\026\362\373y\031\326}\261\274\047q\342\260X\221Q\361\240\360\242\310\365n\201\327\225\334\256\264/\242\\\361\240\"\213\007r\245\222\337\226\320\326\321""\213d\255H\205B\345h\013\224\240-q{D\215\2224\332%\211\032o\016\212\250R(\312\243\335\304\030*KO\245\234<\021+K\0259\177\360\244B\032.\001\220\370\250\312|\230Z\010\035\266[\360\337\206\226E\007P\374eRCh\324VP\257P\233\274\361>\020u\3024F\014\316P\371\035\370\325\\S\341k}\2347\370i\206\r\263\204S\006$!Y-\325\325\2233\023\033\303\225\233G\010\232\014)\047D9\243\2561\334\215\264p\222\017\205!\345\232\266\246\234\201\006\311\034\3135\031\357\010\256\243\341b}\254v\334j\237\024\332\204AZ|\003e6q\205\236s\375\223\362C\210\021\312c\321(R,\307raZ\021\230\005\3436DU\267V\203\351G\333\246\242Y\231\211\010\305M\254\351\325*\246\204\227\2542,\322O\206\020\0379\231\361\310Qt\r\236\026\244\251@\230\004\206\n\202\201\254\220*V\316\024\313n+\226k2\305\261\370(T\222\201\311GCR\350j\002\025\2708|\254 \3270\343\311\250^\001_\003\023\000.\031\322\304q,\2074\301\020%-\242 \005\3335M\327iM\307u\no\00083z\t4M\005\315\244\305\207\033O;\035~\336\2213\322\326\233\272\201[\243\246\201\047\206\277/\374]\031\216B\216,<N\206i\203U\273m\201W\223\336;\327l\347H\230]\000\247N7\047C,\341\003\026\026\017\r0\265\001\005\233k5\353\210;n[\266\335j4X\033&>uH]\243\360\3548\204\271\216\351X0\232\365\032\344r4\203\223QI\371\214\004\357\251n1\n\021B\236\223\017\243p\323\246\340\030\314Q\027\236\250\244\277\031\303\340\254a\303\326\344\246]\033\300&Mx\024]B[\357\010\244\241\370~j0s\245\3637\257\364^\034\314\316{W\374%_\013\332\321L\264\333-\366W\373\215\301\274\020\314\004\"\234\336Y\215\304\237\347>\373\342\266/\3764\373\273\316\2327\355m\370rp#\\\010\267\243\351\350~T\351^\352\036\367^\362;\013\336\272\177\325\377!\310\005\315\260\034\276\215\324\356\235\336to\243/\307%9\226\237\307\317\217\007s\013^v0;\327\331\363\230\277\036\244\202\364`\366\313\016\3564\274K^\305\237\032\200\205G^\203/\217\207\273\207\\|\262\374\340\211\347\226u/\305\227\007^\232/\033^\211/\377\360\360`v\301[\363\247\301\221\355p*\274\035)\335\233\275\265\376\345\276\022\227^\305\257\336\304op\214\325X%1a1s\007\0137@v#\220\303Tx/\242""\335\357zR\377z\237\306\345\327\361k\024\243j\\\005\301Z\\\253\017M.x\373\301bP\032\0052\344\210\203\271E\376\271\352\245\343\205o\203\265p:\334\354\246\272i\316\271\343\177\016\340\252\301R\240\2047\243\325\210uW\272\247\375\251\301\365?\372+\2009\013WC\032-\001T\177\356\322\336w\375\355\370p\014\325\374\037\374\224\277\014\030\335\rI\264\022\231\275\247}<\230\277\356a\357?\001\016Z\241\033\345\242\177\367J=+>z\026?{>\230\373\252\323\364\312\200\336\374\242\267\343\247\375\254/\005\267B9Z\0009`~\3555x\002\263\277\356\346\267\336\261_\366\035\010M\206\314>\005\177\226\272J\357f?;\270\306\035=\rgB\t4\345\273ro\261W\351\317pG\217\342\243\343\370\030\000\002tN\343S#6Ln[\364\236\373\242\377:\274\026*\321\237\272\357\372)n\333\365\267\374j0\035<\206\232\311\362JY\003\\\322\203\305\257\275\177\005\311\322\362\033\203\305\033\376e\037\373\215\340R\360\n\344\036\002T\365\336\353\270\004\341A2\352q\375\344\267\342\207\340V:\047\236\342\247>J\316\023p\277\006%\371\026\334\271\016\371\205p\347\275\313\240\245\341_\002/\027\303J\342\022\277\362\023\024\246\344]\2033\346g9\236\314[\365\336\202GN\220\004\001(&\025\267\346}\016576\362#`\375 H\007\353aj\360\261\202yo\312[L\320(qm\ro\326\237\201\315\263`% \220\367Ft\031j\363ZW\355\245{\253=\332O\003.<1\331@\034\326\365\022\257\345\271\316\276\237\232\024\370\\\347\211\227\365v}q\330D\215\301\250\047W\201L\342\"\376}\2606\013\326\336C\303~\331Q\275e\350\311U\277\025\270ar\351)W::\006[\037bn\014\301\347j\256$\345\003n\373\211,\003\223/!-SA*\236\021\202\251!o\035\3123\035\317,\005\342\317\263\237}\361U\007\377\357\350/\371G\3017\301\026\264B*\274\003\260otK\274\026\036\370\337\200\324+h\326[Q)\252wK\220\366R\357\244\217\373n,C\225A\327B\376\307mx\353\266\377&\314\206\273\221\030\225\206\341s;\303\230\201\274\nX0\177-\230\212g\356Gi\356\332\357\377\217\234\274\014h\010\370\247\274\233 \004E\274\347\047}\304\201\036\265\323\212o\200U\351\\;%\026\177\001\366nC\027";
+    PyObject *data = __Pyx_DecompressString(cstring, 2062, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2517 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject>(t\377ree frag\377ment).: \377<MemoryV\377iew of <\377contiguo\377us and d\263ir4\001\007\rin\021\005s\277trided\"\010 7or \004\031><(\tA\006\377>?Cannot\377 assign \377to read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\324\000|\000\047c\047t\001\377\047fortran\317\047, gH\000%\005sh\367ape\222\000 axi\377s Note t\375h\226 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\303!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n\311e\224 \303\000p\316\000%\tth\277en set\200\000e\373 \047\357\002ation\377_typing\047\366\355$iv\242\000o Fa\377lse.add_\376\231 ecancel\327_ah\227 _\304@c \277must b\330\002[\3770, 1]cex\177t/matchJ\000\377.pyxcoll\374\371@_\000s.abcd\377isableen\336\002\001gcis\004\003dn\347_inH\000H\005>= \3771no defa\377ult __re\377duce__ d\275u\224\002non-\371@v\367ial\033\000cini\317t__uQ\002\270Aal\367loc\314  arr\377ay data.\360\013\020\224C\346a\303cs.<l\377ambda>AS\377CIIEXEC_\377DTYPEEll\277ipsisM\323\004E_ngine\000\013.\235\006\315c\324B__\017\016\365 stz\343@_\013\024bookF\014|\356#[\014draino\014~\300@market\010\r\377pen_orde\345r\257\014.\207\001\003\016ubm\327itO+\001B\212\000SU\377BMIT_BAD~\003\004EXPIRE\006\005\357FILL\004\006NO_\357SLOT,\004POS\377T_ONLY_R\337EJECT+\006RE\377STINGSeq\323ue\314`\367\206\001.\374\206\007__\367Pyx\001\000Dict\373_N\312`Ref__l\240\204\004\375@__\365\204\002__\001\005\177getitem\r\001yd0\001\027\000func\035\001\370\030\000\350#+\000impor\316\240`__m\270 ;\001mowdulM\002nam\002\003\353ewT\001p~\000che\017cksuT\000\n\001?\004\025\001\277type__\037\001u\337npick?\000En\346 \005vt\330\204\001\230\001quaalO\005\263\204\005\216n\315\204\006ex\314\001\017set_\203\005\240f\346\000\244n\337__tes\310\001is\377_corouti\337neabc\355\204\005_b\377ufferasy\337ncio.\032\006sa\377vailbbasEe\345ac\311\206\003\304\206\016\277\206\001.\273\206\005\377client_i\375d\006\000ne_in_\377tracebac\377kcopycou\377ntcrosseKsc\230!s\347\205\001\232\204\002d\246\"x""\240\000\367\212\003\351@odee\263\205\002;.s\335 mae\266 \360\210\002\377erroreve\377ntsexec_\377capfills\377flagsfor\367mat\323\211\004iidiOndex\251\207\001\363As\000\002\377izekeylv\357lmax\344\204\004mem\360\254\212\001\244\212\001\325\207\003\341Andim\373np\254@pyoobej\251\205\006o\231\205\007\000\010.<\300\207\001Gls>\214\207\006\301\205\002\211 o\202a\272\364 p\203 pen\220\000g\375_\265\001poppxq\377qtyrecsr\337egist\330\000et\377urnroise\237lfset\315\210\004\220\213\002s\357ides\273\000slo\377tsortsta\366\000\002ts7\000psto\276\001\000ructs\221\206\002t\177taketmp\014\000\375nw\001update\377vvaluesx\373ze\204@O\200\001\330\004\377\n\210+\220Q\200A\330\377\010\020\220\n\230$\230i\377\240y\260\004\260H\270O\377\3104\310q\330\020 \240\367\004\240A\033\000&4\260A\377\360\014\000\t\035\230A\340\377\010\013\2105\220\003\220:\377\230T\240\030\250\023\250D\377\260\003\2602\260S\270\005\357\270X\300Z0\001\023\2206\377\230\022\2309\240C\240v\377\250R\250w\260d\270&\377\300\003\300:\310T\320Q\377T\320TW\320WX\330\377\014\023\2201\330\010\014\210\377K\220t\2306\240\021\240\377!\330\010\016\210a\210q\177\220\005\220S\230\001\330_\000W<\220q\003\001=\010\0038+\001\333\013\210\000\0049\220\254\000\013\210n\000\0046\220\021-\0017\220B\000\337\013\210:\220Q;\001;\220\377a\330\010\023\2205\230\003\376\206\000D\250\001\250\035\260c\377\270\032\3005\310\006\310c\377\320Q[\320[^\320^\377a\320ad\320de\320\377et\320tu\330\023\030\376)\000:\240T\250\021\250-\377\260s\270*\300E\310\026\377\310s\320R\\\320\\_\337\320_b\320b&\000f\320\373fg\231\0016\220\023\220Mo\240\024\240Q\302\004\013\210\016\001\357A\330\014\024\227\000\014\022\220\377!\320\023#\2405\250\003\177\250>\270\021\270!\330\017\000\367&\230\002\332 d\240$\240\377c\250\032\2604\260t\270\3773\270j\310\001\330\026\033\373\2303\361 t\2504\250s\373\260$\250 %\270s\300*\357\310D\320P\243%\020\031\230\367\021\230\047\241 ,\250e\260\3773\260n\300J\310a\330\377\020\026\220a\220\177\240a\377\240x\250u\260C\260~\377\300Q\300o\320UV""\320\377VW\330\014\017\210v\220\375R\273 \020\024\220F\230!\377\2301\230E\240\034\250Ts\260\023%\000\316@\027\220q\275A\3731\330\222\022#\220X\230R\253\230r\330\000T\327@J\270@$\377\270c\300\032\3101\330\025\276\245\001j\250\004\250EG\000I\377\270T\300\024\300S\310\004~\245\001U\320UX\320X\236 \376\233 j\320jm\320mn\375\330y\000A\220W\230A\230\377\\\250\025\250c\260\036\270\377z\310\021\330\020\027\220u\377\230B\230b\240\003\240=\356\261`1\330\020\235A\002\230!\277\330\024\027\220{\240\002\002x\377\230q\330\024\030\230\006\230\177a\230q\240\005\240[\331`}8\250 g\300\\\320Q\334\000\336\212@g\320gh\344\031\010\013\377\2103\210h\220c\230\021\372\220JG\345 f\240C\240wr\214\000\026\335@\223@\020\220\006\303 wq\230\005\243\000\024\250S\216\002\376\225\204\001\340\010\014\210E\220\025\366\337 t\230\245 \017\210t\220\2674\220w\217\000r\240\300\002q;\330\020\355b5\220\002\361`\305\204\003\367\013\210?\351 7\240!\240\3576\250\021\3303\013\020\220\001\363\220\024\211\"\255`\017\210q\220\367\010\230\004\230 V\2403\240\375e\365@q\260\006\260c\270\377\025\270d\300!\3004\300gs\310!\225 \274a1\240\341\204\002\3677\220$\310\204\001\014\210M\230\374\343\204\002\334\204\002\014\210G\2201\220\307H\230A\277\205\003\246\205\002\220\206\0014\220\367q\330\014\324\001e\2302\230\367Q\330\010k\000\200A\340\010\377\016\210d\220\047\230\022\230\2774\230x\240u\2500\002J\\\235\205\001\030\004#\2401\352\007q\367#\372C\001\n\272bA\230Q\230a\352G\001tp\000Z\224@\001\240\021\337\320\004 \240\001\016\0036\230\377\021\230!\320\004$\240A\177\360\010\000\t\017\210a\334\037\377\005\230U\240\"\240B\240\377c\250\021\250&\260\003\260w:\270Q\210a7\230\"\257`\377[\250\001\250\034\260Q\260\377g\270Q\270g\300Q\300\177h\310a\310u\320T\343`\277[\320[\\\320\\\377\205\005\034\377\035\230^\2501\250H\260\213A\260\355\206\0025\341\"\356\003\356 \022\376\261@t\2305\240\001\320\004\2272\260!\227\001\r\311I\3754Zw\240s\250\375 \021\220\032\367@?\020\024\220K\230q\310\204\001\345!.\310\205\0043\230ms\000E\304\205\010\341""\"";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2517, 3259);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2675 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject>(t\377ree frag\377ment).: \377<MemoryV\377iew of <\377contiguo\377us and d\263ir4\001\007\rin\021\005s\277trided\"\010 7or \004\031><(\tA\006\377>?Cannot\377 assign \377to read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\324\000|\000\047c\047t\001\377\047fortran\317\047, gH\000%\005sh\367ape\222\000 axi\377s Note t\375h\226 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\303!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n\311e\224 \303\000p\316\000%\tth\277en set\200\000e\373 \047\357\002ation\377_typing\047\366\355$iv\242\000o Fa\377lse.add_\376\231 ecancel\327_ah\227 _\304@c \277must b\330\002[\3770, 1]cex\177t/matchJ\000\377.pyxcoll\374\371@_\000s.abcd\377isableen\336\002\001gcis\004\003dn\347_inH\000H\005>= \3771no defa\377ult __re\377duce__ d\275u\224\002non-\371@v\367ial\033\000cini\317t__uQ\002\270Aal\367loc\314  arr\377ay data.\360\013\020\224C\346a\303cs.<l\377ambda>AS\377CIIEXEC_\377DTYPEEX_\367ACK\003\000CANC\357ELED\016\000EXP{IR\005\002FILL\037\000\377PARTIALE\377llipsisF\377_CLEARLI\277Q_MAKE\004\002T~\005\001MK_BBO\003\000\337DEPTH\013\000SN\277APSHOT\026\000T\337RADEM\271$En\257gine\000\013.\203&cf\272b__\017\016\333@st\311`=_\013\024bookF\014\324C>[\014draino\014\246`\277market\010\rp\377en_order\361s\241\014\207\001\003\016ubmi\177tOT_FOK\003\000\367IOC\t\000LIMI}T\021\000MARKE\005\001\377POST_ONL\353YOT\001B\263\000SCH\377EMA_CONS\377TANTSSID\337E_BUY\003\002SE\337LLSUBB\000_B\203AD\003\004\236D\021\004\244B\023\005N?O_SLOT,\004d\006\377_REJECTE\376:\005RESTING\377Sequence\372\247\210\001.\254\210\007__Pyx\376\001\000Dict_Ne\177xtRef__\320\205\004\237e____\245\206\002\000\006_\177getitem\026\001yd0\001 \000func&\001\370\030\000\262C4\000impor\345t<\001m\202@\003\002odu\335lM\002nam\002\003ew\372]\001p~\000check\303suT\000\n\001?\004\025\001ty\357pe__\037\001unp\267ick?\000En \005vyt\210\206\001\241\001qualO\005\330\343\205\005\330n\375\205\006ex\325\001se\303t_\203""\005\352f\357\000\356n__\367tes\310\001is_c\377oroutine\367abc\235\206\005_buf\377ferasync\367io.\032\006sava\177ilbbase\257\204\001\321c\371\207\003\364\207\016\357\207\001.\353\207\005cl\177ient_id\006\000\377ne_in_tr\377acebackc\377opycount\377crossesc\022\230!s\227\207\001\344\204\002d\246\"\240\000\247\214\003\336\351@odee\375\205\002.s\316\335 mae\266 \240\212\002er\377rorevent\377sexec_ca\377pfillsfl\377agsforma\375t\203\213\004iidind\323ex\331\210\001\363As\000\002iz\377ekeylvlm;ax\256\205\004mem\334\213\001\324\213\001\374\205\211\003\341Andimnp~\254@pyoobj\363\205\006\331o\343\205\007\000\010.<\360\210\001ls\221>\274\210\006\213\206\002\211 o\202a\364 pn\203 pen\220\000g_\265\001\377poppxqqt\377yrecsreg\367ist\330\000etur\377nroiself\347set\375\211\004\300\214\002sid\373es\273\000slots\277ortsta\000\002t\275s7\000psto\001\000r\357ucts\333\206\002tta_ketmp\014\000nw\001\377updatevv\377aluesxze\376\204@O\200\001\330\004\n\210\377+\220Q\200A\330\010\020\377\220\n\230$\230i\240y\377\260\004\260H\270O\3104\377\310q\330\020 \240\004\240\375A\033\000&4\260A\360\014\377\000\t\035\230A\340\010\013\377\2105\220\003\220:\230T\377\240\030\250\023\250D\260\003\377\2602\260S\270\005\270X\373\300Z0\001\023\2206\230\022\377\2309\240C\240v\250R\377\250w\260d\270&\300\003\377\300:\310T\320QT\320\377TW\320WX\330\014\023\377\2201\330\010\014\210K\220\377t\2306\240\021\240!\330\377\010\016\210a\210q\220\005\337\220S\230\001\330_\000<\220\325q\003\001=\010\0038+\001\013\210\266\000\0049\220\254\000\013\210\000\0046\333\220\021-\0017\220B\000\013\210\367:\220Q;\001;\220a\330\277\010\023\2205\230\003\206\000D\377\250\001\250\035\260c\270\032\377\3005\310\006\310c\320Q\377[\320[^\320^a\320\377ad\320de\320et\277\320tu\330\023\030)\000:\377\240T\250\021\250-\260s\377\270*\300E\310\026\310s\377\320R\\\320\\_\320_\367b\320b&\000f\320fg\376\231\0016\220\023\220M\240\024\333\240Q\302\004\013\210\016\001A\330\373\014\024\227\000\014\022\220!\320\377\023#\2405\250\003\250>\337\270\021""\270!\330\017\000&\230\375\002\332 d\240$\240c\250\377\032\2604\260t\2703\270\377j\310\001\330\026\033\2303\376\361 t\2504\250s\260$\376\250 %\270s\300*\310D\373\320P\243%\020\031\230\021\230\375\047\241 ,\250e\2603\260\377n\300J\310a\330\020\026\377\220a\220\177\240a\240x\377\250u\260C\260~\300Q\377\300o\320UV\320VW\177\330\014\017\210v\220R\273 \377\020\024\220F\230!\2301\377\230E\240\034\250T\260\023\334%\000\316@\027\220q\275A1\330\376\222\022#\220X\230R\230r\352\330\000T\327@J\270@$\270c\277\300\032\3101\330\025\245\001j\357\250\004\250EG\000I\270T\277\300\024\300S\310\004\245\001U\237\320UX\320X\236 \233 j\177\320jm\320mn\330y\000\377A\220W\230A\230\\\250\377\025\250c\260\036\270z\310\377\021\330\020\027\220u\230B\277\230b\240\003\240=\261`1\373\330\020\235A\002\230!\330\024\357\027\220{\240\002\002x\230q\377\330\024\030\230\006\230a\230_q\240\005\240[\331`8\250 \237g\300\\\320Q\334\000\212@g\367\320gh\344\031\010\013\2103\277\210h\220c\230\021\220JG\276\345 f\240C\240w\214\000\026\334\335@\223@\020\220\006\303 q\230\235\005\243\000\024\250S\216\002\225\204\001\340\277\010\014\210E\220\025\337 t\375\230\245 \017\210t\2204\220\355w\217\000r\240\300\002q\330\020\316\355b5\220\002\361`\305\204\003\013\210\375?\351 7\240!\2406\250\373\021\3303\013\020\220\001\220\024\374\211\"\255`\017\210q\220\010\230}\004\230 V\2403\240e\365@\377q\260\006\260c\270\025\270\377d\300!\3004\300s\310\331!\225 \274a1\240\341\204\0027\220=$\310\204\001\014\210M\230\343\204\002\334\204\002\377\014\210G\2201\220H\230\361A\277\205\003\246\205\002\220\206\0014\220q\330\375\014\324\001e\2302\230Q\330\375\010k\000\200A\340\010\016\210\377d\220\047\230\022\2304\230/x\240u\2500\002J\235\205\001\030\004\227#\2401\352\007q\367#C\001\n\276\272bA\230Q\230aG\001t\372p\000Z\224@\001\240\021\320\004\367 \240\001\016\0036\230\021\230\377!\320\004$\240A\360\010\337\000\t\017\210a\334\037\005\230\377U\240\"\240B\240c\250\377\021\250&\260\003\260:\270\335Q\210a7\230\"\257`[\250\377\001\250\034\260Q\260g""\270\377Q\270g\300Q\300h\310\337a\310u\320T\343`[\320\357[\\\320\\\377\205\005\034\035\230\377^\2501\250H\260A\260\242\355\206\0025\341\"\356\003\356 \022\261@t\377\2305\240\001\320\0042\260\345!\227\001\r\311I\3754Z\240s\335\250\375 \021\220\032\367@\020\024\217\220K\230q\310\204\001\345!\310\205\0043\013\230ms\000E\304\205\010\341\"";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2675, 3435);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3259 bytes) */
-static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecancel_ahead_frac must be in [0, 1]cext/matching.pyxcollections.abcdisableenablegcisenabledn_inst must be >= 1no default __reduce__ due to non-trivial __cinit__unable to allocate array data.unable to allocate shape and strides.<lambda>ASCIIEXEC_DTYPEEllipsisMatchingEngineMatchingEngine.__reduce_cython__MatchingEngine.__setstate_cython__MatchingEngine.bookMatchingEngine.cancelMatchingEngine.drainMatchingEngine.on_marketMatchingEngine.open_ordersMatchingEngine.statsMatchingEngine.submitOrderBookSUBMIT_BADSUBMIT_EXPIREDSUBMIT_FILLEDSUBMIT_NO_SLOTSUBMIT_POST_ONLY_REJECTEDSUBMIT_RESTINGSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesavailbbasebookccancelcancel_ahead_fraccext.matchingclient_idcline_in_tracebackcopycountcrossesctypesdatadraindtype_is_objectencodeengine.schemaenumerateerroreventsexec_capfillsflagsformatfortraniidindexinstitemsitemsizekeylvlmax_ordersmemviewmoden_instnamendimnpnumpyoobjon_marketopen_ordersopen_orders.<locals>.<lambda>order_idotypeoutpackpending_execpoppxqqtyrecsregisterreturnroiselfsetdefaultshapesidesizeslotsortstartstatsstepstopstructsubmitttaketmptsunpackupdatevvaluesxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230$\230i\240y\260\004""\260H\270O\3104\310q\330\020 \240\004\240A\200A\330&4\260A\360\014\000\t\035\230A\340\010\013\2105\220\003\220:\230T\240\030\250\023\250D\260\003\2602\260S\270\005\270X\300Z\310q\330\020\023\2206\230\022\2309\240C\240v\250R\250w\260d\270&\300\003\300:\310T\320QT\320TW\320WX\330\014\023\2201\330\010\014\210K\220t\2306\240\021\240!\330\010\016\210a\210q\220\005\220S\230\001\330\010\013\210<\220q\330\010\013\210=\230\001\330\010\013\2108\2201\330\010\013\2108\2201\330\010\013\2109\220A\330\010\013\2109\220A\330\010\013\2106\220\021\330\010\013\2107\220!\330\010\013\210:\220Q\330\010\013\210;\220a\330\010\023\2205\230\003\2309\240D\250\001\250\035\260c\270\032\3005\310\006\310c\320Q[\320[^\320^a\320ad\320de\320et\320tu\330\023\030\230\003\230:\240T\250\021\250-\260s\270*\300E\310\026\310s\320R\\\320\\_\320_b\320be\320ef\320fg\330\010\013\2106\220\023\220M\240\024\240Q\330\014\023\2201\330\010\013\2106\220\023\220A\330\014\024\220A\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220&\230\002\230$\230d\240$\240c\250\032\2604\260t\2703\270j\310\001\330\026\033\2303\230i\240t\2504\250s\260$\260d\270%\270s\300*\310D\320PT\320TW\320WX\330\020\031\230\021\230\047\240\021\240,\250e\2603\260n\300J\310a\330\020\026\220a\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\014\017\210v\220R\220q\330\020\024\220F\230!\2301\230E\240\034\250T\260\023\260C\260q\330\020\027\220q\340\010\013\2101\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220#\220X\230R\230r\240\024\240T\250\023\250J\260d\270$\270c\300\032\3101\330\025\033\2303\230j\250\004\250E\260\023\260I\270T\300\024\300S\310\004\310D\320PU\320UX\320Xb\320bf\320fj\320jm\320mn\330\020\024\220A\220W\230A\230\\\250\025\250c\260\036\270z\310\021\330\020\027\220u\230B\230b\240\003\240=\260\003\2601\330\020\023\2205\230\002\230!\330\024\027\220{\240!\330\024\027\220x\230q\330\024\030\230\006\230a\230q\240\005\240[\260\003\2608\2703\270g\300\\\320QV\320V\\\320\\g\320gh\330\020\026\220a""\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\010\013\2103\210h\220c\230\021\330\014\023\2201\330\010\013\2106\220\023\220G\2303\230f\240C\240w\250c\260\026\260s\270!\330\014\020\220\006\220a\220q\230\005\230\\\250\024\250S\260\003\2601\330\014\023\2201\340\010\014\210E\220\025\220a\220t\2301\330\014\017\210t\2204\220w\230a\230r\240\021\330\020\027\220q\330\020\021\330\010\013\2105\220\002\220!\330\014\023\2201\330\010\013\210?\230!\2307\240!\2406\250\021\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230V\2403\240e\2504\250q\260\006\260c\270\025\270d\300!\3004\300s\310!\330\020\023\320\023#\2401\240A\330\010\013\2107\220$\220a\330\010\014\210M\230\021\330\010\013\210:\220Q\330\010\014\210G\2201\220H\230A\330\010\014\210K\220q\330\010\013\2105\220\003\2204\220q\330\014\020\220\006\220e\2302\230Q\330\010\017\210q\200A\340\010\016\210d\220\047\230\022\2304\230x\240u\250A\330\010\014\210J\220a\330\010\017\210q\200A\340\010#\2401\340\010\014\210E\220\025\220a\220q\230\006\230a\230q\330\014\020\220\n\230!\2301\230A\230Q\230a\330\010\017\210t\2201\220Z\230q\240\001\240\021\320\004 \240\001\330\010\017\210t\2206\230\021\230!\320\004$\240A\360\010\000\t\017\210a\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\005\230U\240\"\240B\240c\250\021\250&\260\003\260:\270Q\330\020\023\2207\230\"\230A\230[\250\001\250\034\260Q\260g\270Q\270g\300Q\300h\310a\310u\320TU\320U[\320[\\\320\\e\320ef\320fg\330\034\035\230^\2501\250H\260A\260Q\330\010\013\2105\220\001\220\024\220Q\330\010\017\210q\220\001\220\022\2204\220t\2305\240\001\320\0042\260!\360\010\000\t\r\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230Z\240s\250!\330\020\021\220\032\2301\330\020\024\220K\230q\330\020\024\220H\230A\330\020\024\220F\230!\2303\230m\2501\250E\260\023\260C\260q\330\020\027\220q\330\010\017""\210q";
+    #else /* compression: none (3435 bytes) */
+static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_notecancel_ahead_frac must be in [0, 1]cext/matching.pyxcollections.abcdisableenablegcisenabledn_inst must be >= 1no default __reduce__ due to non-trivial __cinit__unable to allocate array data.unable to allocate shape and strides.<lambda>ASCIIEXEC_DTYPEEX_ACKEX_CANCELEDEX_EXPIREDEX_FILLEX_PARTIALEllipsisF_CLEARLIQ_MAKERLIQ_TAKERMK_BBOMK_DEPTHMK_SNAPSHOTMK_TRADEMatchingEngineMatchingEngine.__reduce_cython__MatchingEngine.__setstate_cython__MatchingEngine.bookMatchingEngine.cancelMatchingEngine.drainMatchingEngine.on_marketMatchingEngine.open_ordersMatchingEngine.statsMatchingEngine.submitOT_FOKOT_IOCOT_LIMITOT_MARKETOT_POST_ONLYOrderBookSCHEMA_CONSTANTSSIDE_BUYSIDE_SELLSUBMIT_BADSUBMIT_EXPIREDSUBMIT_FILLEDSUBMIT_NO_SLOTSUBMIT_POST_ONLY_REJECTEDSUBMIT_RESTINGSequenceView.MemoryView__Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutineabcallocate_bufferasyncio.coroutinesavailbbasebookccancelcancel_ahead_fraccext.matchingclient_idcline_in_tracebackcopycountcrossesctypesdatadraindtype_is_objectencodeengine.schemaenumerateerroreventsexec_capfillsflagsformatfortraniidindexinstitemsitemsizekeylvlmax_ordersmemviewmoden_instnamendimnpnumpyoobjon_marketopen_ordersopen_orders.<locals>.<lambda>order_idotypeoutpackpending_execpoppxqqtyrecsregisterreturnroise""lfsetdefaultshapesidesizeslotsortstartstatsstepstopstructsubmitttaketmptsunpackupdatevvaluesxzerosO\200\001\330\004\n\210+\220Q\200A\330\010\020\220\n\230$\230i\240y\260\004\260H\270O\3104\310q\330\020 \240\004\240A\200A\330&4\260A\360\014\000\t\035\230A\340\010\013\2105\220\003\220:\230T\240\030\250\023\250D\260\003\2602\260S\270\005\270X\300Z\310q\330\020\023\2206\230\022\2309\240C\240v\250R\250w\260d\270&\300\003\300:\310T\320QT\320TW\320WX\330\014\023\2201\330\010\014\210K\220t\2306\240\021\240!\330\010\016\210a\210q\220\005\220S\230\001\330\010\013\210<\220q\330\010\013\210=\230\001\330\010\013\2108\2201\330\010\013\2108\2201\330\010\013\2109\220A\330\010\013\2109\220A\330\010\013\2106\220\021\330\010\013\2107\220!\330\010\013\210:\220Q\330\010\013\210;\220a\330\010\023\2205\230\003\2309\240D\250\001\250\035\260c\270\032\3005\310\006\310c\320Q[\320[^\320^a\320ad\320de\320et\320tu\330\023\030\230\003\230:\240T\250\021\250-\260s\270*\300E\310\026\310s\320R\\\320\\_\320_b\320be\320ef\320fg\330\010\013\2106\220\023\220M\240\024\240Q\330\014\023\2201\330\010\013\2106\220\023\220A\330\014\024\220A\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220&\230\002\230$\230d\240$\240c\250\032\2604\260t\2703\270j\310\001\330\026\033\2303\230i\240t\2504\250s\260$\260d\270%\270s\300*\310D\320PT\320TW\320WX\330\020\031\230\021\230\047\240\021\240,\250e\2603\260n\300J\310a\330\020\026\220a\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\014\017\210v\220R\220q\330\020\024\220F\230!\2301\230E\240\034\250T\260\023\260C\260q\330\020\027\220q\340\010\013\2101\330\014\022\220!\320\023#\2405\250\003\250>\270\021\270!\330\014\022\220#\220X\230R\230r\240\024\240T\250\023\250J\260d\270$\270c\300\032\3101\330\025\033\2303\230j\250\004\250E\260\023\260I\270T\300\024\300S\310\004\310D\320PU\320UX\320Xb\320bf\320fj\320jm\320mn\330\020\024\220A\220W\230A\230\\\250\025\250c\260\036\270z\310\021\330\020\027\220u\230B\230b\240\003\240=\260\003\2601\330\020\023\2205""\230\002\230!\330\024\027\220{\240!\330\024\027\220x\230q\330\024\030\230\006\230a\230q\240\005\240[\260\003\2608\2703\270g\300\\\320QV\320V\\\320\\g\320gh\330\020\026\220a\220\177\240a\240x\250u\260C\260~\300Q\300o\320UV\320VW\330\010\013\2103\210h\220c\230\021\330\014\023\2201\330\010\013\2106\220\023\220G\2303\230f\240C\240w\250c\260\026\260s\270!\330\014\020\220\006\220a\220q\230\005\230\\\250\024\250S\260\003\2601\330\014\023\2201\340\010\014\210E\220\025\220a\220t\2301\330\014\017\210t\2204\220w\230a\230r\240\021\330\020\027\220q\330\020\021\330\010\013\2105\220\002\220!\330\014\023\2201\330\010\013\210?\230!\2307\240!\2406\250\021\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A\230V\2403\240e\2504\250q\260\006\260c\270\025\270d\300!\3004\300s\310!\330\020\023\320\023#\2401\240A\330\010\013\2107\220$\220a\330\010\014\210M\230\021\330\010\013\210:\220Q\330\010\014\210G\2201\220H\230A\330\010\014\210K\220q\330\010\013\2105\220\003\2204\220q\330\014\020\220\006\220e\2302\230Q\330\010\017\210q\200A\340\010\016\210d\220\047\230\022\2304\230x\240u\250A\330\010\014\210J\220a\330\010\017\210q\200A\340\010#\2401\340\010\014\210E\220\025\220a\220q\230\006\230a\230q\330\014\020\220\n\230!\2301\230A\230Q\230a\330\010\017\210t\2201\220Z\230q\240\001\240\021\320\004 \240\001\330\010\017\210t\2206\230\021\230!\320\004$\240A\360\010\000\t\017\210a\330\010\014\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\005\230U\240\"\240B\240c\250\021\250&\260\003\260:\270Q\330\020\023\2207\230\"\230A\230[\250\001\250\034\260Q\260g\270Q\270g\300Q\300h\310a\310u\320TU\320U[\320[\\\320\\e\320ef\320fg\330\034\035\230^\2501\250H\260A\260Q\330\010\013\2105\220\001\220\024\220Q\330\010\017\210q\220\001\220\022\2204\220t\2305\240\001\320\0042\260!\360\010\000\t\r\210E\220\025\220a\220t\2301\330\014\020\220\001\220\024\220W\230A\230Q\330\014\017\210q\220\010\230\004\230A""\230Z\240s\250!\330\020\021\220\032\2301\330\020\024\220K\230q\330\020\024\220H\230A\330\020\024\220F\230!\2303\230m\2501\250E\260\023\260C\260q\330\020\027\220q\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 165; i++) {
+    for (int i = 0; i < 185; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 29) PyUnicode_InternInPlace(&string);
@@ -27801,8 +27944,8 @@ static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <con
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 165; i < 175; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-165].length;
+    for (int i = 185; i < 195; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-185].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -27812,14 +27955,14 @@ static const char bytes[] = " at 0x object>(tree fragment).: <MemoryView of <con
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 175; i++) {
+    for (Py_ssize_t i = 0; i < 195; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 165;
+      PyObject **table = stringtab + 185;
       for (Py_ssize_t i=0; i<10; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -27907,42 +28050,42 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 327};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 333};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_t};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_lambda, __pyx_mstate->__pyx_kp_b_iso88591_Zq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 210};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 216};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_recs, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_on_market, __pyx_mstate->__pyx_kp_b_iso88591_A_1_E_aq_aq_1AQa_t1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 218};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 224};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_out};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_drain, __pyx_mstate->__pyx_kp_b_iso88591_A_d_4xuA_Ja_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 224};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 230};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_inst};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_book, __pyx_mstate->__pyx_kp_b_iso88591_t6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {10, 0, 0, 20, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 227};
+    const __Pyx_PyCode_New_function_description descr = {10, 0, 0, 20, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 233};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_order_id, __pyx_mstate->__pyx_n_u_client_id, __pyx_mstate->__pyx_n_u_inst, __pyx_mstate->__pyx_n_u_side, __pyx_mstate->__pyx_n_u_otype, __pyx_mstate->__pyx_n_u_px, __pyx_mstate->__pyx_n_u_qty, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_tmp, __pyx_mstate->__pyx_n_u_o, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_slot, __pyx_mstate->__pyx_n_u_lvl, __pyx_mstate->__pyx_n_u_avail, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_take, __pyx_mstate->__pyx_n_u_crosses};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_submit, __pyx_mstate->__pyx_kp_b_iso88591_A_4A_A_5_T_D_2S_XZq_6_9CvRwd_TQT, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 303};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 309};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_order_id, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_o};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_cancel, __pyx_mstate->__pyx_kp_b_iso88591_2_E_at1_WAQ_q_AZs_1_Kq_HA_F_3m1, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 317};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 6, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 323};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_inst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_o, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_t};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_open_orders, __pyx_mstate->__pyx_kp_b_iso88591_A_a_E_at1_WAQ_q_U_Bc_Q_7_A_QgQg, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 330};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 336};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_cext_matching_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_iy_HO4q_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
@@ -35257,6 +35400,85 @@ no_fail:
     __Pyx_XDECREF((PyObject *) array_obj);
     __Pyx_RefNannyFinishContext();
     return new_mvs;
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From___pyx_anon_enum(int value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int neg_one = (int) -1, const_zero = (int) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
 }
 
 /* CIntFromPy */

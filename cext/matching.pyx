@@ -53,6 +53,12 @@ cdef enum:
     LIQ_TAKER = 2
     F_CLEAR = 2
 
+SCHEMA_CONSTANTS = {"MK_DEPTH": MK_DEPTH, "MK_SNAPSHOT": MK_SNAPSHOT, "MK_TRADE": MK_TRADE, "MK_BBO": MK_BBO,
+                    "SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "OT_LIMIT": OT_LIMIT,
+                    "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+                    "EX_ACK": EX_ACK, "EX_PARTIAL": EX_PARTIAL, "EX_FILL": EX_FILL, "EX_CANCELED": EX_CANCELED,
+                    "EX_EXPIRED": EX_EXPIRED, "LIQ_MAKER": LIQ_MAKER, "LIQ_TAKER": LIQ_TAKER, "F_CLEAR": F_CLEAR}
+
 # submit() results
 SUBMIT_RESTING = 1       # accepted, resting (possibly after partial taker fills)
 SUBMIT_FILLED = 2        # completely filled at once

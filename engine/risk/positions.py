@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cext.risk import RiskState
 from engine import schema
+from engine.accounting import apply_fill
 
 
 @dataclass
@@ -79,22 +80,9 @@ class PositionBook:
     def _fill(self, inst: int, side: int, px: int, qty: int, fee: float) -> None:
         p = self.positions[inst]
         dq = qty if side == schema.SIDE_BUY else -qty
-        realized = 0.0
-        if p.qty == 0 or (p.qty > 0) == (dq > 0):
-            # opening or adding: new average price
-            new = p.qty + dq
-            p.avg_px = (p.avg_px * abs(p.qty) + px * qty) / abs(new)
-            p.qty = new
-        else:
-            closing = min(qty, abs(p.qty))
-            realized = (px - p.avg_px) * closing * (1 if p.qty > 0 else -1) * p.value_per_tick_lot
-            p.realized += realized
-            new = p.qty + dq
-            if new == 0:
-                p.avg_px = 0.0
-            elif (new > 0) != (p.qty > 0):
-                p.avg_px = float(px)          # flipped: the rest opens at the fill price
-            p.qty = new
+        p.qty, p.avg_px, realized, reduced = apply_fill(p.qty, p.avg_px, dq, px, p.value_per_tick_lot)
+        p.realized += realized
+        if reduced:
             self.trades_total += 1
             if realized - fee < 0:
                 self.consecutive_losses += 1

@@ -100,7 +100,7 @@ def test_enum_values_are_distinct_within_groups():
         assert len(groups[g]) == len(set(groups[g])), g
 
 
-@pytest.mark.parametrize("module", ["binance", "validate", "book", "risk"])
+@pytest.mark.parametrize("module", ["binance", "validate", "book", "risk", "matching"])
 def test_compiled_modules_agree_with_schema_constants(module):
     import importlib
     mod = importlib.import_module(f"cext.{module}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine import schema
+from engine.accounting import apply_fill
 
 
 @dataclass
@@ -54,20 +55,7 @@ class Account:
         v = self.value[inst]
         fee = qty * px * v * (self.maker_fee if maker else self.taker_fee)
         dq = qty if side == schema.SIDE_BUY else -qty
-        realized = 0.0
-        if p.qty == 0 or (p.qty > 0) == (dq > 0):
-            new = p.qty + dq
-            p.entry = (p.entry * abs(p.qty) + px * qty) / abs(new)
-            p.qty = new
-        else:
-            closing = min(qty, abs(p.qty))
-            realized = (px - p.entry) * closing * (1 if p.qty > 0 else -1) * v
-            new = p.qty + dq
-            if new == 0:
-                p.entry = 0.0
-            elif (new > 0) != (p.qty > 0):
-                p.entry = float(px)
-            p.qty = new
+        p.qty, p.entry, realized, _ = apply_fill(p.qty, p.entry, dq, px, v)
         p.realized += realized
         self.balance += realized - fee
         self.fees_paid += fee

@@ -87,8 +87,8 @@ class _Limiter:
     def take(self, w: int, now: float):
         if now < self.banned_until:
             return 418, int(self.banned_until - now) + 1
-        if now - self.window_start >= 60:
-            self.window_start, self.used = now - (now % 60), 0
+        if now - self.window_start >= 60:     # a minute from the window's first request
+            self.window_start, self.used = now, 0
             self.strikes = 0
         if self.used + w > self.per_minute:
             self.strikes += 1

@@ -1,0 +1,331 @@
+"""OrderGateway: ORDER records out to a Binance USD-M venue (the real one or the sim),
+EXEC records back.
+
+- Signing: HMAC-SHA256 over the query string, X-MBX-APIKEY, timestamp and recvWindow.
+- Client order ids ``<prefix>-<client_id in hex>`` make retries idempotent: a NEW whose
+  response was lost is sent again with the same id; -4116 (duplicate) means the first one
+  landed, and the order is looked up by that id instead of being placed twice.
+- Rate limits: the venue's X-MBX-USED-WEIGHT-1M is tracked; 429 stops sending until
+  Retry-After has passed (a local reject meanwhile), 418 stops until the ban ends.
+- Circuit breaker: ``max_errors`` failures (5xx, timeouts, bans) within ``window_s`` open it
+  for ``cooldown_s``: sends are refused locally (EXEC REJECT with reason -1) and the risk
+  process should HALT; after the cool-down one request is let through (half-open).
+- Reconciliation: ``reconcile()`` compares the venue's open orders and positions with what
+  the gateway believes; orders the venue no longer has become CANCELED records, orders the
+  gateway did not know are reported (and can be cancelled).
+- Cancel-on-disconnect: ``heartbeat()`` renews countdownCancelAll; if we die or lose the
+  connection, the venue cancels our orders after ``countdown_ms``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+import orjson
+
+from engine import schema
+from engine.venues.instruments import Instrument
+
+OTYPE = {schema.OT_LIMIT: ("LIMIT", "GTC"), schema.OT_POST_ONLY: ("LIMIT", "GTX"), schema.OT_IOC: ("LIMIT", "IOC"),
+         schema.OT_FOK: ("LIMIT", "FOK"), schema.OT_MARKET: ("MARKET", None)}
+SIDE = {schema.SIDE_BUY: "BUY", schema.SIDE_SELL: "SELL"}
+
+
+class VenueError(Exception):
+    def __init__(self, status: int, code: int, msg: str, retry_after: float = 0.0):
+        super().__init__(f"HTTP {status} {code}: {msg}")
+        self.status, self.code, self.msg, self.retry_after = status, code, msg, retry_after
+
+
+@dataclass
+class CircuitBreaker:
+    max_errors: int = 5
+    window_s: float = 30.0
+    cooldown_s: float = 30.0
+    errors: deque = field(default_factory=deque)
+    open_until: float = 0.0
+    trips: int = 0
+
+    def allow(self, now: float) -> bool:
+        return now >= self.open_until
+
+    def failure(self, now: float) -> None:
+        self.errors.append(now)
+        while self.errors and now - self.errors[0] > self.window_s:
+            self.errors.popleft()
+        if len(self.errors) >= self.max_errors and now >= self.open_until:
+            self.open_until = now + self.cooldown_s
+            self.errors.clear()
+            self.trips += 1
+
+    def success(self) -> None:
+        self.errors.clear()
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+
+class BinanceRest:
+    """Signed REST calls with weight tracking and 429/418 handling."""
+
+    def __init__(self, base_url: str, api_key: str, api_secret: str, recv_window: int = 5000,
+                 timeout_s: float = 5.0):
+        self.base = base_url.rstrip("/")
+        self.key, self.secret = api_key, api_secret.encode()
+        self.recv_window = recv_window
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.session: aiohttp.ClientSession | None = None
+        self.weight_used = 0
+        self.blocked_until = 0.0          # monotonic: after 429 / 418
+        self.time_offset_ms = 0           # venue time - our time, from /time
+
+    async def open(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=self.timeout)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def sign(self, params: dict) -> str:
+        params = dict(params, timestamp=int(time.time() * 1000) + self.time_offset_ms, recvWindow=self.recv_window)
+        q = urllib.parse.urlencode(params)
+        return q + "&signature=" + hmac.new(self.secret, q.encode(), hashlib.sha256).hexdigest()
+
+    async def call(self, method: str, path: str, params: dict | None = None, signed: bool = True):
+        now = time.monotonic()
+        if now < self.blocked_until:
+            raise VenueError(429, -1003, "rate limited: waiting for Retry-After", self.blocked_until - now)
+        await self.open()
+        q = self.sign(params or {}) if signed else urllib.parse.urlencode(params or {})
+        url = f"{self.base}{path}" + (f"?{q}" if q else "")
+        async with self.session.request(method, url, headers={"X-MBX-APIKEY": self.key}) as r:
+            body = await r.read()
+            w = r.headers.get("X-MBX-USED-WEIGHT-1M")
+            if w:
+                self.weight_used = int(w)
+            if r.status in (429, 418):
+                retry = float(r.headers.get("Retry-After", "1"))
+                self.blocked_until = time.monotonic() + retry
+            data = orjson.loads(body) if body else None
+            if r.status >= 400:
+                code = data.get("code", 0) if isinstance(data, dict) else 0
+                msg = data.get("msg", "") if isinstance(data, dict) else body[:200].decode(errors="replace")
+                raise VenueError(r.status, code, msg, float(r.headers.get("Retry-After", "0") or 0))
+            return data
+
+    async def sync_time(self) -> int:
+        t0 = time.time() * 1000
+        data = await self.call("GET", "/fapi/v1/time", signed=False)
+        t1 = time.time() * 1000
+        self.time_offset_ms = int(data["serverTime"] - (t0 + t1) / 2)
+        return self.time_offset_ms
+
+
+class OrderGateway:
+    def __init__(self, rest: BinanceRest, instruments: list[Instrument], prefix: str = "cs",
+                 breaker: CircuitBreaker | None = None, retries: int = 2, countdown_ms: int = 10_000):
+        if not prefix or len(prefix) > 8 or not prefix.isalnum():
+            raise ValueError("prefix must be 1-8 letters or digits")
+        self.rest = rest
+        self.by_inst = {i.inst: i for i in instruments}
+        self.by_symbol = {i.symbol: i for i in instruments}
+        self.prefix = prefix
+        self.breaker = breaker or CircuitBreaker()
+        self.retries = retries
+        self.countdown_ms = countdown_ms
+        self.open: dict[int, dict] = {}          # client_id -> {"inst", "order_id", "side", "px", "qty"}
+        self.stats = {"sent": 0, "retries": 0, "duplicates_resolved": 0, "rejects": 0, "breaker_refusals": 0,
+                      "rate_limited": 0}
+
+    # ---------------------------------------------------------------- ids
+    def client_order_id(self, client_id: int) -> str:
+        return f"{self.prefix}-{client_id:x}"
+
+    def parse_client_order_id(self, s: str) -> int | None:
+        if s.startswith(self.prefix + "-"):
+            try:
+                return int(s[len(self.prefix) + 1:], 16)
+            except ValueError:
+                return None
+        return None
+
+    # ---------------------------------------------------------------- orders out
+    def _exec(self, order, kind: int, reason: int = 0, order_id: int = 0) -> np.ndarray:
+        e = np.zeros(1, schema.EXEC_DTYPE)
+        e["kind"], e["side"], e["inst"], e["client_id"] = kind, order["side"], order["inst"], order["client_id"]
+        e["exch_order_id"], e["px"], e["order_px"], e["reason"] = order_id, order["px"], order["px"], reason
+        e["leaves_qty"] = order["qty"] if kind == schema.EX_ACK else 0
+        e["strategy"], e["mono_origin"], e["mono_send"] = order["strategy"], order["mono_origin"], order["t_send"]
+        return e
+
+    async def send(self, order: np.ndarray) -> np.ndarray:
+        """Send one ORDER record (1-element array); returns EXEC records (ACK or REJECT for
+        NEW, CANCELED or REJECT for CANCEL); fills arrive through ``on_user_event``."""
+        o = order[0]
+        ins = self.by_inst.get(int(o["inst"]))
+        if ins is None:
+            return self._exec(o, schema.EX_REJECT, -1121)
+        now = time.monotonic()
+        if not self.breaker.allow(now):
+            self.stats["breaker_refusals"] += 1
+            return self._exec(o, schema.EX_REJECT, -1)
+        action = int(o["action"])
+        cid = self.client_order_id(int(o["client_id"]))
+        order["t_send"] = time.monotonic_ns()
+        try:
+            if action == schema.ACT_NEW:
+                return await self._new(o, ins, cid)
+            if action == schema.ACT_CANCEL:
+                ref = self.client_order_id(int(o["ref_client_id"] or o["client_id"]))
+                return await self._cancel(o, ins, ref)
+            if action == schema.ACT_CANCEL_ALL:
+                await self.rest.call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": ins.symbol})
+                out = [self._exec({**_fields(o), "client_id": c}, schema.EX_CANCELED)
+                       for c, v in list(self.open.items()) if v["inst"] == ins.inst]
+                for c in [c for c, v in self.open.items() if v["inst"] == ins.inst]:
+                    del self.open[c]
+                self.breaker.success()
+                return np.concatenate(out) if out else np.zeros(0, schema.EXEC_DTYPE)
+            if action == schema.ACT_REPLACE:
+                ref = self.client_order_id(int(o["ref_client_id"]))
+                first = await self._cancel(o, ins, ref)
+                return np.concatenate([first, await self._new(o, ins, cid)])
+        except VenueError as e:
+            if e.status in (429, 418):
+                self.stats["rate_limited"] += 1
+            if e.status >= 500 or e.status in (418,):
+                self.breaker.failure(time.monotonic())
+            self.stats["rejects"] += 1
+            return self._exec(o, schema.EX_REJECT, e.code)
+        return self._exec(o, schema.EX_REJECT, -1)
+
+    def _params(self, o, ins: Instrument, cid: str) -> dict:
+        typ, tif = OTYPE[int(o["otype"])]
+        p = {"symbol": ins.symbol, "side": SIDE[int(o["side"])], "type": typ, "quantity": ins.lots_to_qty(int(o["qty"])),
+             "newClientOrderId": cid, "newOrderRespType": "ACK"}
+        if tif:
+            p["timeInForce"] = tif
+            p["price"] = ins.ticks_to_price(int(o["px"]))
+        if int(o["flags"]) & schema.OF_REDUCE_ONLY:
+            p["reduceOnly"] = "true"
+        return p
+
+    async def _new(self, o, ins: Instrument, cid: str) -> np.ndarray:
+        params = self._params(o, ins, cid)
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                r = await self.rest.call("POST", "/fapi/v1/order", params)
+                self.stats["sent"] += 1
+                self.breaker.success()
+                self.open[int(o["client_id"])] = {"inst": ins.inst, "order_id": r["orderId"]}
+                return self._exec(o, schema.EX_ACK, 0, r["orderId"])
+            except VenueError as e:
+                if e.code == -4116 and attempt > 0:
+                    # our earlier attempt landed (its response was lost): use it, do not place twice
+                    q = await self.rest.call("GET", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": cid})
+                    self.stats["duplicates_resolved"] += 1
+                    self.open[int(o["client_id"])] = {"inst": ins.inst, "order_id": q["orderId"]}
+                    return self._exec(o, schema.EX_ACK, 0, q["orderId"])
+                if e.status < 500:
+                    raise
+                last = e
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                last = e
+            self.stats["retries"] += 1
+            self.breaker.failure(time.monotonic())
+            await asyncio.sleep(0.05 * (attempt + 1))
+        if isinstance(last, VenueError):
+            raise last
+        raise VenueError(599, -1, f"no response: {last}")
+
+    async def _cancel(self, o, ins: Instrument, ref: str) -> np.ndarray:
+        try:
+            await self.rest.call("DELETE", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": ref})
+        except VenueError as e:
+            if e.code != -2011:          # unknown order: it is gone already (filled or cancelled)
+                raise
+        cid = self.parse_client_order_id(ref)
+        self.open.pop(cid, None)
+        self.breaker.success()
+        rec = {**_fields(o), "client_id": cid if cid is not None else int(o["client_id"])}
+        return self._exec(rec, schema.EX_CANCELED)
+
+    # ---------------------------------------------------------------- reports in
+    def on_user_event(self, ev: dict) -> np.ndarray:
+        """ORDER_TRADE_UPDATE -> EXEC records (others: none)."""
+        if ev.get("e") != "ORDER_TRADE_UPDATE":
+            return np.zeros(0, schema.EXEC_DTYPE)
+        o = ev["o"]
+        cid = self.parse_client_order_id(o.get("c", ""))
+        ins = self.by_symbol.get(o.get("s"))
+        if cid is None or ins is None:
+            return np.zeros(0, schema.EXEC_DTYPE)
+        x, status = o.get("x"), o.get("X")
+        kind = {"NEW": schema.EX_ACK, "CANCELED": schema.EX_CANCELED, "EXPIRED": schema.EX_EXPIRED,
+                "REJECTED": schema.EX_REJECT, "TRADE": schema.EX_FILL if status == "FILLED" else schema.EX_PARTIAL
+                }.get(x)
+        if kind is None:
+            return np.zeros(0, schema.EXEC_DTYPE)
+        e = np.zeros(1, schema.EXEC_DTYPE)
+        e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = kind, ins.inst, cid, int(o.get("i", 0))
+        e["side"] = schema.SIDE_BUY if o.get("S") == "BUY" else schema.SIDE_SELL
+        e["liquidity"] = (schema.LIQ_MAKER if o.get("m") else schema.LIQ_TAKER) if x == "TRADE" else schema.LIQ_NONE
+        if x == "TRADE":
+            e["px"] = ins.price_to_ticks(o["L"])
+            e["qty"] = ins.qty_to_lots(o["l"])
+            e["fee"] = float(o.get("n") or 0)
+            e["trade_id"] = int(o.get("t", 0))
+        cum = ins.qty_to_lots(o.get("z", "0"))
+        e["cum_qty"] = cum
+        e["leaves_qty"] = max(0, ins.qty_to_lots(o.get("q", "0")) - cum) if status not in ("CANCELED", "EXPIRED", "FILLED") else 0
+        if o.get("p") and o["p"] not in ("0", "0.0"):
+            e["order_px"] = ins.price_to_ticks(o["p"])
+        e["exch_ts"] = int(o.get("T", ev.get("T", 0))) * 1_000_000
+        e["mono_recv"] = time.monotonic_ns()
+        if status in ("FILLED", "CANCELED", "EXPIRED", "REJECTED"):
+            self.open.pop(cid, None)
+        return e
+
+    # ---------------------------------------------------------------- state
+    async def reconcile(self) -> dict:
+        """Compare with the venue: returns {"gone": EXEC CANCELED records for orders the
+        venue no longer has, "unknown": venue orders we did not send, "positions": {symbol: qty}}."""
+        venue = await self.rest.call("GET", "/fapi/v1/openOrders")
+        seen = set()
+        unknown = []
+        for v in venue:
+            cid = self.parse_client_order_id(v.get("clientOrderId", ""))
+            if cid is None or cid not in self.open:
+                unknown.append(v)
+            else:
+                seen.add(cid)
+        gone = []
+        for cid in [c for c in self.open if c not in seen]:
+            info = self.open.pop(cid)
+            e = np.zeros(1, schema.EXEC_DTYPE)
+            e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = schema.EX_CANCELED, info["inst"], cid, info["order_id"]
+            gone.append(e)
+        pos = await self.rest.call("GET", "/fapi/v2/positionRisk")
+        return {"gone": np.concatenate(gone) if gone else np.zeros(0, schema.EXEC_DTYPE), "unknown": unknown,
+                "positions": {p["symbol"]: p["positionAmt"] for p in pos}}
+
+    async def heartbeat(self) -> None:
+        """Renew the venue's cancel-on-disconnect countdown for every instrument."""
+        for ins in self.by_inst.values():
+            await self.rest.call("POST", "/fapi/v1/countdownCancelAll",
+                                 {"symbol": ins.symbol, "countdownTime": self.countdown_ms})
+
+
+def _fields(o) -> dict:
+    return {k: o[k] for k in ("side", "inst", "client_id", "px", "qty", "strategy", "mono_origin", "t_send")}

@@ -1,0 +1,158 @@
+"""The order gateway against the sim: ACKs and fills, idempotent retries, cancels,
+rate limits, circuit breaker, reconciliation, cancel-on-disconnect."""
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from engine import schema
+from engine.execution.gateway import BinanceRest, CircuitBreaker, OrderGateway
+from engine.testing.sim import ThreadedSim
+from engine.venues.sim.run import DEFAULT_BTC
+from engine.venues.sim.server import Faults
+
+
+def order(cid, side=schema.SIDE_BUY, qty=10, px=0, otype=schema.OT_LIMIT, action=schema.ACT_NEW, ref=0, flags=0):
+    a = np.zeros(1, schema.ORDER_DTYPE)
+    a["action"], a["client_id"], a["side"], a["qty"], a["px"], a["otype"], a["inst"], a["ref_client_id"], a["flags"] = \
+        action, cid, side, qty, px, otype, 0, ref, flags
+    return a
+
+
+@pytest.fixture
+def sim():
+    s = ThreadedSim(synthetic_seed=21, speed=10)
+    deadline = time.time() + 10
+    while not s.sim.engine.book(0).best_bid and time.time() < deadline:
+        time.sleep(0.05)
+    yield s
+    s.close()
+
+
+def gw(sim, **kw):
+    return OrderGateway(BinanceRest(sim.base, sim.key, sim.secret), [DEFAULT_BTC], **kw)
+
+
+def test_new_cancel_fill_and_user_events(sim):
+    async def run():
+        g = gw(sim)
+        bid = sim.sim.engine.book(0).best_bid[0]
+        ack = await g.send(order(0x1A, px=bid - 500))
+        assert ack["kind"][0] == schema.EX_ACK and ack["exch_order_id"][0] > 0 and ack["mono_send"][0] > 0
+        assert sim.request("GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "cs-1a"})[1]["status"] == "NEW"
+        c = await g.send(order(0x1B, action=schema.ACT_CANCEL, ref=0x1A))
+        assert c["kind"][0] == schema.EX_CANCELED and c["client_id"][0] == 0x1A and 0x1A not in g.open
+        # a market order: ACK now, the fill through the user stream's ORDER_TRADE_UPDATE
+        import aiohttp
+        import json
+        key = sim.request("POST", "/fapi/v1/listenKey", signed=False, key=sim.key)[1]["listenKey"]
+        execs = []
+        async with aiohttp.ClientSession() as sess, sess.ws_connect(f"{sim.ws}/ws/{key}") as ws:
+            await asyncio.sleep(0.1)
+            ack = await g.send(order(0x1C, otype=schema.OT_MARKET))
+            while not any(e["kind"] == schema.EX_FILL for e in execs):
+                ev = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+                execs += list(g.on_user_event(ev))
+        trade = next(e for e in execs if e["kind"] == schema.EX_FILL)
+        assert trade["client_id"] == 0x1C and trade["qty"] == 10 and trade["fee"] > 0 and trade["liquidity"] == schema.LIQ_TAKER
+        await g.send(order(0x1D, side=schema.SIDE_SELL, otype=schema.OT_MARKET, flags=schema.OF_REDUCE_ONLY))
+        await g.rest.close()
+    asyncio.run(run())
+
+
+def test_retry_after_a_lost_response_does_not_place_twice(sim):
+    async def run():
+        g = gw(sim)
+        bid = sim.sim.engine.book(0).best_bid[0]
+        o = order(0x2A, px=bid - 600)
+        # the first attempt reaches the venue but its answer is lost: place it behind the gateway's back
+        p = g._params(o[0], DEFAULT_BTC, g.client_order_id(0x2A))
+        assert sim.request("POST", "/fapi/v1/order", p)[0] == 200
+        real = g.rest.call
+
+        async def lose_first(method, path, params=None, signed=True, _n=[0]):
+            if method == "POST" and _n[0] == 0:
+                _n[0] += 1
+                from engine.execution.gateway import VenueError
+                raise VenueError(503, -1001, "Internal error (response lost)")
+            return await real(method, path, params, signed)
+        g.rest.call = lose_first
+        ack = await g.send(o)
+        assert ack["kind"][0] == schema.EX_ACK and g.stats["duplicates_resolved"] == 1
+        opens = sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
+        assert [x["clientOrderId"] for x in opens].count("cs-2a") == 1          # exactly one order
+        await g.rest.close()
+    asyncio.run(run())
+
+
+def test_reconcile_and_unknown_orders(sim):
+    async def run():
+        g = gw(sim)
+        bid = sim.sim.engine.book(0).best_bid[0]
+        await g.send(order(0x3A, px=bid - 700))
+        await g.send(order(0x3B, px=bid - 710))
+        # behind our back: one of ours is cancelled, and a foreign order appears
+        sim.request("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "cs-3a"})
+        sim.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                                              "quantity": "0.010", "price": DEFAULT_BTC.ticks_to_price(bid - 720),
+                                              "newClientOrderId": "manual-1"})
+        rec = await g.reconcile()
+        assert list(rec["gone"]["client_id"]) == [0x3A] and rec["gone"]["kind"][0] == schema.EX_CANCELED
+        assert [u["clientOrderId"] for u in rec["unknown"]] == ["manual-1"]
+        assert set(g.open) == {0x3B} and "BTCUSDT" in rec["positions"]
+        await g.rest.close()
+    asyncio.run(run())
+
+
+def test_cancel_on_disconnect_heartbeat():
+    # real time (speed 1): the countdown runs on the venue's clock, which is the market's
+    sim = ThreadedSim(synthetic_seed=21, speed=1)
+    time.sleep(0.5)
+
+    async def run():
+        g = gw(sim, countdown_ms=400)
+        bid = sim.sim.engine.book(0).best_bid[0]
+        await g.send(order(0x4A, px=bid - 800))
+        await g.heartbeat()
+        await asyncio.sleep(0.2)
+        await g.heartbeat()                         # renewed: still open
+        assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
+        await asyncio.sleep(1.0)                    # we "died": no more heartbeats
+        assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1] == []
+        await g.rest.close()
+    try:
+        asyncio.run(run())
+    finally:
+        sim.close()
+
+
+def test_breaker_opens_on_5xx_and_rate_limit_blocks():
+    s = ThreadedSim(synthetic_seed=21, speed=10, faults=Faults(http_5xx_prob=1.0))
+    try:
+        async def run():
+            g = gw(s, breaker=CircuitBreaker(max_errors=3, window_s=10, cooldown_s=60), retries=1)
+            r1 = await g.send(order(0x5A, px=600_000))          # 503, retried once, 503 again
+            assert r1["kind"][0] == schema.EX_REJECT and r1["reason"][0] == -1001
+            assert g.breaker.trips == 1 and g.breaker.is_open    # three failures: open
+            r2 = await g.send(order(0x5B, px=600_000))          # refused locally: nothing sent
+            assert r2["reason"][0] == -1 and g.stats["breaker_refusals"] == 1
+            await g.rest.close()
+        asyncio.run(run())
+    finally:
+        s.close()
+    s = ThreadedSim(synthetic_seed=21, speed=10, weight_limit=3)
+    try:
+        async def run2():
+            g = gw(s)
+            for k in range(3):
+                await g.rest.call("GET", "/fapi/v1/ping", signed=False)
+            r = await g.send(order(0x6A, px=600_000))
+            assert r["kind"][0] == schema.EX_REJECT and r["reason"][0] == -1003
+            assert g.rest.blocked_until > time.monotonic()       # waits for Retry-After
+            r = await g.send(order(0x6B, px=600_000))            # refused locally while blocked
+            assert r["reason"][0] == -1003 and g.stats["rate_limited"] == 2
+            await g.rest.close()
+        asyncio.run(run2())
+    finally:
+        s.close()

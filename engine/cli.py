@@ -8,16 +8,61 @@ import sys
 from engine import __version__
 
 STAGE = """\
-cryptoscalp {version}: what exists today is the foundation (record schema, shared-memory
-rings and regions). Paper trading against the simulated exchange arrives with the market
-data, sim exchange, risk and process-group issues; until then `run` performs the
-transport self-check below: two real processes, one ring, one heartbeat region."""
+cryptoscalp {version}. Paper trading (strategies, the process group) is not built yet, so
+`run` does two things that are: (1) the transport self-check: two real processes, one
+ring, one heartbeat region; (2) a live market-data session against the built-in simulated
+exchange (synthetic BTCUSDT market, offline): WebSocket streams and a REST snapshot ->
+parser, book sync, validation -> the 25 features, with a status line every second."""
 
 
 def _cmd_run(args) -> int:
+    import asyncio
+
+    import numpy as np
+    import uvloop
+
+    from engine.feed.live import LiveFeed
     from engine.ipc.selfcheck import run_selfcheck
+    from engine.venues.sim.run import SimRunner
+
     print(STAGE.format(version=__version__))
+    print("\n(1) transport self-check")
     run_selfcheck(run=args.run_name, n=args.records, wait=args.wait)
+    if args.seconds <= 0:
+        return 0
+    print(f"\n(2) market data from the sim for {args.seconds:.0f} s (Ctrl-C stops)")
+
+    def status(feed):
+        ins = feed.instruments[0]
+        b = feed.handler.book(ins.inst)
+        st = feed.handler.stats()["books"][ins.symbol]
+        fe = feed.features[ins.inst]
+        bb, ba = b.best_bid, b.best_ask
+        lat = np.asarray(feed.latency_ns[-5000:]) if feed.latency_ns else np.zeros(1)
+        print(f"  {ins.symbol} {st['state']:<13} bid {ins.ticks_to_price(bb[0]) if bb else '-':>9} "
+              f"ask {ins.ticks_to_price(ba[0]) if ba else '-':>9}  msgs {feed.messages:>6}  "
+              f"features ready {int(fe.ready.sum()):>2}/25  frame->features p50 {np.percentile(lat, 50) / 1e3:6.1f} us "
+              f"p99 {np.percentile(lat, 99) / 1e3:7.1f} us  gaps {st['gaps']}", flush=True)
+
+    async def main():
+        runner = SimRunner(synthetic_seed=args.seed, speed=1.0)
+        base = await runner.start()
+        sim_task = asyncio.ensure_future(runner.run())
+        feed = LiveFeed(runner.instruments, runner.server.ws_url, base + "/fapi/v1")
+        try:
+            await feed.run(args.seconds, status)
+        finally:
+            runner.stop()
+            await sim_task
+            await runner.server.close()
+        st = feed.handler.stats()
+        print(f"done: {feed.messages} messages, {feed.snapshots} snapshot(s), parser rejects "
+              f"{st['parser']['rejected']}, book gaps {st['books'][feed.instruments[0].symbol]['gaps']}")
+
+    try:
+        uvloop.run(main())
+    except KeyboardInterrupt:
+        print("stopped")
     return 0
 
 
@@ -182,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--records", type=int, default=200_000, help="records to send (default 200000)")
     r.add_argument("--wait", choices=["spin", "yield", "block"], default="block",
                    help="reader wait strategy (default block: safe on small hosts)")
+    r.add_argument("--seconds", type=float, default=15.0, help="market-data session length (0: skip it)")
+    r.add_argument("--seed", type=int, default=1, help="synthetic market seed")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("shm", help="list or clean shared-memory segments")

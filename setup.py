@@ -6,6 +6,16 @@ import os
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class ParallelBuildExt(build_ext):
+    """Compile the extensions on every core (the C++ book and the risk gate are the slow ones)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -21,9 +31,11 @@ extensions = [
 ]
 
 setup(
+    cmdclass={"build_ext": ParallelBuildExt},
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": "3", "embedsignature": True},
         include_path=[HERE],
+        nthreads=os.cpu_count() or 1,
     ),
 )

@@ -12,7 +12,7 @@
         ],
         "include_dirs": [
             "cext",
-            "/tmp/pip-build-env-azdovpau/overlay/lib/python3.11/site-packages/numpy/_core/include"
+            "/tmp/pip-build-env-ff9_wkq_/overlay/lib/python3.11/site-packages/numpy/_core/include"
         ],
         "language": "c++",
         "libraries": [

@@ -9,7 +9,7 @@
             "-Wno-unused-function"
         ],
         "include_dirs": [
-            "/tmp/pip-build-env-azdovpau/overlay/lib/python3.11/site-packages/numpy/_core/include",
+            "/tmp/pip-build-env-ff9_wkq_/overlay/lib/python3.11/site-packages/numpy/_core/include",
             "cext"
         ],
         "language": "c++",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from engine import __version__
@@ -217,6 +218,32 @@ def _cmd_sim(args) -> int:
     return 0
 
 
+def _cmd_backtest(args) -> int:
+    from engine.backtest.engine import Backtester, LatencyModel
+    from engine.backtest.report import write_report
+    from engine.features.dataset import message_table
+    from engine.feed.replay import capture_symbol, infer_instruments
+    from engine.strategies.market_making import MarketMaker
+
+    if args.strategy != "mm":
+        print(f"error: strategy {args.strategy!r} is not built yet (available: mm)", file=sys.stderr)
+        return 2
+    if len(args.data) != 1:
+        print("error: one capture at a time for now (multi-instrument backtests are not built yet)", file=sys.stderr)
+        return 2
+    path = args.data[0]
+    sym = capture_symbol(path)
+    ins = infer_instruments(path, sym)[0]
+    table = message_table(path, sym, [ins])
+    mm = MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots, max_inventory_lots=args.max_inventory)
+    lat = LatencyModel(feed_ns=int(args.feed_latency_ms * 1e6), order_ns=int(args.order_latency_ms * 1e6),
+                       ack_ns=int(args.order_latency_ms * 1e6))
+    res = Backtester(ins, mm, seed=args.seed, latency=lat).run(table)
+    summary = write_report(res, args.out, title=f"{sym} market making, {os.path.basename(path)}")
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -281,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--api-key")
     sm.add_argument("--api-secret")
     sm.set_defaults(func=_cmd_sim)
+
+    bt = sub.add_parser("backtest", help="event-driven backtest on a capture (today: the market maker)")
+    bt.add_argument("--data", nargs="+", required=True, help="capture(s)")
+    bt.add_argument("--strategy", default="mm", help="mm (market making); others are not built yet")
+    bt.add_argument("--out", required=True, help="output directory")
+    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--quote-lots", type=int, default=10)
+    bt.add_argument("--max-inventory", type=int, default=50)
+    bt.add_argument("--feed-latency-ms", type=float, default=5.0)
+    bt.add_argument("--order-latency-ms", type=float, default=10.0)
+    bt.set_defaults(func=_cmd_backtest)
     return p
 
 

@@ -234,6 +234,16 @@ def _cmd_backtest(args) -> int:
     path = args.data[0]
     sym = capture_symbol(path)
     ins = infer_instruments(path, sym)[0]
+    if args.tick_size or args.lot_size:
+        from engine.venues.instruments import Instrument, _decimals, _step_units
+        f = {k: getattr(ins, k) for k in ins.__struct_fields__}
+        if args.tick_size:
+            f["price_decimals"] = max(f["price_decimals"], _decimals(args.tick_size))
+            f["tick_units"] = _step_units(args.tick_size, f["price_decimals"])
+        if args.lot_size:
+            f["qty_decimals"] = max(f["qty_decimals"], _decimals(args.lot_size))
+            f["lot_units"] = _step_units(args.lot_size, f["qty_decimals"])
+        ins = Instrument(**f)
     table = message_table(path, sym, [ins])
     mm = MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots, max_inventory_lots=args.max_inventory)
     lat = LatencyModel(feed_ns=int(args.feed_latency_ms * 1e6), order_ns=int(args.order_latency_ms * 1e6),
@@ -314,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--strategy", default="mm", help="mm (market making); others are not built yet")
     bt.add_argument("--out", required=True, help="output directory")
     bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--tick-size", help="the exchange's tick (e.g. 0.10 for BTCUSDT); default: the capture's last decimal")
+    bt.add_argument("--lot-size", help="the exchange's lot (e.g. 0.001); default: the capture's last decimal")
     bt.add_argument("--quote-lots", type=int, default=10)
     bt.add_argument("--max-inventory", type=int, default=50)
     bt.add_argument("--feed-latency-ms", type=float, default=5.0)

@@ -151,3 +151,17 @@ def test_sim_replays_a_capture(btc_capture):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_backtest_command_writes_its_report(btc_capture, tmp_path):
+    out = tmp_path / "bt"
+    r = run("backtest", "--data", btc_capture, "--out", str(out), "--tick-size", "0.10", "--lot-size", "0.001")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["fills"] > 0 and s["messages"] > 90_000
+    assert {p.name for p in out.iterdir()} == {"summary.json", "trades.csv", "equity.png", "report.html"}
+    rows = list(csv.reader(open(out / "trades.csv")))
+    assert rows[0] == ["time_ns", "side", "price", "qty", "fee", "liquidity", "position_lots"]
+    assert all(float(r[2]) * 10 == round(float(r[2]) * 10) for r in rows[1:])     # on the 0.10 grid
+    r = run("backtest", "--data", btc_capture, "--out", str(out), "--strategy", "momentum")
+    assert r.returncode == 2 and "not built yet" in r.stderr

@@ -225,8 +225,8 @@ def _cmd_backtest(args) -> int:
     from engine.feed.replay import capture_symbol, infer_instruments
     from engine.strategies.market_making import MarketMaker
 
-    if args.strategy != "mm":
-        print(f"error: strategy {args.strategy!r} is not built yet (available: mm)", file=sys.stderr)
+    if args.strategy not in ("mm", "mr", "momentum", "switch"):
+        print(f"error: strategy {args.strategy!r} is not built (available: mm, mr, momentum, switch)", file=sys.stderr)
         return 2
     if len(args.data) != 1:
         print("error: one capture at a time for now (multi-instrument backtests are not built yet)", file=sys.stderr)
@@ -245,11 +245,21 @@ def _cmd_backtest(args) -> int:
             f["lot_units"] = _step_units(args.lot_size, f["qty_decimals"])
         ins = Instrument(**f)
     table = message_table(path, sym, [ins])
-    mm = MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots, max_inventory_lots=args.max_inventory)
+    from engine.strategies.directional import MeanReversion, MomentumBreakout
+    from engine.strategies.switcher import RegimeSwitcher
+    make = {"mm": lambda: MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots,
+                                      max_inventory_lots=args.max_inventory),
+            "mr": lambda: MeanReversion(ins.inst, lots=args.quote_lots),
+            "momentum": lambda: MomentumBreakout(ins.inst, lots=args.quote_lots)}
+    if args.strategy == "switch":
+        # regime NORMAL throughout: a capture of minutes is too short for the 1-minute regime detector
+        mm = RegimeSwitcher({k: make[k2]() for k, k2 in (("mm", "mm"), ("mr", "mr"), ("mom", "momentum"))})
+    else:
+        mm = make[args.strategy]()
     lat = LatencyModel(feed_ns=int(args.feed_latency_ms * 1e6), order_ns=int(args.order_latency_ms * 1e6),
                        ack_ns=int(args.order_latency_ms * 1e6))
     res = Backtester(ins, mm, seed=args.seed, latency=lat).run(table)
-    summary = write_report(res, args.out, title=f"{sym} market making, {os.path.basename(path)}")
+    summary = write_report(res, args.out, title=f"{sym} {args.strategy}, {os.path.basename(path)}")
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
@@ -319,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--api-secret")
     sm.set_defaults(func=_cmd_sim)
 
-    bt = sub.add_parser("backtest", help="event-driven backtest on a capture (today: the market maker)")
+    bt = sub.add_parser("backtest", help="event-driven backtest on a capture")
     bt.add_argument("--data", nargs="+", required=True, help="capture(s)")
-    bt.add_argument("--strategy", default="mm", help="mm (market making); others are not built yet")
+    bt.add_argument("--strategy", default="mm", help="mm (market making), mr (mean reversion), momentum, "
+                    "switch (all three under the regime switcher)")
     bt.add_argument("--out", required=True, help="output directory")
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--tick-size", help="the exchange's tick (e.g. 0.10 for BTCUSDT); default: the capture's last decimal")

@@ -38,6 +38,7 @@ class MarketMaker:
         self.skew, self.min_change = skew_ticks, min_change_ticks
         self.strategy_id = strategy_id
         self.next_id = client_id_base
+        self.owner = client_id_base >> 40       # client ids [base, base + 2^40) are ours
         self.inventory = 0
         self.quotes = {schema.SIDE_BUY: None, schema.SIDE_SELL: None}   # side -> (client_id, px, lots)
         self.quotes_sent = 0
@@ -100,6 +101,8 @@ class MarketMaker:
     def on_exec(self, e) -> None:
         kind = int(e["kind"])
         cid = int(e["client_id"])
+        if cid >> 40 != self.owner:
+            return
         if kind in (schema.EX_PARTIAL, schema.EX_FILL):
             q = int(e["qty"])
             self.inventory += q if int(e["side"]) == schema.SIDE_BUY else -q

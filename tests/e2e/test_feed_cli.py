@@ -163,5 +163,10 @@ def test_backtest_command_writes_its_report(btc_capture, tmp_path):
     rows = list(csv.reader(open(out / "trades.csv")))
     assert rows[0] == ["time_ns", "side", "price", "qty", "fee", "liquidity", "position_lots"]
     assert all(float(r[2]) * 10 == round(float(r[2]) * 10) for r in rows[1:])     # on the 0.10 grid
-    r = run("backtest", "--data", btc_capture, "--out", str(out), "--strategy", "momentum")
-    assert r.returncode == 2 and "not built yet" in r.stderr
+    r = run("backtest", "--data", btc_capture, "--out", str(out), "--strategy", "nope")
+    assert r.returncode == 2 and "not built" in r.stderr
+    for strat in ("mr", "switch"):
+        r = run("backtest", "--data", btc_capture, "--out", str(tmp_path / strat), "--strategy", strat,
+                "--tick-size", "0.10")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["messages"] > 90_000

@@ -1,0 +1,99 @@
+"""Strategy components on hand-made feature vectors: entries, exits, sizing, switching."""
+import numpy as np
+import pytest
+
+from engine import schema
+from engine.features.regime import CRASH, NORMAL, TRENDING
+from engine.strategies.directional import IDX, MeanReversion, MomentumBreakout
+from engine.strategies.market_making import MarketMaker
+from engine.strategies.switcher import RegimeSwitcher
+
+READY = np.ones(25, np.bool_)
+
+
+def feats(**kw):
+    f = np.zeros(25)
+    f[IDX["rvol_60s"]] = 0.0006
+    f[IDX["bb_pos"]] = 0.5
+    f[IDX["rsi_14"]] = 50
+    for k, v in kw.items():
+        f[IDX[k]] = v
+    return f
+
+
+def fill(strategy_order, qty=None):
+    o = strategy_order[0]
+    e = np.zeros(1, schema.EXEC_DTYPE)[0]
+    e["kind"], e["client_id"], e["side"], e["qty"], e["px"] = schema.EX_FILL, o["client_id"], o["side"], qty or o["qty"], o["px"]
+    return e
+
+
+def test_mean_reversion_enters_and_exits_on_mean_touch_stop_or_time():
+    s = MeanReversion(0, lots=5, max_hold_s=60)
+    bb, ba = 600_000, 600_001
+    assert s.on_market(1, bb, ba, feats(rsi_14=20, bb_pos=-0.1), READY, True, signal=-0.5) == []   # model disagrees
+    [o] = s.on_market(1, bb, ba, feats(rsi_14=20, bb_pos=-0.1), READY, True)
+    assert (o["side"][0], o["otype"][0], o["qty"][0], o["px"][0]) == (schema.SIDE_BUY, schema.OT_IOC, 5, ba)
+    assert s.on_market(2, bb, ba, feats(rsi_14=20, bb_pos=-0.1), READY, True) == []      # one order at a time
+    s.on_exec(fill(o))
+    assert s.position == 5 and s.on_market(3, bb, ba, feats(bb_pos=0.3), READY, True) == []
+    [x] = s.on_market(4, bb + 5, ba + 5, feats(bb_pos=0.55), READY, True)                # mean touched
+    assert x["side"][0] == schema.SIDE_SELL and x["flags"][0] == schema.OF_REDUCE_ONLY and x["qty"][0] == 5
+    s.on_exec(fill(x))
+    assert s.position == 0
+    [o] = s.on_market(10, bb, ba, feats(rsi_14=80, bb_pos=1.2), READY, True)             # short entry
+    s.on_exec(fill(o))
+    [x] = s.on_market(10 + 61 * 10**9, bb, ba, feats(bb_pos=0.9), READY, True)           # held too long
+    assert x["side"][0] == schema.SIDE_BUY
+    nr = READY.copy()
+    nr[IDX["rsi_14"]] = False
+    assert MeanReversion(0).on_market(1, bb, ba, feats(rsi_14=20, bb_pos=-0.1), nr, True) == []  # not ready
+
+
+def test_momentum_breakout_and_trailing_stop():
+    s = MomentumBreakout(0, lots=4, spike_min=2, flow_min=0.3)
+    bb, ba = 600_000, 600_001
+    move = 0.0006 / np.sqrt(6)
+    assert s.on_market(1, bb, ba, feats(ret_10s=2 * move, vol_spike=1.0, flow_imb_10s=0.5), READY, True) == []  # no spike
+    [o] = s.on_market(1, bb, ba, feats(ret_10s=2 * move, vol_spike=3.0, flow_imb_10s=0.5), READY, True)
+    assert o["side"][0] == schema.SIDE_BUY and o["qty"][0] == 4
+    s.on_exec(fill(o))
+    assert s.on_market(2, bb + 100, ba + 100, feats(), READY, True) == []               # new high: trail moves up
+    [x] = s.on_market(3, bb + 100 - 400, ba + 100 - 400, feats(), READY, True)          # gave back > 1 sigma
+    assert x["side"][0] == schema.SIDE_SELL and x["flags"][0] == schema.OF_REDUCE_ONLY
+
+
+def test_market_maker_skews_with_inventory_and_never_crosses():
+    mm = MarketMaker(0, 0.1, quote_lots=10, max_inventory_lots=20)
+    f = feats(rvol_60s=0.0005)
+    out = mm.on_market(1, 600_000, 600_001, f, READY, True)
+    bid = next(o for o in out if o["side"][0] == schema.SIDE_BUY)
+    ask = next(o for o in out if o["side"][0] == schema.SIDE_SELL)
+    assert bid["px"][0] < 600_001 and ask["px"][0] > 600_000 and bid["otype"][0] == schema.OT_POST_ONLY
+    lo0, hi0 = mm.quote_prices(600_000.5, 0.0005 / np.sqrt(60) * 600_000.5)
+    mm.on_exec(fill(bid))                        # long 10 lots: quotes move down
+    lo1, hi1 = mm.quote_prices(600_000.5, 0.0005 / np.sqrt(60) * 600_000.5)
+    assert lo1 < lo0 and hi1 < hi0
+    foreign = fill(bid)
+    foreign["client_id"] = 5 << 40                # another strategy's fill is not ours
+    mm.on_exec(foreign)
+    assert mm.inventory == 10
+    out = mm.on_market(2, 600_000, 600_001, f, READY, False)      # book invalid: pull quotes
+    assert all(o["action"][0] == schema.ACT_CANCEL for o in out) and len(out) >= 1
+
+
+def test_switcher_enables_by_regime_and_sizes_by_profile():
+    mm, mr, mom = MarketMaker(0, 0.1), MeanReversion(0, lots=10), MomentumBreakout(0, lots=10)
+    sw = RegimeSwitcher({"mm": mm, "mr": mr, "mom": mom})
+    assert (mr.enabled, mom.enabled, sw.mm_on) == (True, False, True)
+    sw.set_regime(TRENDING)
+    assert (mr.enabled, mom.enabled, sw.mm_on) == (False, True, False) and mom.size_mult == pytest.approx(1.2)
+    sw.set_regime(CRASH)
+    assert (mr.enabled, mom.enabled, sw.mm_on) == (False, False, False)
+    out = sw.on_market(1, 600_000, 600_001, feats(rsi_14=10, bb_pos=-1), READY, True)
+    assert all(o["action"][0] == schema.ACT_CANCEL for o in out)      # nothing new in a crash
+    sw.set_regime(NORMAL)
+    out = sw.on_market(2, 600_000, 600_001, feats(rsi_14=10, bb_pos=-1), READY, True)
+    assert {int(o["strategy"][0]) for o in out} == {1, 2}
+    with pytest.raises(ValueError):
+        RegimeSwitcher({"x": mm})

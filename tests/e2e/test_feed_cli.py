@@ -64,7 +64,7 @@ def test_record_then_replay_round_trip(btc_capture, tmp_path):
     ws = ThreadedReplayWS(frames, rate_hz=3000)
     rest = SnapshotHTTP({"BTCUSDT": snap})
     out = tmp_path / "rec.gz"
-    proc = subprocess.Popen([CLI, "record", "--symbols", "BTCUSDT", "--out", str(out), "--seconds", "4",
+    proc = subprocess.Popen([CLI, "record", "--symbols", "BTCUSDT", "--out", str(out), "--seconds", "8",
                              "--ws-url", ws.url, "--rest-url", rest.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -22,7 +22,7 @@ def order(cid, side=schema.SIDE_BUY, qty=10, px=0, otype=schema.OT_LIMIT, action
 
 @pytest.fixture
 def sim():
-    s = ThreadedSim(synthetic_seed=21, speed=10)
+    s = ThreadedSim(synthetic_seed=21, speed=2)
     deadline = time.time() + 10
     while not s.sim.engine.book(0).best_bid and time.time() < deadline:
         time.sleep(0.05)
@@ -38,7 +38,7 @@ def test_new_cancel_fill_and_user_events(sim):
     async def run():
         g = gw(sim)
         bid = sim.sim.engine.book(0).best_bid[0]
-        ack = await g.send(order(0x1A, px=bid - 500))
+        ack = await g.send(order(0x1A, px=bid - 6000))
         assert ack["kind"][0] == schema.EX_ACK and ack["exch_order_id"][0] > 0 and ack["mono_send"][0] > 0
         assert sim.request("GET", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "cs-1a"})[1]["status"] == "NEW"
         c = await g.send(order(0x1B, action=schema.ACT_CANCEL, ref=0x1A))
@@ -55,7 +55,7 @@ def test_new_cancel_fill_and_user_events(sim):
                 ev = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
                 execs += list(g.on_user_event(ev))
         trade = next(e for e in execs if e["kind"] == schema.EX_FILL)
-        assert trade["client_id"] == 0x1C and trade["qty"] == 10 and trade["fee"] > 0 and trade["liquidity"] == schema.LIQ_TAKER
+        assert trade["client_id"] == 0x1C and trade["cum_qty"] == 10 and trade["fee"] > 0 and trade["liquidity"] == schema.LIQ_TAKER
         await g.send(order(0x1D, side=schema.SIDE_SELL, otype=schema.OT_MARKET, flags=schema.OF_REDUCE_ONLY))
         await g.rest.close()
     asyncio.run(run())
@@ -65,7 +65,7 @@ def test_retry_after_a_lost_response_does_not_place_twice(sim):
     async def run():
         g = gw(sim)
         bid = sim.sim.engine.book(0).best_bid[0]
-        o = order(0x2A, px=bid - 600)
+        o = order(0x2A, px=bid - 6100)
         # the first attempt reaches the venue but its answer is lost: place it behind the gateway's back
         p = g._params(o[0], DEFAULT_BTC, g.client_order_id(0x2A))
         assert sim.request("POST", "/fapi/v1/order", p)[0] == 200
@@ -90,12 +90,12 @@ def test_reconcile_and_unknown_orders(sim):
     async def run():
         g = gw(sim)
         bid = sim.sim.engine.book(0).best_bid[0]
-        await g.send(order(0x3A, px=bid - 700))
-        await g.send(order(0x3B, px=bid - 710))
+        await g.send(order(0x3A, px=bid - 6200))
+        await g.send(order(0x3B, px=bid - 6210))
         # behind our back: one of ours is cancelled, and a foreign order appears
         sim.request("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": "cs-3a"})
         sim.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                                              "quantity": "0.010", "price": DEFAULT_BTC.ticks_to_price(bid - 720),
+                                              "quantity": "0.010", "price": DEFAULT_BTC.ticks_to_price(bid - 6220),
                                               "newClientOrderId": "manual-1"})
         rec = await g.reconcile()
         assert list(rec["gone"]["client_id"]) == [0x3A] and rec["gone"]["kind"][0] == schema.EX_CANCELED
@@ -113,7 +113,7 @@ def test_cancel_on_disconnect_heartbeat():
     async def run():
         g = gw(sim, countdown_ms=400)
         bid = sim.sim.engine.book(0).best_bid[0]
-        await g.send(order(0x4A, px=bid - 800))
+        await g.send(order(0x4A, px=bid - 6300))
         await g.heartbeat()
         await asyncio.sleep(0.2)
         await g.heartbeat()                         # renewed: still open

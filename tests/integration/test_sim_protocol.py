@@ -12,7 +12,7 @@ from engine.testing.sim import ThreadedSim
 
 @pytest.fixture(scope="module")
 def sim():
-    s = ThreadedSim(synthetic_seed=11, speed=20)
+    s = ThreadedSim(synthetic_seed=11, speed=2)
     deadline = time.time() + 10
     while not s.sim.engine.book(0).best_bid and time.time() < deadline:
         time.sleep(0.05)
@@ -58,7 +58,7 @@ def test_order_errors_as_binance_answers(sim):
         ({**base, "quantity": "0.001", "price": f"{bid:.1f}"}, -4164),       # notional < 100
         ({**base, "quantity": "0.010", "price": f"{bid + 0.05:.2f}"}, -4014),  # off the tick
         ({**base, "quantity": "0.010", "price": f"{bid * 1.2:.1f}"}, -4016),  # above PERCENT_PRICE
-        ({**base, "quantity": "0.010", "price": f"{ask + 1:.1f}", "timeInForce": "GTX"}, -5022),  # post-only would take
+        ({**base, "quantity": "0.010", "price": f"{ask * 1.01:.1f}", "timeInForce": "GTX"}, -5022),  # post-only would take
         ({**base, "quantity": "0.010", "price": f"{bid:.1f}", "reduceOnly": "true"}, -2022),     # nothing to reduce
         ({**base, "quantity": "100", "price": f"{bid:.1f}"}, -2019),          # margin
         ({**base, "side": "UP", "quantity": "0.010", "price": "1"}, -1117),
@@ -73,7 +73,7 @@ def test_order_errors_as_binance_answers(sim):
 
 def test_order_lifecycle_batch_and_duplicate_client_id(sim):
     bid, ask = best(sim)
-    px = f"{bid - 50:.1f}"
+    px = f"{bid * 0.99:.1f}"            # far from the touch: it must rest, whatever the market does
     st, o, h = sim.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
                                                      "timeInForce": "GTC", "quantity": "0.010", "price": px,
                                                      "newClientOrderId": "cs-test-1"})
@@ -88,9 +88,9 @@ def test_order_lifecycle_batch_and_duplicate_client_id(sim):
     c = sim.request("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "orderId": o["orderId"]})[1]
     assert c["status"] == "CANCELED"
     batch = [{"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.010",
-              "price": f"{bid - 60:.1f}"},
+              "price": f"{bid * 0.99 - 10:.1f}"},
              {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.0001",
-              "price": f"{bid - 60:.1f}"}]
+              "price": f"{bid * 0.99 - 10:.1f}"}]
     st, res, _ = sim.request("POST", "/fapi/v1/batchOrders", {"batchOrders": json.dumps(batch)})
     assert res[0]["status"] == "NEW" and res[1]["code"] == -1111
     sim.request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": "BTCUSDT"})
@@ -110,7 +110,7 @@ def test_market_order_position_account_and_countdown(sim):
     assert r["status"] == "FILLED"
     bid, _ = best(sim)
     sim.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                                          "quantity": "0.010", "price": f"{bid - 80:.1f}"})
+                                          "quantity": "0.010", "price": f"{bid * 0.99:.1f}"})
     assert sim.request("POST", "/fapi/v1/countdownCancelAll", {"symbol": "BTCUSDT", "countdownTime": 300})[0] == 200
     deadline = time.time() + 5
     while sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1] and time.time() < deadline:
@@ -151,7 +151,9 @@ async def _user_stream(sim):
             await asyncio.get_running_loop().run_in_executor(None, lambda: sim.request(
                 "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010",
                                            "newClientOrderId": "user-stream-1"}))
-            while len(events) < 3:
+            # until the order is FILLED (a market order walking two levels reports a partial first)
+            while not any(e.get("o", {}).get("X") == "FILLED" for e in events) or \
+                    not any(e["e"] == "ACCOUNT_UPDATE" for e in events):
                 msg = await asyncio.wait_for(ws.receive(), 5)
                 events.append(json.loads(msg.data))
     return events
@@ -162,8 +164,9 @@ def test_user_data_stream(sim):
     kinds = [(e["e"], e.get("o", {}).get("x")) for e in ev]
     assert kinds[0] == ("ORDER_TRADE_UPDATE", "NEW")
     assert ("ORDER_TRADE_UPDATE", "TRADE") in kinds and any(k == "ACCOUNT_UPDATE" for k, _ in kinds)
-    trade = next(e["o"] for e in ev if e.get("o", {}).get("x") == "TRADE")
-    assert trade["c"] == "user-stream-1" and trade["X"] == "FILLED" and float(trade["n"]) > 0 and trade["m"] is False
+    trades = [e["o"] for e in ev if e.get("o", {}).get("x") == "TRADE"]
+    assert all(t["c"] == "user-stream-1" and float(t["n"]) > 0 and t["m"] is False for t in trades)
+    assert trades[-1]["X"] == "FILLED" and trades[-1]["z"] == "0.010"
     sim.request("POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.010",
                                           "reduceOnly": "true"})
 

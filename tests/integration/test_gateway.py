@@ -111,14 +111,14 @@ def test_cancel_on_disconnect_heartbeat():
     time.sleep(0.5)
 
     async def run():
-        g = gw(sim, countdown_ms=400)
+        g = gw(sim, countdown_ms=1500)
         bid = sim.sim.engine.book(0).best_bid[0]
         await g.send(order(0x4A, px=bid - 6300))
         await g.heartbeat()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
         await g.heartbeat()                         # renewed: still open
         assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
-        await asyncio.sleep(1.0)                    # we "died": no more heartbeats
+        await asyncio.sleep(2.5)                    # we "died": no more heartbeats
         assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1] == []
         await g.rest.close()
     try:

@@ -42,8 +42,9 @@ def test_ring_reader_never_torn_under_concurrent_writer(cap_log2):
     p.start()
     try:
         ready.set()
-        # reads until all n are read or accounted for, or the ring stays idle for 0.5 s
-        got, torn, disorder, overruns, lost = ringbench.read_check_pattern(r, n, 500_000_000)
+        # reads until all n are read or accounted for, or the ring stays idle for 2 s (a loaded
+        # machine may deschedule the writer for a while: that is not the end of its stream)
+        got, torn, disorder, overruns, lost = ringbench.read_check_pattern(r, n, 2_000_000_000)
         p.join(30)
         assert p.exitcode == 0
         assert torn == 0, f"{torn} torn records"

@@ -28,15 +28,17 @@ run: $(STAMP)
 	$(VENV)/bin/cryptoscalp run
 
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero exit.
-test: $(STAMP)
+# The tests train and export models, so they need the training extra (torch CPU build).
+test: $(TRAIN)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(TRAIN)
 	$(PY) benchmarks/ring_latency.py
 	$(PY) benchmarks/feed_parse.py
 	$(PY) benchmarks/risk_check.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/sim_exchange.py
+	$(PY) benchmarks/inference.py
 
 train-env: $(TRAIN)
 

@@ -264,6 +264,72 @@ def _cmd_backtest(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from engine.models.dataset import LabelSpec
+    from engine.models.train import TrainConfig, train
+    paths = list(args.data or [])
+    if args.synthetic_seconds:
+        from engine.venues.sim.generator import write_synthetic_capture
+        os.makedirs(args.out, exist_ok=True)
+        syn = os.path.join(args.out, f"synthetic-{int(args.synthetic_seconds)}s-seed{args.seed}.gz")
+        print(f"writing {args.synthetic_seconds:g} s of the synthetic market to {syn}")
+        write_synthetic_capture(syn, args.synthetic_seconds, seed=args.seed + 1)
+        paths.append(syn)
+    if not paths:
+        print("train: give --data FILE [FILE ...] and/or --synthetic-seconds N", file=sys.stderr)
+        return 2
+    for p in paths:
+        if not os.path.isfile(p):
+            print(f"train: no such file: {p}", file=sys.stderr)
+            return 2
+    cfg = TrainConfig(spec=LabelSpec(horizon_s=args.horizon_s, fee_bps=args.fee_bps, extra_bps=args.extra_bps,
+                                     sample_ms=args.sample_ms),
+                      seed=args.seed, folds=args.folds, embargo_s=args.embargo_s, trials=args.trials,
+                      storage=args.storage, progress=not args.quiet,
+                      exclude=tuple(x for x in args.exclude.split(",") if x))
+    try:
+        train(paths, args.out, cfg, promote=True if args.promote else None)
+    except ValueError as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_model(args) -> int:
+    from engine.models.registry import ModelRegistry, RegistryError
+    reg = ModelRegistry(args.dir)
+    try:
+        if args.action == "list":
+            cur = reg.current()
+            bad = reg.bad_versions()
+            for v in reg.versions():
+                m = reg.manifest(v)
+                ll = m["metrics"]["oos_log_loss"]
+                print(json.dumps({"version": v, "current": v == cur, "bad": v in bad, "created": m["created"],
+                                  "parent": m.get("parent"), "rows": sum(s["rows"] for s in m["data"]["sources"]),
+                                  "oos_log_loss_ensemble": round(ll["ensemble"], 4),
+                                  "oos_log_loss_best_baseline": round(min(ll["prior"], ll["persistence"]), 4)}))
+        elif args.action == "show":
+            print(json.dumps(reg.manifest(args.version or reg.current()), indent=1, sort_keys=True))
+        elif args.action == "verify":
+            v = args.version or reg.current()
+            reg.verify(v)
+            print(f"{v}: files match the manifest; feature schema matches this engine")
+        elif args.action == "promote":
+            if not args.version:
+                raise RegistryError("promote needs --version")
+            print(json.dumps(reg.promote(args.version, reason="cli")))
+        elif args.action == "rollback":
+            print(json.dumps(reg.rollback(reason="cli")))
+        elif args.action == "history":
+            for h in reg.history():
+                print(json.dumps(h))
+    except (RegistryError, ValueError) as e:
+        print(f"model {args.action}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cryptoscalp", description="Low-latency crypto perpetuals scalping engine")
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
@@ -342,6 +408,31 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--feed-latency-ms", type=float, default=5.0)
     bt.add_argument("--order-latency-ms", type=float, default=10.0)
     bt.set_defaults(func=_cmd_backtest)
+
+    tr = sub.add_parser("train", help="train the model ensemble on recordings; export ONNX; register a version")
+    tr.add_argument("--data", nargs="+", help="capture(s) the replay path reads (each one symbol)")
+    tr.add_argument("--synthetic-seconds", type=float, default=0.0,
+                    help="also generate this much of the synthetic market (written into --out) and train on it")
+    tr.add_argument("--out", required=True, help="model registry directory (a new version vNNNN inside)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--horizon-s", type=float, default=10.0, help="label horizon (default 10 s)")
+    tr.add_argument("--fee-bps", type=float, default=2.0, help="fee per side; the label threshold is a round trip")
+    tr.add_argument("--extra-bps", type=float, default=0.0, help="added to the round-trip threshold")
+    tr.add_argument("--sample-ms", type=int, default=100, help="row clock (0: one row per message)")
+    tr.add_argument("--folds", type=int, default=4, help="walk-forward folds")
+    tr.add_argument("--embargo-s", type=float, default=1.0)
+    tr.add_argument("--exclude", default="best_bid,best_ask", help="features the models do not see (comma list)")
+    tr.add_argument("--trials", type=int, default=0, help="Optuna trials per member (0: no search)")
+    tr.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://...")
+    tr.add_argument("--promote", action="store_true", help="serve the new version (the first one always is)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_cmd_train)
+
+    md = sub.add_parser("model", help="the model registry: list, show, verify, promote, rollback, history")
+    md.add_argument("action", choices=["list", "show", "verify", "promote", "rollback", "history"])
+    md.add_argument("--dir", required=True, help="registry directory")
+    md.add_argument("--version", help="a version (show/verify: default the current one; promote: required)")
+    md.set_defaults(func=_cmd_model)
     return p
 
 

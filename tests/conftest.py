@@ -30,3 +30,25 @@ def btc_capture():
 def eth_capture():
     from engine.testing.data import usdm_capture
     return usdm_capture("ETHUSDT")
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory):
+    """A model registry with one version trained on 480 s of the synthetic market (seed 3);
+    tests that change it copy it first (``registry_copy``)."""
+    from engine.models.train import TrainConfig, train
+    from engine.venues.sim.generator import write_synthetic_capture
+    d = tmp_path_factory.mktemp("models")
+    cap = str(d / "syn.gz")
+    write_synthetic_capture(cap, 480, seed=3)
+    root = str(d / "registry")
+    train([cap], root, TrainConfig(seed=0), log=lambda *a: None)
+    return {"root": root, "capture": cap}
+
+
+@pytest.fixture
+def registry_copy(trained_registry, tmp_path):
+    import shutil
+    dst = str(tmp_path / "registry")
+    shutil.copytree(trained_registry["root"], dst)
+    return dst

@@ -146,3 +146,24 @@ class SyntheticMarket:
                 "e": "markPriceUpdate", "E": self.t_ms, "s": self.sym, "p": f"{mid:.8f}", "i": f"{mid:.8f}",
                 "P": f"{mid:.8f}", "r": "0.00010000", "T": (self.t_ms // 28_800_000 + 1) * 28_800_000}})))
         return out
+
+
+def write_synthetic_capture(path: str, seconds: float, seed: int = 1, ins: Instrument | None = None,
+                            start_ms: int = 1_750_000_000_000, feed_latency_ms: int = 2) -> int:
+    """Write ``seconds`` of the synthetic market as a capture file (the shared captures'
+    format: REST snapshot first; an existing file is overwritten; then combined-stream frames, each stamped with a local
+    receive time ``feed_latency_ms`` after its exchange step). Returns the frame count.
+    For training and backtests on longer data than the recorded captures."""
+    from engine.feed.capture import CaptureWriter
+    if ins is None:
+        from engine.venues.sim.run import DEFAULT_BTC as ins
+    g = SyntheticMarket(ins, seed=seed, start_ms=start_ms)
+    n = 0
+    open(path, "wb").close()            # overwrite: the writer appends
+    with CaptureWriter(path) as w:
+        w.write((start_ms + feed_latency_ms) * 1_000_000, g.snapshot_frame())
+        for _ in range(int(seconds * 1000 / g.step_ms)):
+            for _stream, frame in g.step():      # frames are combined-stream wrapped already
+                w.write((g.t_ms + feed_latency_ms) * 1_000_000, frame)
+                n += 1
+    return n + 1

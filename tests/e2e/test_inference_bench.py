@@ -1,0 +1,21 @@
+"""benchmarks/inference.py runs and prints one JSON line per case (a smoke test: no timing
+is asserted, the machine is shared)."""
+import json
+import os
+import subprocess
+import sys
+
+from engine.testing.data import REPO
+
+
+def test_inference_benchmark_prints_every_case(trained_registry):
+    r = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "inference.py"),
+                        "--model-dir", trained_registry["root"], "--n", "300"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 4
+    for d in lines:
+        assert d["bench"] == "inference" and d["n"] >= 200 and d["p50"] > 0 and "host" in d
+    assert lines[0]["case"].startswith("fused graph, 1 session")
+    assert all(d.get("vs") == "fused I/O binding" for d in lines[1:])

@@ -69,7 +69,6 @@ def export_member(member, feature_mask: np.ndarray | None = None) -> "onnx.Model
         from onnxmltools.convert.common.data_types import FloatTensorType
         m = onnxmltools.convert_xgboost(member.model, initial_types=[("x", FloatTensorType([None, N_FEATURES]))],
                                         target_opset=15)
-        normalize_opsets(m)
     else:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
@@ -104,8 +103,10 @@ def run_member(model_bytes: bytes, kind: str, X: np.ndarray, classes=None) -> np
 
 
 def normalize_opsets(model) -> None:
-    """One import per domain, the default domain present (converters may repeat or omit it)."""
+    """One import per domain, the default domain present (converters may repeat or omit it);
+    and a fixed graph name (converters draw a random one), so the same fit gives the same bytes."""
     from onnx import helper
+    model.graph.name = "member"
     seen = {}
     for o in model.opset_import:
         seen[o.domain] = max(seen.get(o.domain, 0), o.version)

@@ -285,6 +285,44 @@ def _fit_export_register(rows, raw_X, seg, tr, ho, cfg, reg, version, vdir, wf, 
     return manifest
 
 
+def make_retrainer(recent_paths, registry_root: str, cfg: TrainConfig | None = None, log=print):
+    """The adapter's retrain step: train on the recordings ``recent_paths()`` names now,
+    register the version without serving it, return its name."""
+    def retrain() -> str:
+        c = TrainConfig(**{**(cfg or TrainConfig()).__dict__, "progress": False})
+        return train(recent_paths(), registry_root, c, promote=False, log=log)["version"]
+    return retrain
+
+
+def window_log_loss(registry, version: str, rows: Rows, frac: float = 0.2) -> float:
+    """Log-loss of a version's ensemble on the latest ``frac`` of the rows' time range
+    (each recording stepped from its first row, so the LSTM state is as live)."""
+    rt = registry.load(version)
+    seg = segments(rows)
+    lo, hi = int(rows.t.min()), int(rows.t.max()) + 1
+    start = int(hi - (hi - lo) * frac)
+    idx, probs = [], []
+    for s in np.unique(seg):
+        rt.reset_state()
+        for i in np.flatnonzero(seg == s):
+            p = rt.predict(rows.X[i])
+            if rows.t[i] >= start:
+                idx.append(i)
+                probs.append(p.copy())
+    return M.log_loss(rows.y[np.asarray(idx)], np.asarray(probs))
+
+
+def make_evaluator(registry, recent_rows, frac: float = 0.2):
+    """The adapter's evaluate step: ``version -> log-loss`` on the latest window of
+    ``recent_rows()`` (the same rows for champion and challenger)."""
+    cache = {}
+
+    def evaluate(version: str) -> float:
+        rows = cache.setdefault("rows", recent_rows())
+        return window_log_loss(registry, version, rows, frac)
+    return evaluate
+
+
 def report_markdown(r: dict, version: str) -> str:
     lines = [f"# Model {version}: out-of-sample report", "",
              f"{r['rows']} rows (down/flat/up = {r['classes']['down']}/{r['classes']['flat']}/{r['classes']['up']}), "

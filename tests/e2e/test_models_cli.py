@@ -16,8 +16,11 @@ def test_train_list_show_promote_rollback(btc_capture, tmp_path):
     out = str(tmp_path / "models")
     r = cli("train", "--data", btc_capture, "--out", out, "--quiet", "--seed", "2")
     assert "out-of-sample report" in r.stdout and "version v0001" in r.stdout
-    r = cli("train", "--data", btc_capture, "--out", out, "--quiet", "--seed", "3")
+    r = cli("train", "--data", btc_capture, "--out", out, "--quiet", "--seed", "2")
     assert "version v0002" in r.stdout
+    # same data, same seed: byte-identical model files
+    m1, m2 = (json.loads(cli("model", "show", "--dir", out, "--version", v).stdout) for v in ("v0001", "v0002"))
+    assert m1["content_hash"] == m2["content_hash"] and m1["metrics"] == m2["metrics"]
     lines = [json.loads(x) for x in cli("model", "list", "--dir", out).stdout.splitlines()]
     assert [(x["version"], x["current"]) for x in lines] == [("v0001", True), ("v0002", False)]
     assert lines[1]["parent"] == "v0001"

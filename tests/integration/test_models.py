@@ -229,3 +229,29 @@ def test_adapter_retrains_promotes_and_rolls_back(registry_copy):
     assert [x["event"] for x in ad.decisions] == ["retrain_started", "challenger_rejected", "retrain_started",
                                                    "challenger_promoted", "rolled_back"]
     assert all("champion" in x or "from_version" in x for x in ad.decisions)
+
+
+def test_adapter_with_a_real_retrain_and_evaluation(registry_copy, trained_registry):
+    """Drift -> a real training run in the background -> both versions scored on the same
+    latest window -> promoted exactly when the challenger's log-loss is lower."""
+    from engine.models.dataset import LabelSpec, build_rows
+    from engine.models.drift import AdaptConfig, Adapter, DriftMonitor, LiveScorer
+    from engine.models.train import TrainConfig, make_evaluator, make_retrainer
+    reg = ModelRegistry(registry_copy)
+    v1 = reg.current()
+    h = ModelHandle(reg)
+    cap = trained_registry["capture"]
+    evaluate = make_evaluator(reg, lambda: build_rows([cap], LabelSpec()))
+    ad = Adapter(reg, h, make_retrainer(lambda: [cap], registry_copy, TrainConfig(seed=9), log=lambda *a: None),
+                 evaluate, AdaptConfig(min_rows=50))
+    ref = json.load(open(os.path.join(reg.path(v1), "drift_reference.json")))
+    drift = DriftMonitor(ref)
+    drift.update_many(np.array([[e[0] - 1.0 if e else -1.0 for e in ref["edges"]]] * 100))
+    assert ad.check(drift, LiveScorer(10.0, 4e-4))["event"] == "retrain_started"
+    ad.wait(300)
+    d = ad.check(drift, LiveScorer(10.0, 4e-4))
+    assert d["event"] in ("challenger_promoted", "challenger_rejected"), d
+    assert d["challenger"] == "v0002" and d["champion"] == v1
+    assert (d["event"] == "challenger_promoted") == (d["challenger_log_loss"] < d["champion_log_loss"])
+    assert reg.current() == ("v0002" if d["event"] == "challenger_promoted" else v1) == h.version
+    assert d["champion_log_loss"] == pytest.approx(evaluate(v1))

@@ -5,10 +5,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-core
 TRAIN  := $(VENV)/.installed-train
+HBT    := .venv-hbt/.installed
 SOURCES := pyproject.toml setup.py $(wildcard cext/*.pyx cext/*.pxd cext/*.h)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench train-env clean distclean
+.PHONY: run test bench train-env hbt-env clean distclean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,18 +33,27 @@ run: $(STAMP)
 test: $(TRAIN)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(TRAIN)
+bench: $(TRAIN) $(HBT)
 	$(PY) benchmarks/ring_latency.py
 	$(PY) benchmarks/feed_parse.py
 	$(PY) benchmarks/risk_check.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/sim_exchange.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/backtest_vs_hftbacktest.py
 
 train-env: $(TRAIN)
+
+# hftbacktest 2.4.4 for the comparison benchmark, in its own venv (it needs numpy < 2.3)
+$(HBT):
+	$(PYTHON) -m venv .venv-hbt
+	.venv-hbt/bin/python -m pip install --disable-pip-version-check -q 'hftbacktest==2.4.4' 'numpy<2.3'
+	@touch $@
+
+hbt-env: $(HBT)
 
 clean:
 	rm -rf build cext/*.c cext/*.so *.egg-info .pytest_cache .hypothesis
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-hbt

@@ -219,50 +219,88 @@ def _cmd_sim(args) -> int:
 
 
 def _cmd_backtest(args) -> int:
+    import time as _time
+
     from engine.backtest.engine import Backtester, LatencyModel
     from engine.backtest.report import write_report
     from engine.features.dataset import message_table
     from engine.feed.replay import capture_symbol, infer_instruments
-    from engine.strategies.market_making import MarketMaker
-
-    if args.strategy not in ("mm", "mr", "momentum", "switch"):
-        print(f"error: strategy {args.strategy!r} is not built (available: mm, mr, momentum, switch)", file=sys.stderr)
-        return 2
-    if len(args.data) != 1:
-        print("error: one capture at a time for now (multi-instrument backtests are not built yet)", file=sys.stderr)
-        return 2
-    path = args.data[0]
-    sym = capture_symbol(path)
-    ins = infer_instruments(path, sym)[0]
-    if args.tick_size or args.lot_size:
-        from engine.venues.instruments import Instrument, _decimals, _step_units
-        f = {k: getattr(ins, k) for k in ins.__struct_fields__}
-        if args.tick_size:
-            f["price_decimals"] = max(f["price_decimals"], _decimals(args.tick_size))
-            f["tick_units"] = _step_units(args.tick_size, f["price_decimals"])
-        if args.lot_size:
-            f["qty_decimals"] = max(f["qty_decimals"], _decimals(args.lot_size))
-            f["lot_units"] = _step_units(args.lot_size, f["qty_decimals"])
-        ins = Instrument(**f)
-    table = message_table(path, sym, [ins])
     from engine.strategies.directional import MeanReversion, MomentumBreakout
+    from engine.strategies.market_making import MarketMaker
     from engine.strategies.switcher import RegimeSwitcher
-    make = {"mm": lambda: MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots,
-                                      max_inventory_lots=args.max_inventory),
-            "mr": lambda: MeanReversion(ins.inst, lots=args.quote_lots),
-            "momentum": lambda: MomentumBreakout(ins.inst, lots=args.quote_lots)}
-    if args.strategy == "switch":
-        # regime NORMAL throughout: a capture of minutes is too short for the 1-minute regime detector
-        mm = RegimeSwitcher({k: make[k2]() for k, k2 in (("mm", "mm"), ("mr", "mr"), ("mom", "momentum"))})
-    else:
-        mm = make[args.strategy]()
+    from engine.strategies.touch import TouchQuoter
+    from engine.venues.instruments import Instrument, _decimals, _step_units
+
+    names = ("mm", "mr", "momentum", "switch", "touch")
+    if args.strategy not in names:
+        print(f"error: strategy {args.strategy!r} is not built (available: {', '.join(names)})", file=sys.stderr)
+        return 2
+    n = len(args.data)
+    for flag in ("tick_size", "lot_size"):
+        v = getattr(args, flag) or []
+        if len(v) not in (0, 1, n):
+            print(f"error: --{flag.replace('_', '-')}: one value for all captures or one per capture ({n})",
+                  file=sys.stderr)
+            return 2
+    instruments, tables = [], []
+    for k, path in enumerate(args.data):
+        if not os.path.isfile(path):
+            print(f"error: no such file: {path}", file=sys.stderr)
+            return 2
+        sym = capture_symbol(path)
+        if sym in [i.symbol for i in instruments]:
+            print(f"error: {sym} appears twice (one capture per instrument)", file=sys.stderr)
+            return 2
+        f = {key: getattr(infer_instruments(path, sym)[0], key) for key in Instrument.__struct_fields__}
+        f["inst"] = k
+        tick = (args.tick_size or [None])[min(k, len(args.tick_size or [None]) - 1)]
+        lot = (args.lot_size or [None])[min(k, len(args.lot_size or [None]) - 1)]
+        if tick:
+            f["price_decimals"] = max(f["price_decimals"], _decimals(tick))
+            f["tick_units"] = _step_units(tick, f["price_decimals"])
+        if lot:
+            f["qty_decimals"] = max(f["qty_decimals"], _decimals(lot))
+            f["lot_units"] = _step_units(lot, f["qty_decimals"])
+        ins = Instrument(**f)
+        instruments.append(ins)
+        tables.append(message_table(path, sym, [ins]))
+
+    def strategy(ins):
+        make = {"mm": lambda: MarketMaker(ins.inst, float(ins.tick_size), quote_lots=args.quote_lots,
+                                          max_inventory_lots=args.max_inventory),
+                "mr": lambda: MeanReversion(ins.inst, lots=args.quote_lots),
+                "momentum": lambda: MomentumBreakout(ins.inst, lots=args.quote_lots),
+                "touch": lambda: TouchQuoter(ins.inst, quote_lots=args.quote_lots,
+                                             max_position_lots=args.max_inventory)}
+        if args.strategy == "switch":
+            return RegimeSwitcher({"mm": make["mm"](), "mr": make["mr"](), "mom": make["momentum"]()})
+        return make[args.strategy]()
+    model = None
+    if args.model:
+        from engine.models.registry import ModelRegistry
+        reg = ModelRegistry(args.model)
+        reg.load(args.model_version)            # refuses here (schema, hashes) before any work
+
+        def model():
+            return reg.load(args.model_version)
     lat = LatencyModel(feed_ns=int(args.feed_latency_ms * 1e6), order_ns=int(args.order_latency_ms * 1e6),
                        ack_ns=int(args.order_latency_ms * 1e6))
-    res = Backtester(ins, mm, seed=args.seed, latency=lat).run(table)
-    summary = write_report(res, args.out, title=f"{sym} {args.strategy}, {os.path.basename(path)}")
+    corr = None
+    if args.correlation is not None:
+        import numpy as _np
+        corr = _np.full((n, n), args.correlation)
+        _np.fill_diagonal(corr, 1.0)
+    bt = Backtester(instruments, [strategy(i) for i in instruments], seed=args.seed, latency=lat, model=model,
+                    regime=args.regime, funding_rate=args.funding_rate, correlation=corr)
+    t0 = _time.perf_counter()
+    res = bt.run(tables)
+    wall = _time.perf_counter() - t0
+    title = f"{'+'.join(i.symbol for i in instruments)} {args.strategy}" + (" + model" if model else "")
+    summary = write_report(res, args.out, title=title, seed=args.seed)
     print(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"backtest: {res.summary['events']} events ({res.summary['messages']} messages) in {wall:.2f} s = "
+          f"{res.summary['events'] / wall:,.0f} events/s (wall time is not part of the report)", file=sys.stderr)
     return 0
-
 
 def _cmd_train(args) -> int:
     from engine.models.dataset import LabelSpec
@@ -395,18 +433,27 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--api-secret")
     sm.set_defaults(func=_cmd_sim)
 
-    bt = sub.add_parser("backtest", help="event-driven backtest on a capture")
-    bt.add_argument("--data", nargs="+", required=True, help="capture(s)")
+    bt = sub.add_parser("backtest", help="event-driven backtest on captures (one per instrument)")
+    bt.add_argument("--data", nargs="+", required=True, help="capture(s), one instrument each")
     bt.add_argument("--strategy", default="mm", help="mm (market making), mr (mean reversion), momentum, "
-                    "switch (all three under the regime switcher)")
+                    "switch (all three under the regime switcher), touch (one tick behind the touch)")
     bt.add_argument("--out", required=True, help="output directory")
     bt.add_argument("--seed", type=int, default=0)
-    bt.add_argument("--tick-size", help="the exchange's tick (e.g. 0.10 for BTCUSDT); default: the capture's last decimal")
-    bt.add_argument("--lot-size", help="the exchange's lot (e.g. 0.001); default: the capture's last decimal")
+    bt.add_argument("--tick-size", nargs="+", help="the exchange's tick (e.g. 0.10 for BTCUSDT), one for all "
+                    "or one per capture; default: the capture's last decimal")
+    bt.add_argument("--lot-size", nargs="+", help="the exchange's lot (e.g. 0.001), one for all or one per capture")
     bt.add_argument("--quote-lots", type=int, default=10)
     bt.add_argument("--max-inventory", type=int, default=50)
     bt.add_argument("--feed-latency-ms", type=float, default=5.0)
     bt.add_argument("--order-latency-ms", type=float, default=10.0)
+    bt.add_argument("--model", help="model registry directory: the ensemble scores every ready row")
+    bt.add_argument("--model-version", help="a version of --model (default: its current one)")
+    bt.add_argument("--regime", default="auto", help="auto (detected from 1-minute mid closes) or a fixed "
+                    "regime name (NORMAL, VOLATILE, TRENDING, CRASH, BULL_RUN, RECOVERY)")
+    bt.add_argument("--funding-rate", type=float, default=0.0001,
+                    help="funding rate per 8 h when the recording has none (default 0.0001, Binance's base)")
+    bt.add_argument("--correlation", type=float, help="correlation between every pair of instruments for the "
+                    "risk gate; without it the gate refuses exposure it cannot assess (no_correlation)")
     bt.set_defaults(func=_cmd_backtest)
 
     tr = sub.add_parser("train", help="train the model ensemble on recordings; export ONNX; register a version")

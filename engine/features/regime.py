@@ -174,3 +174,30 @@ def plot_regimes(ts_ns, close, regime, path: str, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+class OnlineRegime:
+    """Regimes as market time passes: 1-minute closes of the mid built from (time, mid)
+    updates, the detector run on every closed minute over ``history`` (earlier 1-minute
+    closes, e.g. from candles) plus the minutes seen. ``on_mid`` returns the new regime when
+    it changes, else None. With less history than the detector needs it stays NORMAL."""
+
+    def __init__(self, history=None):
+        self.closes = list(np.asarray(history, np.float64)) if history is not None else []
+        self.minute = -1
+        self.last_mid = 0.0
+        self.regime = NORMAL
+        self.changes = 0
+
+    def on_mid(self, t_ns: int, mid: float):
+        m = t_ns // 60_000_000_000
+        changed = None
+        if self.minute >= 0 and m != self.minute:
+            self.closes.append(self.last_mid)
+            r = int(detect_regimes(np.asarray(self.closes))["regime"][-1])
+            if r != self.regime:
+                self.regime = changed = r
+                self.changes += 1
+        self.minute = m
+        self.last_mid = mid
+        return changed

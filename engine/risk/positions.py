@@ -3,8 +3,9 @@ venue's execution reports; it keeps the gate's RiskState current.
 
 PnL is in the quote currency. A fill that reduces a position realises
 (fill px - avg entry px) x qty (sign by side) x value per tick-lot; fees are subtracted
-as they come (a negative fee is a rebate). Equity = starting balance + realised - fees +
-unrealised (on the mark). A *trade* for the consecutive-loss counter is a fill that
+as they come (a negative fee is a rebate); funding settlements are booked with
+``on_funding``. Equity = starting balance + realised - fees + funding + unrealised (on the
+mark). A *trade* for the consecutive-loss counter is a fill that
 reduces or closes a position: a negative realised PnL (after its fee) counts a loss, a
 non-negative one resets the count.
 """
@@ -26,6 +27,7 @@ class _Pos:
     fees: float = 0.0
     mark_px: int = 0
     fills: int = 0
+    funding: float = 0.0         # funding received (+) or paid (-)
 
 
 @dataclass
@@ -107,8 +109,10 @@ class PositionBook:
 
     # ---------------------------------------------------------------- marks and equity
     def on_mark(self, inst: int, mark_px: int) -> None:
-        self.positions[inst].mark_px = mark_px
-        self._update_equity()
+        p = self.positions[inst]
+        p.mark_px = mark_px
+        if p.qty:                   # flat: the mark moves nothing
+            self._update_equity()
 
     def unrealized(self, inst: int) -> float:
         p = self.positions[inst]
@@ -116,8 +120,17 @@ class PositionBook:
             return 0.0
         return (p.mark_px - p.avg_px) * p.qty * p.value_per_tick_lot
 
+    def on_funding(self, inst: int, rate: float, mark_px: int) -> float:
+        """A funding settlement: a long pays ``rate`` x its notional at the mark (receives it
+        when the rate is negative), a short the opposite. Returns the amount booked."""
+        p = self.positions[inst]
+        amount = -p.qty * mark_px * p.value_per_tick_lot * rate
+        p.funding += amount
+        self._update_equity()
+        return amount
+
     def equity(self) -> float:
-        return self.balance + sum(p.realized - p.fees for p in self.positions.values()) + \
+        return self.balance + sum(p.realized - p.fees + p.funding for p in self.positions.values()) + \
             sum(self.unrealized(i) for i in self.positions)
 
     def _update_equity(self) -> None:
@@ -133,6 +146,6 @@ class PositionBook:
     def summary(self) -> dict:
         return {"equity": self.equity(), "consecutive_losses": self.consecutive_losses,
                 "positions": {i: {"qty": p.qty, "avg_px": p.avg_px, "realized": p.realized, "fees": p.fees,
-                                  "unrealized": self.unrealized(i), "fills": p.fills}
+                                  "unrealized": self.unrealized(i), "fills": p.fills, "funding": p.funding}
                               for i, p in self.positions.items()},
                 "open_orders": len(self.orders)}

@@ -161,8 +161,9 @@ def test_backtest_command_writes_its_report(btc_capture, tmp_path):
     assert s["fills"] > 0 and s["messages"] > 90_000
     assert {p.name for p in out.iterdir()} == {"summary.json", "trades.csv", "equity.png", "report.html"}
     rows = list(csv.reader(open(out / "trades.csv")))
-    assert rows[0] == ["time_ns", "side", "price", "qty", "fee", "liquidity", "position_lots"]
-    assert all(float(r[2]) * 10 == round(float(r[2]) * 10) for r in rows[1:])     # on the 0.10 grid
+    assert rows[0] == ["time_ns", "symbol", "strategy", "side", "price", "qty", "fee", "liquidity", "position_lots"]
+    assert all(float(r[4]) * 10 == round(float(r[4]) * 10) for r in rows[1:])     # on the 0.10 grid
+    assert {r[1] for r in rows[1:]} == {"BTCUSDT"} and {r[2] for r in rows[1:]} == {"MarketMaker"}
     r = run("backtest", "--data", btc_capture, "--out", str(out), "--strategy", "nope")
     assert r.returncode == 2 and "not built" in r.stderr
     for strat in ("mr", "switch"):
@@ -170,3 +171,22 @@ def test_backtest_command_writes_its_report(btc_capture, tmp_path):
                 "--tick-size", "0.10")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["messages"] > 90_000
+
+
+def test_backtest_two_instruments_with_the_model(btc_capture, eth_capture, trained_registry, tmp_path):
+    out = tmp_path / "multi"
+    r = run("backtest", "--data", btc_capture, eth_capture, "--tick-size", "0.10", "0.01", "--lot-size", "0.001",
+            "--strategy", "switch", "--model", trained_registry["root"], "--correlation", "0.8", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["instruments"] == ["BTCUSDT", "ETHUSDT"] and s["model"]["calls"] > 0
+    assert "no_correlation" not in s["risk_rejects_by_reason"]
+    for key in ("round_trips", "win_rate", "profit_factor", "mean_ci95"):
+        assert key in s["trades"]
+    assert s["sharpe_sampling_s"] == 1.0 and s["max_drawdown"] >= 0
+    assert len(s["funding_events"]) == 2             # 00:00 UTC falls inside both captures
+    html = (out / "report.html").read_text()
+    assert "per strategy" in html and "per instrument" in html and "data:image/png;base64," in html
+    r = run("backtest", "--data", btc_capture, eth_capture, "--tick-size", "0.1", "0.01", "0.001",
+            "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "one per capture" in r.stderr

@@ -69,10 +69,88 @@ def test_books_add_up_and_risk_is_in_the_loop(table):
     s = r.summary
     fees = sum(t["fee"] for t in r.trades)
     assert s["fees"] == pytest.approx(fees, abs=1e-6)
-    assert s["equity_end"] == pytest.approx(100_000 + s["realized_pnl"] - s["fees"] + s["unrealized_pnl"], abs=1e-6)
+    assert s["equity_end"] == pytest.approx(100_000 + s["realized_pnl"] - s["fees"] + s["funding"]
+                                            + s["unrealized_pnl"], abs=1e-6)
     pos = 0
     for t in r.trades:
         pos += int(round(float(t["qty"]) * 1000)) * (1 if t["side"] == "BUY" else -1)
         assert pos == t["position_lots"] and abs(pos) <= 50          # the strategy's inventory limit
     # the user's max_daily_trades (100 fills) holds: no new exposure after it
     assert s["fills"] <= 100 + 2 and r.rejects.get("daily_trades", 0) > 0
+
+
+def test_funding_is_settled_at_midnight_utc_on_the_position_held(table):
+    """The capture runs 23:54 -> 00:00:01 UTC: one settlement at 00:00, at Binance's base
+    rate (the capture has no markPrice stream), on the position held then, at the mid."""
+    r = run(table)
+    ev = r.summary["funding_events"]
+    assert len(ev) == 1
+    e = ev[0]
+    assert e["time_ns"] % (8 * 3600 * 10**9) == 0 and e["rate"] == 0.0001
+    assert e["symbol"] == "BTCUSDT"
+    if e["position_lots"]:
+        assert e["amount"] == pytest.approx(-e["position_lots"] * 0.001 * 0.0001 * 61_000, rel=0.05)
+    assert r.summary["funding"] == pytest.approx(e["amount"], abs=1e-6)
+
+
+def test_per_strategy_books_add_up_to_the_total(table):
+    from engine.strategies.directional import MeanReversion, MomentumBreakout
+    from engine.strategies.switcher import RegimeSwitcher
+    sw = RegimeSwitcher({"mm": MarketMaker(0, 0.1), "mr": MeanReversion(0), "mom": MomentumBreakout(0)})
+    r = Backtester(INS, sw, seed=1).run(table)
+    s = r.summary
+    ps = s["per_strategy"]
+    assert "MarketMaker" in ps
+    for key in ("fees", "funding", "fills"):
+        assert sum(v[key] for v in ps.values()) == pytest.approx(s[key], abs=1e-6)
+    # realised PnL is per strategy (one's long does not net against another's short), so
+    # only realised + unrealised adds up to the portfolio's, and the net PnL to the equity change
+    assert sum(v["realized_pnl"] + v["unrealized_pnl"] for v in ps.values()) == \
+        pytest.approx(s["realized_pnl"] + s["unrealized_pnl"], abs=1e-6)
+    assert sum(v["net_pnl"] for v in ps.values()) == pytest.approx(s["equity_end"] - s["equity_start"], abs=1e-6)
+    assert s["regime"] == "auto" and s["regime_changes"] == []      # minutes of data: NORMAL throughout
+    assert all(x["strategy"] in ps for x in r.trades)
+
+
+ETH = Instrument(symbol="ETHUSDT", inst=1, price_decimals=2, qty_decimals=3, tick_units=1, min_notional="5",
+                 max_qty_lots=1_000_000)
+
+
+def test_two_instruments_with_the_model_in_the_loop(table, trained_registry):
+    """BTC and ETH in one run, one strategy each, the ensemble scoring every ready message
+    (one runtime per instrument); deterministic with the model too."""
+    from engine.models.registry import ModelRegistry
+    from engine.testing.data import usdm_capture
+    eth = message_table(usdm_capture("ETHUSDT"), "ETHUSDT", [ETH])
+    reg = ModelRegistry(trained_registry["root"])
+
+    def go():
+        return Backtester([INS, ETH], [MarketMaker(0, 0.1), MarketMaker(1, 0.01)], seed=3,
+                          model=reg.load).run([table, eth])
+    a = go()
+    s = a.summary
+    assert s["instruments"] == ["BTCUSDT", "ETHUSDT"]
+    assert s["messages"] == len(table["starts"]) + len(eth["starts"])
+    assert set(s["per_instrument"]) == {"BTCUSDT", "ETHUSDT"}
+    assert s["model"]["calls"] > 1000 and s["model"]["version"] == reg.current()
+    assert {t["symbol"] for t in a.trades} == {"BTCUSDT", "ETHUSDT"}
+    for sym, d in s["per_instrument"].items():
+        assert abs(d["final_position_lots"]) <= 50
+    # the strategies receive p(up) - p(down) on every scored message
+    class Spy(MarketMaker):
+        def on_market(self, ts, bb, ba, f, ready, valid, signal=0.0):
+            self.signals.append(signal)
+            return super().on_market(ts, bb, ba, f, ready, valid, signal)
+    spies = [Spy(0, 0.1), Spy(1, 0.01)]
+    for sp in spies:
+        sp.signals = []
+    c = Backtester([INS, ETH], spies, seed=3, model=reg.load).run([table, eth])
+    # the same run again (only the class name differs): deterministic with the model
+    assert [dict(x, strategy=0) for x in c.trades] == [dict(x, strategy=0) for x in a.trades]
+    assert {k: v for k, v in c.summary.items() if k != "per_strategy"} == \
+        {k: v for k, v in s.items() if k != "per_strategy"}
+    assert c.summary["per_strategy"]["Spy"] == s["per_strategy"]["MarketMaker"]
+    got = np.array(spies[0].signals + spies[1].signals)
+    assert np.count_nonzero(got) == c.summary["model"]["calls"] == s["model"]["calls"]
+    assert np.all(np.abs(got) <= 1.0)
+    assert c.summary["model"]["mean_signal"] == pytest.approx(got[got != 0].mean(), abs=1e-7)

@@ -1,0 +1,2 @@
+"""The append-only journal (memory-mapped, checksummed, rotating segments) and its
+PostgreSQL writer."""

@@ -9,14 +9,67 @@ import sys
 from engine import __version__
 
 STAGE = """\
-cryptoscalp {version}. Paper trading (strategies, the process group) is not built yet, so
-`run` does two things that are: (1) the transport self-check: two real processes, one
-ring, one heartbeat region; (2) a live market-data session against the built-in simulated
-exchange (synthetic BTCUSDT market, offline): WebSocket streams and a REST snapshot ->
-parser, book sync, validation -> the 25 features, with a status line every second."""
+cryptoscalp {version} self-check: (1) the transport: two real processes, one ring, one
+heartbeat region; (2) a live market-data session against the built-in simulated exchange
+(synthetic BTCUSDT market, offline): WebSocket streams and a REST snapshot -> parser, book
+sync, validation -> the 25 features, with a status line every second."""
 
 
 def _cmd_run(args) -> int:
+    """Paper trading on the built-in simulated exchange, fused topology (one process)."""
+    import uvloop
+
+    from processes.fused import RunConfig, run_paper_on_sim
+    if args.venue != "sim":
+        print(f"run: --venue {args.venue} is not built yet (the offline default, sim, is)", file=sys.stderr)
+        return 2
+    cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots,
+                    max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed)
+    print(f"cryptoscalp {__version__}: paper trading on the built-in simulated exchange (synthetic BTCUSDT, offline), "
+          f"fused topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
+          f"Ctrl-C stops: open orders are cancelled first.", flush=True)
+    try:
+        out = uvloop.run(run_paper_on_sim(cfg))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+def _cmd_journal(args) -> int:
+    from engine.journal.journal import KIND_NAMES, RK_EVENT, JournalReader
+    r = JournalReader(args.dir)
+    if args.action in ("read", "export"):
+        kinds = None if args.kind == "all" else {k for k, v in KIND_NAMES.items() if v == args.kind}
+        n = 0
+        for e in r.entries(from_seq=args.from_seq):
+            if kinds is not None and e.kind not in kinds:
+                continue
+            rec = e.record()
+            body = rec if e.kind == RK_EVENT else {k: (v.item() if hasattr(v, "item") else v)
+                                                    for k, v in zip(rec.dtype.names, rec.tolist()) if not k.startswith("_")}
+            print(json.dumps({"seq": e.seq, "kind": KIND_NAMES[e.kind], "wall_ns": e.wall_ns, "record": body}))
+            n += 1
+        if r.errors:
+            print(f"journal: stopped at: {'; '.join(r.errors)}", file=sys.stderr)
+            return 1
+        print(f"journal: {n} records", file=sys.stderr)
+        return 0
+    if args.action == "pg-sync":
+        from engine.journal.pg import PgUnavailable, PgWriter
+        w = PgWriter(args.dsn, args.dir, name=args.name)
+        try:
+            n = w.sync()
+        except PgUnavailable as e:
+            print(f"journal pg-sync: PostgreSQL unavailable ({e}); the backlog stays in the journal", file=sys.stderr)
+            return 1
+        print(json.dumps({"written": n, "last_seq": w.progress(), "journal": args.name}))
+        return 0
+    return 2
+
+
+def _cmd_selfcheck(args) -> int:
     import asyncio
 
     import numpy as np
@@ -373,14 +426,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"cryptoscalp {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="run the main job (today: the transport self-check)")
+    rn = sub.add_parser("run", help="the main job: paper trading on the built-in sim (offline default)")
+    rn.add_argument("--venue", default="sim", help="sim (default, offline); binance is not built yet")
+    rn.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    rn.add_argument("--journal", default="run/journal", help="journal directory (default run/journal)")
+    rn.add_argument("--seed", type=int, default=1, help="synthetic market seed")
+    rn.add_argument("--model", help="model registry directory (the ensemble skews the quotes)")
+    rn.add_argument("--quote-lots", type=int, default=10)
+    rn.add_argument("--max-inventory", type=int, default=50)
+    rn.add_argument("--speed", type=float, default=1.0,
+                    help="synthetic market speed (exchange time per wall second); quoting starts once the "
+                         "features it uses are ready (60 s of market time)")
+    rn.set_defaults(func=_cmd_run)
+
+    jn = sub.add_parser("journal", help="read or export the journal; copy it into PostgreSQL")
+    jn.add_argument("action", choices=["read", "export", "pg-sync"])
+    jn.add_argument("--dir", default="run/journal")
+    jn.add_argument("--kind", default="all", choices=["all", "order", "reject", "exec", "event", "market"])
+    jn.add_argument("--from-seq", type=int, default=1)
+    jn.add_argument("--dsn", default=os.environ.get("CRYPTOSCALP_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+    jn.add_argument("--name", default="main", help="journal name in PostgreSQL (rows are keyed by it)")
+    jn.set_defaults(func=_cmd_journal)
+
+    r = sub.add_parser("selfcheck", help="transport self-check and a market-data session against the sim")
     r.add_argument("--run-name", default="selfcheck", help="segment name prefix /cs.<run>.")
     r.add_argument("--records", type=int, default=200_000, help="records to send (default 200000)")
     r.add_argument("--wait", choices=["spin", "yield", "block"], default="block",
                    help="reader wait strategy (default block: safe on small hosts)")
     r.add_argument("--seconds", type=float, default=15.0, help="market-data session length (0: skip it)")
     r.add_argument("--seed", type=int, default=1, help="synthetic market seed")
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_cmd_selfcheck)
 
     s = sub.add_parser("shm", help="list or clean shared-memory segments")
     s.add_argument("action", choices=["ls", "clean"], help="ls: list; clean: unlink those whose owner is dead")

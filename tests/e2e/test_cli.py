@@ -22,7 +22,7 @@ def test_cli_is_installed():
 
 @pytest.mark.parametrize("wait", ["block", "spin"])
 def test_run_selfcheck_moves_every_record_between_processes(wait):
-    r = run("run", "--run-name", f"e2e-{wait}", "--records", "20000", "--wait", wait, "--seconds", "0")
+    r = run("selfcheck", "--run-name", f"e2e-{wait}", "--records", "20000", "--wait", wait, "--seconds", "0")
     assert r.returncode == 0, r.stderr
     assert "ok: 20000 records, none lost or out of order" in r.stdout
     # nothing is left behind in /dev/shm
@@ -43,7 +43,7 @@ def test_shm_clean_removes_a_dead_owners_segment(tmp_path):
 
 def test_run_market_data_session_against_the_sim():
     import re
-    r = run("run", "--run-name", "e2e-md", "--records", "5000", "--seconds", "4")
+    r = run("selfcheck", "--run-name", "e2e-md", "--records", "5000", "--seconds", "4")
     assert r.returncode == 0, r.stderr
     assert "BTCUSDT synced" in r.stdout
     m = re.search(r"done: (\d+) messages, (\d+) snapshot\(s\), parser rejects (\d+), book gaps (\d+)", r.stdout)

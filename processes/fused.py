@@ -1,0 +1,332 @@
+"""The fused topology: feed, brain, risk, gateway and journal as function calls in one
+process and one event loop (no rings). What ``cryptoscalp run`` starts by default: safe on
+any host, two cores included, because nothing spins.
+
+Wiring (every piece is a component from engine/):
+    LiveFeed (WebSocket + FeedHandler + books + FeatureEngine)  --on_message-->
+    brain: regime (OnlineRegime) -> model (EnsembleRuntime, optional) -> strategy
+    risk:  RiskGate.check against RiskState (PositionBook keeps it current; TradingMonitor
+           moves ACTIVE / REDUCING / HALTED every second)
+    gateway: OrderGateway over signed REST; fills from the user data stream
+    journal: every intent's order or reject, every execution report, every state change
+             (JournalWriter); market records are not journaled here (the recorder keeps
+             raw frames when asked)
+
+Stages are stamped on each order (CLOCK_MONOTONIC): ``mono_origin`` (frame read off the
+socket), ``t_features``, ``t_infer``, ``t_strategy``, ``t_risk``, ``t_send`` (REST request
+written); tick-to-trade = t_send - mono_origin.
+
+Stop (Ctrl-C or SIGTERM): quoting stops, every open order is cancelled (cancel-all per
+instrument), the journal records it and is flushed, then the process exits.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from cext.risk import RiskGate, RiskState
+from engine import schema
+from engine.features.regime import NAMES as REGIMES, OnlineRegime
+from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
+from engine.risk.limits import RiskLimits
+from engine.risk.monitor import TradingMonitor
+from engine.risk.positions import PositionBook
+
+log = logging.getLogger("cryptoscalp.fused")
+STATE_NAMES = {schema.TS_ACTIVE: "ACTIVE", schema.TS_REDUCING: "REDUCING", schema.TS_HALTED: "HALTED"}
+
+
+@dataclass
+class RunConfig:
+    journal_dir: str = "run/journal"
+    seconds: float | None = None            # None: until Ctrl-C
+    seed: int = 1
+    equity: float = 100_000.0
+    daily_vol: float = 0.03
+    quote_lots: int = 10
+    max_inventory_lots: int = 50
+    model_dir: str | None = None
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    status_every_s: float = 1.0
+    speed: float = 1.0                      # synthetic market speed (sim venue)
+
+
+class FusedEngine:
+    def __init__(self, cfg: RunConfig, instruments, rest, gateway, ws_url: str, rest_url: str):
+        from engine.feed.live import LiveFeed
+        from engine.strategies.market_making import MarketMaker
+        self.cfg = cfg
+        self.instruments = instruments
+        self.rest, self.gateway = rest, gateway
+        self.ws_url = ws_url
+        n = max(i.inst for i in instruments) + 1
+        self.state = RiskState(n)
+        self.state.equity = self.state.peak_equity = self.state.day_start_equity = cfg.equity
+        for ins in instruments:
+            self.state.configure(ins.inst, tick_size=float(ins.tick_size), lot_size=float(ins.lot_size),
+                                 min_qty_lots=ins.min_qty_lots, max_qty_lots=ins.max_qty_lots,
+                                 min_notional=float(ins.min_notional), leverage=10.0)
+            self.state.set_vol(ins.inst, cfg.daily_vol)
+        self.gate = RiskGate(cfg.limits)
+        self.book = PositionBook(self.state, balance=cfg.equity)
+        for ins in instruments:
+            self.book.add_instrument(ins.inst, float(ins.tick_size), float(ins.lot_size))
+        self.monitor = TradingMonitor(cfg.limits, self.state)
+        self.strategies = {ins.inst: MarketMaker(ins.inst, float(ins.tick_size), quote_lots=cfg.quote_lots,
+                                                 max_inventory_lots=cfg.max_inventory_lots) for ins in instruments}
+        self.regimes = {ins.inst: OnlineRegime() for ins in instruments}
+        self.models = {}
+        if cfg.model_dir:
+            from engine.models.registry import ModelRegistry
+            reg = ModelRegistry(cfg.model_dir)
+            self.models = {ins.inst: reg.load() for ins in instruments}
+        self.journal = JournalWriter(cfg.journal_dir)
+        self.journal.append_event({"event": "start", "topology": "fused", "instruments": [i.symbol for i in instruments],
+                                   "model": cfg.model_dir, "seq_before": self.journal.seq})
+        self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message)
+        self.stopping = False
+        self.tasks: set[asyncio.Task] = set()
+        self.t2t_ns: list[int] = []
+        self.data_ns: dict[int, int] = {}
+        self.counts = {"intents": 0, "orders_sent": 0, "fills": 0, "rejects": 0, "venue_rejects": 0, "cancels": 0}
+        self.rejects_by_layer: dict[str, int] = {}
+        self.next_sample = {ins.inst: 0 for ins in instruments}
+        self.t_start = time.monotonic()
+
+    # ------------------------------------------------------------------ brain + risk
+    def on_message(self, inst: int, records, fe) -> None:
+        if self.stopping:
+            return
+        origin = int(records["mono_origin"][0])
+        t_feat = time.monotonic_ns()
+        book = self.feed.handler.books[inst]
+        valid = self.feed.handler.is_valid(inst)
+        bb_l, ba_l = book.best_bid, book.best_ask
+        bb = int(bb_l[0]) if bb_l else 0
+        ba = int(ba_l[0]) if ba_l else 0
+        valid = bool(valid and bb > 0 and ba > bb)
+        self.data_ns[inst] = t_feat
+        if valid:
+            mid = (bb + ba) // 2
+            self.state.set_market(inst, mark_px=mid, mark_ns=t_feat, data_ns=t_feat, book_valid=True)
+            self.book.on_mark(inst, mid)
+            changed = self.regimes[inst].on_mid(int(records["exch_ts"][-1]), float(mid))
+            if changed is not None:
+                self.journal.append_event({"event": "regime", "symbol": self._sym(inst), "regime": REGIMES[changed]})
+                if inst in self.models:
+                    self.models[inst].set_regime(changed)
+        signal_ = 0.0
+        rt = self.models.get(inst)
+        if rt is not None and fe.all_ready:
+            commit = t_feat >= self.next_sample[inst]
+            if commit:
+                self.next_sample[inst] = t_feat + 100_000_000
+            p = rt.predict(fe.out, commit)
+            signal_ = float(p[2] - p[0])
+        t_inf = time.monotonic_ns()
+        intents = self.strategies[inst].on_market(int(records["exch_ts"][-1]), bb, ba, fe.out, fe.ready, valid, signal_)
+        t_str = time.monotonic_ns()
+        for it in intents:
+            self.counts["intents"] += 1
+            it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
+            self._submit(it)
+
+    def _submit(self, it) -> None:
+        ok, res = self.gate.check(it, self.state)
+        if not ok:
+            rej = res.copy()
+            self.counts["rejects"] += 1
+            name = RiskGate.reason_name(int(rej["reason"][0]))
+            self.rejects_by_layer[name] = self.rejects_by_layer.get(name, 0) + 1
+            self.journal.append_record(RK_REJECT, rej)
+            e = np.zeros(1, schema.EXEC_DTYPE)
+            e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], it["inst"][0]
+            self.strategies[int(it["inst"][0])].on_exec(e[0])
+            return
+        order = res.copy()
+        order["t_risk"] = time.monotonic_ns()
+        self.book.on_order_sent(order[0])
+        self.counts["orders_sent"] += 1
+        if int(order["action"][0]) == schema.ACT_CANCEL:
+            self.counts["cancels"] += 1
+        task = asyncio.ensure_future(self._send(order))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, order) -> None:
+        execs = await self.gateway.send(order)          # stamps t_send before the request
+        self.journal.append_record(RK_ORDER, order)     # with its t_send
+        if int(order["action"][0]) == schema.ACT_NEW and len(self.t2t_ns) < 1_000_000:
+            self.t2t_ns.append(int(order["t_send"][0]) - int(order["mono_origin"][0]))
+        for e in execs:
+            if int(e["kind"]) == schema.EX_REJECT:
+                self.counts["venue_rejects"] += 1
+                self.monitor.on_exchange_error(time.monotonic_ns())
+            self.on_exec(e)
+
+    def on_exec(self, e) -> None:
+        self.journal.append_record(RK_EXEC, np.asarray(e).reshape(1))
+        if int(e["kind"]) in (schema.EX_PARTIAL, schema.EX_FILL):
+            self.counts["fills"] += 1
+        self.book.on_exec(e)
+        s = self.strategies.get(int(e["inst"]))
+        if s is not None:
+            s.on_exec(e)
+
+    # ------------------------------------------------------------------ user data stream
+    async def user_stream(self) -> None:
+        import aiohttp
+        while not self.stopping:
+            try:
+                lk = (await self.rest.call("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
+                async with aiohttp.ClientSession() as s, s.ws_connect(f"{self.ws_url}/ws/{lk}") as ws:
+                    rec = await self.gateway.reconcile()
+                    for e in rec["gone"]:
+                        self.on_exec(e)
+                    self.journal.append_event({"event": "reconciled", "gone": int(len(rec["gone"])),
+                                               "unknown": len(rec["unknown"]), "positions": rec["positions"]})
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        ev = orjson.loads(msg.data)
+                        for e in self.gateway.on_user_event(ev):
+                            self.on_exec(e)
+            except Exception as e:           # the venue went away: reconnect, reconcile
+                if self.stopping:
+                    return
+                log.warning("user stream: %s: reconnecting", e)
+                self.journal.append_event({"event": "user_stream_lost", "error": str(e)[:200]})
+                await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ housekeeping
+    def _sym(self, inst: int) -> str:
+        return next(i.symbol for i in self.instruments if i.inst == inst)
+
+    def status(self) -> dict:
+        t2t = np.asarray(self.t2t_ns[-20000:]) if self.t2t_ns else None
+        el = max(1e-9, time.monotonic() - self.t_start)
+        pos = {self._sym(i): int(p.qty) for i, p in self.book.positions.items()}
+        return {"trading_state": STATE_NAMES.get(self.state.trading_state, "?"), "positions": pos,
+                "pnl": round(self.book.equity() - self.cfg.equity, 4), "orders_sent": self.counts["orders_sent"],
+                "fills": self.counts["fills"], "rejects": dict(self.rejects_by_layer),
+                "venue_rejects": self.counts["venue_rejects"],
+                "tick_to_trade_us": None if t2t is None else {"p50": round(float(np.percentile(t2t, 50)) / 1e3, 1),
+                                                              "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
+                "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
+                "journal_seq": self.journal.seq}
+
+    def print_status(self) -> None:
+        s = self.status()
+        t2t = s["tick_to_trade_us"] or {"p50": float("nan"), "p99": float("nan")}
+        ins = self.instruments[0]
+        q = s["positions"][ins.symbol]
+        ready = int(self.feed.features[ins.inst].ready.sum())
+        warm = "" if ready == 25 else f"  features {ready}/25 ready (warming up)"
+        print(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
+              f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
+              f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "
+              f"t2t p50 {t2t['p50']:>7.1f} us p99 {t2t['p99']:>8.1f} us  {s['events_per_s']:>6.0f} ev/s{warm}", flush=True)
+
+    async def _housekeeping(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            now = time.monotonic_ns()
+            before = self.state.trading_state
+            self.monitor.evaluate(now, self.book.consecutive_losses, self.data_ns)
+            if self.state.trading_state != before:
+                self.journal.append_event({"event": "trading_state", "from": STATE_NAMES[before],
+                                           "to": STATE_NAMES[self.state.trading_state],
+                                           "reasons": sorted(self.monitor.reasons)})
+            try:
+                await self.gateway.heartbeat()            # cancel-on-disconnect countdown
+            except Exception as e:
+                log.warning("countdownCancelAll: %s", e)
+
+    async def shutdown(self) -> None:
+        """Stop quoting, cancel everything, journal it."""
+        self.stopping = True
+        for t in list(self.tasks):
+            await asyncio.wait([t], timeout=5)
+        cancelled = 0
+        for ins in self.instruments:
+            o = np.zeros(1, schema.ORDER_DTYPE)
+            o["action"], o["inst"], o["client_id"] = schema.ACT_CANCEL_ALL, ins.inst, 0
+            try:
+                for e in await self.gateway.send(o):
+                    cancelled += 1
+                    self.on_exec(e)
+            except Exception as e:
+                log.error("cancel-all on %s failed: %s", ins.symbol, e)
+        try:            # what the venue still holds for us after the cancel-all (must be nothing)
+            left = len(await self.rest.call("GET", "/fapi/v1/openOrders"))
+        except Exception as e:
+            log.error("open orders after stop: %s", e)
+            left = None
+        self.venue_open_after_stop = left
+        self.journal.append_event({"event": "stop", "cancelled": cancelled, "venue_open_orders_after": left,
+                                   **self.status()})
+        self.journal.flush()
+        return cancelled
+
+    async def run(self, stop: asyncio.Event | None = None) -> dict:
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (RuntimeError, ValueError):   # not the main thread (tests)
+                pass
+        await self.rest.sync_time()
+        us = asyncio.ensure_future(self.user_stream())
+        hk = asyncio.ensure_future(self._housekeeping())
+        feed = asyncio.ensure_future(self.feed.run(None, None))
+        t0 = time.monotonic()
+        try:
+            while not stop.is_set() and (self.cfg.seconds is None or time.monotonic() - t0 < self.cfg.seconds):
+                try:
+                    await asyncio.wait_for(stop.wait(), self.cfg.status_every_s)
+                except asyncio.TimeoutError:
+                    pass
+                if self.cfg.status_every_s:
+                    self.print_status()
+        finally:
+            cancelled = await self.shutdown()
+            feed.cancel()
+            hk.cancel()
+            us.cancel()
+            for t in (feed, hk, us):
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+            self.journal.close()
+        out = self.status()
+        out["cancelled_at_stop"] = cancelled
+        out["venue_open_orders_after_stop"] = self.venue_open_after_stop
+        return out
+
+
+async def run_paper_on_sim(cfg: RunConfig) -> dict:
+    """Paper trading against the built-in simulated exchange (synthetic market), offline."""
+    from engine.execution.gateway import BinanceRest, OrderGateway
+    from engine.venues.sim.run import SimRunner
+    from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
+    runner = SimRunner(synthetic_seed=cfg.seed, speed=cfg.speed)
+    base = await runner.start()
+    sim_task = asyncio.ensure_future(runner.run())
+    rest = BinanceRest(base, TEST_API_KEY, TEST_API_SECRET)
+    gw = OrderGateway(rest, runner.instruments)
+    eng = FusedEngine(cfg, runner.instruments, rest, gw, runner.server.ws_url, base + "/fapi/v1")
+    try:
+        return await eng.run()
+    finally:
+        runner.stop()
+        await sim_task
+        await rest.close()
+        await runner.server.close()

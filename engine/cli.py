@@ -24,7 +24,12 @@ def _cmd_run(args) -> int:
         print(f"run: --venue {args.venue} is not built yet (the offline default, sim, is)", file=sys.stderr)
         return 2
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots,
-                    max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed)
+                    max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
+                    admin=None if args.admin == "none" else args.admin,
+                    metrics_port=None if args.metrics_port < 0 else args.metrics_port)
+    if args.log_format == "json":
+        from engine.telemetry import json_logging
+        json_logging()
     print(f"cryptoscalp {__version__}: paper trading on the built-in simulated exchange (synthetic BTCUSDT, offline), "
           f"fused topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
           f"Ctrl-C stops: open orders are cancelled first.", flush=True)
@@ -67,6 +72,61 @@ def _cmd_journal(args) -> int:
         print(json.dumps({"written": n, "last_seq": w.progress(), "journal": args.name}))
         return 0
     return 2
+
+
+def _cmd_admin(args) -> int:
+    from engine.ipc.admin import COMMANDS, AdminError, request
+    if args.command not in COMMANDS:
+        print(f"admin: unknown command {args.command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    kv = {}
+    for a in args.args:
+        if "=" not in a:
+            print(f"admin: argument {a!r} is not NAME=VALUE", file=sys.stderr)
+            return 2
+        k, v = a.split("=", 1)
+        kv[k] = v
+    ep = args.endpoint
+    if ep.startswith("ipc://") and not ep.startswith("ipc:///"):
+        ep = "ipc://" + os.path.abspath(ep[len("ipc://"):])
+    keys = {}
+    if args.curve:
+        with open(args.curve) as f:
+            keys = {k: v.encode() for k, v in json.load(f).items()}
+    try:
+        rep = request(ep, args.command, kv, args.timeout, **keys)
+    except AdminError as e:
+        print(f"admin: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(rep.get("result") if rep.get("ok") else rep, indent=1, sort_keys=True))
+    return 0 if rep.get("ok") else 1
+
+
+def _cmd_deploy(args) -> int:
+    """Write the systemd units of deploy/ with this installation's paths filled in."""
+    import getpass
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.join(here, "deploy")
+    if not os.path.isdir(src):
+        print(f"deploy: no unit templates at {src}", file=sys.stderr)
+        return 1
+    subs = {"@PREFIX@": os.path.abspath(args.prefix or here), "@BIN@": os.path.dirname(os.path.abspath(sys.argv[0]))
+            if os.path.basename(sys.argv[0]) == "cryptoscalp" else os.path.join(sys.prefix, "bin"),
+            "@USER@": args.user or getpass.getuser(), "@GROUP@": args.group or args.user or getpass.getuser(),
+            "@CPUS@": args.cpus}
+    os.makedirs(args.out, exist_ok=True)
+    written = []
+    for name in sorted(os.listdir(src)):
+        if not name.endswith((".service", ".target")):
+            continue
+        text = open(os.path.join(src, name)).read()
+        for k, v in subs.items():
+            text = text.replace(k, v)
+        with open(os.path.join(args.out, name), "w") as f:
+            f.write(text)
+        written.append(os.path.join(args.out, name))
+    print(json.dumps({"written": written, "substitutions": subs}, indent=1))
+    return 0
 
 
 def _cmd_selfcheck(args) -> int:
@@ -437,7 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--speed", type=float, default=1.0,
                     help="synthetic market speed (exchange time per wall second); quoting starts once the "
                          "features it uses are ready (60 s of market time)")
+    rn.add_argument("--admin", default="ipc://run/admin.sock",
+                    help="admin endpoint (ipc://PATH, mode 0600; 'none' for no admin socket)")
+    rn.add_argument("--metrics-port", type=int, default=9464,
+                    help="Prometheus /metrics on 127.0.0.1:PORT (0: any free port, -1: off)")
+    rn.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines on stdout")
     rn.set_defaults(func=_cmd_run)
+
+    ad = sub.add_parser("admin", help="talk to a running engine: status, positions, orders, halt, reduce, resume, "
+                        "flatten, cancel-all, set-limit, reload-model, rollback-model, shutdown")
+    ad.add_argument("command", help="the admin command")
+    ad.add_argument("args", nargs="*", help="NAME=VALUE arguments (set-limit name=max_daily_trades value=200)")
+    ad.add_argument("--endpoint", default="ipc://run/admin.sock")
+    ad.add_argument("--timeout", type=float, default=5.0)
+    ad.add_argument("--curve", help="TCP only: a JSON file with client_public, client_secret, server_public (Z85)")
+    ad.set_defaults(func=_cmd_admin)
 
     jn = sub.add_parser("journal", help="read or export the journal; copy it into PostgreSQL")
     jn.add_argument("action", choices=["read", "export", "pg-sync"])
@@ -447,6 +521,15 @@ def build_parser() -> argparse.ArgumentParser:
     jn.add_argument("--dsn", default=os.environ.get("CRYPTOSCALP_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
     jn.add_argument("--name", default="main", help="journal name in PostgreSQL (rows are keyed by it)")
     jn.set_defaults(func=_cmd_journal)
+
+    dp = sub.add_parser("deploy", help="write the systemd units (deploy/) for this installation")
+    dp.add_argument("what", choices=["units"])
+    dp.add_argument("--out", required=True, help="directory for the unit files (e.g. /etc/systemd/system)")
+    dp.add_argument("--prefix", help="where the repository lives (default: this one)")
+    dp.add_argument("--user", help="the user the engine runs as (default: you)")
+    dp.add_argument("--group")
+    dp.add_argument("--cpus", default="2", help="CPUAffinity of the engine (default 2)")
+    dp.set_defaults(func=_cmd_deploy)
 
     r = sub.add_parser("selfcheck", help="transport self-check and a market-data session against the sim")
     r.add_argument("--run-name", default="selfcheck", help="segment name prefix /cs.<run>.")

@@ -16,6 +16,10 @@ Stages are stamped on each order (CLOCK_MONOTONIC): ``mono_origin`` (frame read 
 socket), ``t_features``, ``t_infer``, ``t_strategy``, ``t_risk``, ``t_send`` (REST request
 written); tick-to-trade = t_send - mono_origin.
 
+Telemetry: Prometheus metrics (``engine.telemetry.Metrics``, ``metrics_port``), JSON log
+lines, READY / WATCHDOG / STOPPING to systemd when run under a Type=notify unit (the
+watchdog is fed by the once-a-second housekeeping loop).
+
 Stop (Ctrl-C or SIGTERM): quoting stops, every open order is cancelled (cancel-all per
 instrument), the journal records it and is flushed, then the process exits.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,6 +42,7 @@ from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
 from engine.risk.limits import RiskLimits
 from engine.risk.monitor import TradingMonitor
 from engine.risk.positions import PositionBook
+from engine.telemetry import sd_notify
 
 log = logging.getLogger("cryptoscalp.fused")
 STATE_NAMES = {schema.TS_ACTIVE: "ACTIVE", schema.TS_REDUCING: "REDUCING", schema.TS_HALTED: "HALTED"}
@@ -55,6 +61,8 @@ class RunConfig:
     limits: RiskLimits = field(default_factory=RiskLimits)
     status_every_s: float = 1.0
     speed: float = 1.0                      # synthetic market speed (sim venue)
+    admin: str | None = "ipc://run/admin.sock"   # None: no admin socket
+    metrics_port: int | None = None          # Prometheus /metrics on 127.0.0.1 (0: any free port)
 
 
 class FusedEngine:
@@ -98,6 +106,14 @@ class FusedEngine:
         self.rejects_by_layer: dict[str, int] = {}
         self.next_sample = {ins.inst: 0 for ins in instruments}
         self.t_start = time.monotonic()
+        self.last_tick = time.monotonic()
+        self.stop_event: asyncio.Event | None = None
+        from engine.telemetry import Metrics
+        self.metrics = Metrics()
+        self.registry = None
+        if cfg.model_dir:
+            from engine.models.registry import ModelRegistry
+            self.registry = ModelRegistry(cfg.model_dir)
 
     # ------------------------------------------------------------------ brain + risk
     def on_message(self, inst: int, records, fe) -> None:
@@ -132,6 +148,12 @@ class FusedEngine:
         t_inf = time.monotonic_ns()
         intents = self.strategies[inst].on_market(int(records["exch_ts"][-1]), bb, ba, fe.out, fe.ready, valid, signal_)
         t_str = time.monotonic_ns()
+        m = self.metrics
+        m.messages.inc()
+        m.stage.labels("features").observe((t_feat - origin) / 1e9)
+        if rt is not None:
+            m.stage.labels("inference").observe((t_inf - t_feat) / 1e9)
+        m.stage.labels("strategy").observe((t_str - t_inf) / 1e9)
         for it in intents:
             self.counts["intents"] += 1
             it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
@@ -144,6 +166,7 @@ class FusedEngine:
             self.counts["rejects"] += 1
             name = RiskGate.reason_name(int(rej["reason"][0]))
             self.rejects_by_layer[name] = self.rejects_by_layer.get(name, 0) + 1
+            self.metrics.rejects.labels(name).inc()
             self.journal.append_record(RK_REJECT, rej)
             e = np.zeros(1, schema.EXEC_DTYPE)
             e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], it["inst"][0]
@@ -151,6 +174,10 @@ class FusedEngine:
             return
         order = res.copy()
         order["t_risk"] = time.monotonic_ns()
+        self.metrics.stage.labels("risk").observe((int(order["t_risk"][0]) - int(it["t_strategy"][0])) / 1e9
+                                                  if int(it["t_strategy"][0]) else 0.0)
+        self.metrics.orders.labels({schema.ACT_NEW: "new", schema.ACT_CANCEL: "cancel"}.get(
+            int(order["action"][0]), "other")).inc()
         self.book.on_order_sent(order[0])
         self.counts["orders_sent"] += 1
         if int(order["action"][0]) == schema.ACT_CANCEL:
@@ -162,11 +189,16 @@ class FusedEngine:
     async def _send(self, order) -> None:
         execs = await self.gateway.send(order)          # stamps t_send before the request
         self.journal.append_record(RK_ORDER, order)     # with its t_send
-        if int(order["action"][0]) == schema.ACT_NEW and len(self.t2t_ns) < 1_000_000:
-            self.t2t_ns.append(int(order["t_send"][0]) - int(order["mono_origin"][0]))
+        if int(order["action"][0]) == schema.ACT_NEW and int(order["mono_origin"][0]):
+            t2t = int(order["t_send"][0]) - int(order["mono_origin"][0])
+            if len(self.t2t_ns) < 1_000_000:
+                self.t2t_ns.append(t2t)
+            self.metrics.stage.labels("tick_to_trade").observe(t2t / 1e9)
+            self.metrics.stage.labels("send").observe((int(order["t_send"][0]) - int(order["t_risk"][0])) / 1e9)
         for e in execs:
             if int(e["kind"]) == schema.EX_REJECT:
                 self.counts["venue_rejects"] += 1
+                self.metrics.venue_rejects.inc()
                 self.monitor.on_exchange_error(time.monotonic_ns())
             self.on_exec(e)
 
@@ -174,6 +206,7 @@ class FusedEngine:
         self.journal.append_record(RK_EXEC, np.asarray(e).reshape(1))
         if int(e["kind"]) in (schema.EX_PARTIAL, schema.EX_FILL):
             self.counts["fills"] += 1
+            self.metrics.fills.inc()
         self.book.on_exec(e)
         s = self.strategies.get(int(e["inst"]))
         if s is not None:
@@ -236,7 +269,15 @@ class FusedEngine:
     async def _housekeeping(self) -> None:
         while not self.stopping:
             await asyncio.sleep(1.0)
+            self.last_tick = time.monotonic()
             now = time.monotonic_ns()
+            m = self.metrics
+            m.heartbeat.set(time.time())
+            m.pnl.set(self.book.equity() - self.cfg.equity)
+            m.state.set({schema.TS_ACTIVE: 0, schema.TS_REDUCING: 1, schema.TS_HALTED: 2}.get(self.state.trading_state, 2))
+            for inst, p in self.book.positions.items():
+                m.position.labels(self._sym(inst)).set(p.qty)
+            sd_notify("WATCHDOG=1")            # systemd's watchdog is fed by this loop: a hung loop gets restarted
             before = self.state.trading_state
             self.monitor.evaluate(now, self.book.consecutive_losses, self.data_ns)
             if self.state.trading_state != before:
@@ -248,11 +289,110 @@ class FusedEngine:
             except Exception as e:
                 log.warning("countdownCancelAll: %s", e)
 
-    async def shutdown(self) -> None:
-        """Stop quoting, cancel everything, journal it."""
-        self.stopping = True
-        for t in list(self.tasks):
-            await asyncio.wait([t], timeout=5)
+    # ------------------------------------------------------------------ admin
+    def admin_handlers(self) -> dict:
+        def status(_):
+            s = self.status()
+            s["processes"] = [{"name": "fused", "pid": os.getpid(), "alive": True, "restarts": 0,
+                               "last_heartbeat_age_s": round(time.monotonic() - self.last_tick, 3)}]
+            s["topology"] = "fused"
+            s["model_versions"] = {self._sym(i): rt.version for i, rt in self.models.items()}
+            return s
+
+        def positions(_):
+            return {self._sym(i): {"lots": p.qty, "qty": self._ins(i).lots_to_qty(abs(p.qty)) if p.qty >= 0
+                                   else "-" + self._ins(i).lots_to_qty(-p.qty), "avg_px_ticks": p.avg_px,
+                                   "realized": p.realized, "fees": p.fees, "funding": p.funding,
+                                   "unrealized": self.book.unrealized(i)} for i, p in self.book.positions.items()}
+
+        def orders(_):
+            return {str(cid): {"symbol": self._sym(v["inst"]), "order_id": v["order_id"]}
+                    for cid, v in self.gateway.open.items()}
+
+        async def halt(args):
+            self.monitor.halt(args.get("reason", "admin halt"), time.monotonic_ns())
+            self._journal_state("admin halt")
+            return {"trading_state": "HALTED", "cancelled": await self.cancel_all()}
+
+        def reduce(args):
+            self.monitor.reduce(args.get("reason", "admin reduce"), time.monotonic_ns())
+            self._journal_state("admin reduce")
+            return {"trading_state": STATE_NAMES[self.state.trading_state]}
+
+        def resume(args):
+            self.monitor.reasons.clear()
+            self.monitor.resume(time.monotonic_ns(), args.get("reason", "admin resume"))
+            self._journal_state("admin resume")
+            return {"trading_state": STATE_NAMES[self.state.trading_state]}
+
+        async def cancel_all(_):
+            return {"cancelled": await self.cancel_all()}
+
+        async def flatten(_):
+            n = await self.cancel_all()
+            sent = []
+            for inst, p in self.book.positions.items():
+                if p.qty:
+                    o = np.zeros(1, schema.ORDER_DTYPE)
+                    o["action"], o["otype"], o["inst"] = schema.ACT_NEW, schema.OT_MARKET, inst
+                    o["side"] = schema.SIDE_SELL if p.qty > 0 else schema.SIDE_BUY
+                    o["qty"], o["flags"] = abs(p.qty), schema.OF_REDUCE_ONLY
+                    o["client_id"] = (15 << 40) + self.counts["intents"]
+                    o["mono_origin"] = time.monotonic_ns()
+                    self.counts["intents"] += 1
+                    self._submit(o)
+                    sent.append(self._sym(inst))
+            return {"cancelled": n, "flatten_orders": sent}
+
+        def set_limit(args):
+            import msgspec
+            name, value = args.get("name"), args.get("value")
+            fields = [f for f in self.cfg.limits.__struct_fields__ if f != "regime_profiles"]
+            if name not in fields:
+                raise ValueError(f"unknown limit {name!r}; limits: {', '.join(fields)}")
+            old = getattr(self.cfg.limits, name)
+            new = type(old)(value)
+            self.cfg.limits = msgspec.structs.replace(self.cfg.limits, **{name: new})   # validated again
+            self.gate = RiskGate(self.cfg.limits)
+            self.monitor.limits = self.cfg.limits
+            self.journal.append_event({"event": "set_limit", "name": name, "old": old, "new": new})
+            return {"name": name, "old": old, "new": new}
+
+        def reload_model(_):
+            if self.registry is None:
+                raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
+            out = {}
+            for inst in list(self.models):
+                rt = self.registry.load()           # verified; the old runtime serves until this worked
+                rt.set_regime(self.models[inst].regime)
+                self.models[inst] = rt
+                out[self._sym(inst)] = rt.version
+            self.journal.append_event({"event": "model_reload", "versions": out})
+            return out
+
+        def rollback_model(_):
+            if self.registry is None:
+                raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
+            rec = self.registry.rollback(reason="admin")
+            return {"rollback": rec, "versions": reload_model({})}
+
+        def shutdown(_):
+            if self.stop_event is not None:
+                self.stop_event.set()
+            return {"stopping": True}
+
+        return {"status": status, "positions": positions, "orders": orders, "halt": halt, "reduce": reduce,
+                "resume": resume, "cancel-all": cancel_all, "flatten": flatten, "set-limit": set_limit,
+                "reload-model": reload_model, "rollback-model": rollback_model, "shutdown": shutdown}
+
+    def _ins(self, inst: int):
+        return next(i for i in self.instruments if i.inst == inst)
+
+    def _journal_state(self, why: str) -> None:
+        self.journal.append_event({"event": "trading_state", "to": STATE_NAMES[self.state.trading_state],
+                                   "reasons": sorted(self.monitor.reasons), "by": why})
+
+    async def cancel_all(self) -> int:
         cancelled = 0
         for ins in self.instruments:
             o = np.zeros(1, schema.ORDER_DTYPE)
@@ -263,6 +403,14 @@ class FusedEngine:
                     self.on_exec(e)
             except Exception as e:
                 log.error("cancel-all on %s failed: %s", ins.symbol, e)
+        return cancelled
+
+    async def shutdown(self) -> None:
+        """Stop quoting, cancel everything, journal it."""
+        self.stopping = True
+        for t in list(self.tasks):
+            await asyncio.wait([t], timeout=5)
+        cancelled = await self.cancel_all()
         try:            # what the venue still holds for us after the cancel-all (must be nothing)
             left = len(await self.rest.call("GET", "/fapi/v1/openOrders"))
         except Exception as e:
@@ -276,17 +424,31 @@ class FusedEngine:
 
     async def run(self, stop: asyncio.Event | None = None) -> dict:
         stop = stop or asyncio.Event()
+        self.stop_event = stop
         loop = asyncio.get_running_loop()
+        admin = None
+        if self.cfg.admin:
+            from engine.ipc.admin import AdminServer
+            admin = AdminServer(self.admin_handlers(), _abs_ipc(self.cfg.admin))
+            admin_task = asyncio.ensure_future(admin.serve())
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, stop.set)
             except (RuntimeError, ValueError):   # not the main thread (tests)
                 pass
         await self.rest.sync_time()
+        if self.cfg.metrics_port is not None:
+            try:
+                port = self.metrics.serve(self.cfg.metrics_port)
+                log.info("metrics on http://127.0.0.1:%d/metrics", port, extra={"metrics_port": port})
+                self.journal.append_event({"event": "metrics", "port": port})
+            except OSError as e:
+                log.error("metrics endpoint on port %s: %s (running without it)", self.cfg.metrics_port, e)
         us = asyncio.ensure_future(self.user_stream())
         hk = asyncio.ensure_future(self._housekeeping())
         feed = asyncio.ensure_future(self.feed.run(None, None))
         t0 = time.monotonic()
+        sd_notify("READY=1")
         try:
             while not stop.is_set() and (self.cfg.seconds is None or time.monotonic() - t0 < self.cfg.seconds):
                 try:
@@ -296,20 +458,34 @@ class FusedEngine:
                 if self.cfg.status_every_s:
                     self.print_status()
         finally:
+            sd_notify("STOPPING=1")
             cancelled = await self.shutdown()
             feed.cancel()
             hk.cancel()
             us.cancel()
-            for t in (feed, hk, us):
+            extra = []
+            if admin is not None:
+                admin_task.cancel()
+                extra.append(admin_task)
+            for t in (feed, hk, us, *extra):
                 try:
                     await t
                 except (asyncio.CancelledError, Exception):
                     pass
+            if admin is not None:
+                admin.close()
+            self.metrics.close()
             self.journal.close()
         out = self.status()
         out["cancelled_at_stop"] = cancelled
         out["venue_open_orders_after_stop"] = self.venue_open_after_stop
         return out
+
+
+def _abs_ipc(endpoint: str) -> str:
+    if endpoint.startswith("ipc://") and not endpoint.startswith("ipc:///"):
+        return "ipc://" + os.path.abspath(endpoint[len("ipc://"):])
+    return endpoint
 
 
 async def run_paper_on_sim(cfg: RunConfig) -> dict:

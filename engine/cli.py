@@ -34,7 +34,7 @@ def _cmd_run(args) -> int:
           f"fused topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
           f"Ctrl-C stops: open orders are cancelled first.", flush=True)
     try:
-        out = uvloop.run(run_paper_on_sim(cfg))
+        out = uvloop.run(run_paper_on_sim(cfg, faults=args.sim_faults))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -499,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "features it uses are ready (60 s of market time)")
     rn.add_argument("--admin", default="ipc://run/admin.sock",
                     help="admin endpoint (ipc://PATH, mode 0600; 'none' for no admin socket)")
+    rn.add_argument("--sim-faults", help="faults the sim injects, e.g. disconnect_every_s=5,http_5xx_prob=0.05,"
+                    "http_429_prob=0.01,ack_delay_ms=50,gap_prob=0.001 (see engine/venues/sim/server.py)")
     rn.add_argument("--metrics-port", type=int, default=9464,
                     help="Prometheus /metrics on 127.0.0.1:PORT (0: any free port, -1: off)")
     rn.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines on stdout")

@@ -107,6 +107,7 @@ class FusedEngine:
         self.next_sample = {ins.inst: 0 for ins in instruments}
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
+        self.user_reconnects = 0
         self.stop_event: asyncio.Event | None = None
         from engine.telemetry import Metrics
         self.metrics = Metrics()
@@ -226,13 +227,17 @@ class FusedEngine:
                                                "unknown": len(rec["unknown"]), "positions": rec["positions"]})
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
-                            break
+                            raise ConnectionError(f"user stream closed ({msg.type.name})")
                         ev = orjson.loads(msg.data)
                         for e in self.gateway.on_user_event(ev):
                             self.on_exec(e)
+                    raise ConnectionError("user stream ended")
+            except asyncio.CancelledError:
+                raise
             except Exception as e:           # the venue went away: reconnect, reconcile
                 if self.stopping:
                     return
+                self.user_reconnects += 1
                 log.warning("user stream: %s: reconnecting", e)
                 self.journal.append_event({"event": "user_stream_lost", "error": str(e)[:200]})
                 await asyncio.sleep(1.0)
@@ -252,7 +257,12 @@ class FusedEngine:
                 "tick_to_trade_us": None if t2t is None else {"p50": round(float(np.percentile(t2t, 50)) / 1e3, 1),
                                                               "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
-                "journal_seq": self.journal.seq}
+                "journal_seq": self.journal.seq,
+                "faults_survived": {"feed_connects": self.feed.session.stats["connects"],
+                                    "feed_disconnects": self.feed.session.stats["disconnects"],
+                                    "book_gaps": sum(b["gaps"] for b in self.feed.handler.stats()["books"].values()),
+                                    "snapshots": self.feed.snapshots, "user_stream_reconnects": self.user_reconnects,
+                                    "gateway": dict(self.gateway.stats)}}
 
     def print_status(self) -> None:
         s = self.status()
@@ -488,12 +498,15 @@ def _abs_ipc(endpoint: str) -> str:
     return endpoint
 
 
-async def run_paper_on_sim(cfg: RunConfig) -> dict:
-    """Paper trading against the built-in simulated exchange (synthetic market), offline."""
+async def run_paper_on_sim(cfg: RunConfig, faults: str | None = None) -> dict:
+    """Paper trading against the built-in simulated exchange (synthetic market), offline;
+    ``faults``: the sim's fault spec (engine.venues.sim.server.Faults), e.g.
+    'disconnect_every_s=5,http_5xx_prob=0.05'."""
+    from engine.venues.sim.server import Faults
     from engine.execution.gateway import BinanceRest, OrderGateway
     from engine.venues.sim.run import SimRunner
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
-    runner = SimRunner(synthetic_seed=cfg.seed, speed=cfg.speed)
+    runner = SimRunner(synthetic_seed=cfg.seed, speed=cfg.speed, faults=Faults.parse(faults))
     base = await runner.start()
     sim_task = asyncio.ensure_future(runner.run())
     rest = BinanceRest(base, TEST_API_KEY, TEST_API_SECRET)

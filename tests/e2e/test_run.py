@@ -108,3 +108,28 @@ def test_the_journal_lands_in_postgres_row_for_row(tmp_path):
         finally:
             for t in ("cs_orders", "cs_execs", "cs_rejects", "cs_events", "cs_market", "cs_journal_progress"):
                 c.execute(f"DELETE FROM {t} WHERE journal = %s", (name,))
+
+
+def test_sim_faults_are_survived_and_counted(tmp_path):
+    """Disconnects, sequence gaps, 429s, 5xx and slow acks from the sim: the engine
+    reconnects, resyncs, retries, counts each, fails safe (an error storm halts trading),
+    and still leaves nothing open at the venue."""
+    j = str(tmp_path / "journal")
+    faults = "disconnect_every_s=4,http_5xx_prob=0.05,http_429_prob=0.02,ack_delay_ms=30,gap_prob=0.002"
+    r = subprocess.run([CLI, "run", "--seconds", "20", "--speed", "10", "--journal", j, "--seed", "9",
+                        "--admin", "none", "--metrics-port", "-1", "--sim-faults", faults],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    f = out["faults_survived"]
+    assert f["feed_disconnects"] >= 2 and f["feed_connects"] >= 3
+    assert f["snapshots"] >= 2                                  # resynced after gaps and reconnects
+    assert f["user_stream_reconnects"] >= 1
+    assert f["gateway"]["rate_limited"] + f["gateway"]["rejects"] + f["gateway"]["retries"] >= 1
+    assert out["venue_open_orders_after_stop"] == 0
+    es = journal(j)
+    assert no_order_left_open(es) == set()
+    ev = [e.record() for e in es if e.kind == RK_EVENT]
+    assert any(x["event"] == "user_stream_lost" for x in ev)
+    if out["trading_state"] != "ACTIVE":                        # a halt is journaled with its reasons
+        assert any(x["event"] == "trading_state" and x["reasons"] for x in ev)

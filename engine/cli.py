@@ -19,11 +19,31 @@ def _cmd_run(args) -> int:
     """Paper trading on the built-in simulated exchange, fused topology (one process)."""
     import uvloop
 
-    from processes.fused import RunConfig, run_paper_on_sim
-    if args.venue != "sim":
-        print(f"run: --venue {args.venue} is not built yet (the offline default, sim, is)", file=sys.stderr)
+    from processes.fused import RunConfig, run_on_venue, run_paper_on_sim
+    if args.venue != "sim" and not args.venue.startswith(("http://", "https://")):
+        print(f"run: --venue {args.venue} is not built yet (sim, the offline default, and a Binance-compatible "
+              f"URL such as a `cryptoscalp sim` in another process are)", file=sys.stderr)
         return 2
-    cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots,
+    keys = None
+    if args.venue != "sim":
+        keys = _api_keys(args.keys)
+        if keys is None:
+            return 2
+    from engine.risk.limits import RiskLimits
+    limits = RiskLimits()
+    for item in args.limit or []:
+        import msgspec
+        name, _, value = item.partition("=")
+        fields = [f for f in RiskLimits.__struct_fields__ if f != "regime_profiles"]
+        if name not in fields or not value:
+            print(f"run: --limit {item!r}: NAME=VALUE with NAME one of {', '.join(fields)}", file=sys.stderr)
+            return 2
+        try:
+            limits = msgspec.structs.replace(limits, **{name: type(getattr(limits, name))(value)})
+        except (ValueError, TypeError) as e:
+            print(f"run: --limit {item}: {e}", file=sys.stderr)
+            return 2
+    cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port)
@@ -34,12 +54,36 @@ def _cmd_run(args) -> int:
           f"fused topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
           f"Ctrl-C stops: open orders are cancelled first.", flush=True)
     try:
-        out = uvloop.run(run_paper_on_sim(cfg, faults=args.sim_faults))
+        if args.venue == "sim":
+            out = uvloop.run(run_paper_on_sim(cfg, faults=args.sim_faults))
+        else:
+            out = uvloop.run(run_on_venue(cfg, args.venue, *keys))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     print(json.dumps(out, sort_keys=True))
     return 0
+
+
+def _api_keys(path: str | None):
+    """API key and secret: $CRYPTOSCALP_API_KEY / $CRYPTOSCALP_API_SECRET, or a JSON file
+    {"api_key": ..., "api_secret": ...} readable by its owner only (mode 0600)."""
+    import stat as _stat
+    if path:
+        mode = _stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            print(f"run: {path} has mode {oct(mode)}: API keys must be readable by their owner only (chmod 600)",
+                  file=sys.stderr)
+            return None
+        with open(path) as f:
+            d = json.load(f)
+        return d["api_key"], d["api_secret"]
+    k, sec = os.environ.get("CRYPTOSCALP_API_KEY"), os.environ.get("CRYPTOSCALP_API_SECRET")
+    if not (k and sec):
+        print("run: a venue URL needs API keys: CRYPTOSCALP_API_KEY and CRYPTOSCALP_API_SECRET, or --keys FILE (0600)",
+              file=sys.stderr)
+        return None
+    return k, sec
 
 
 def _cmd_journal(args) -> int:
@@ -127,6 +171,15 @@ def _cmd_deploy(args) -> int:
         written.append(os.path.join(args.out, name))
     print(json.dumps({"written": written, "substitutions": subs}, indent=1))
     return 0
+
+
+def _cmd_supervise(args) -> int:
+    from processes.supervisor import supervise
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        print("supervise: give the command after --, e.g. cryptoscalp supervise -- cryptoscalp run", file=sys.stderr)
+        return 2
+    return supervise(cmd, watchdog_s=args.watchdog_s, max_restarts=args.max_restarts, backoff_s=args.backoff_s)
 
 
 def _cmd_selfcheck(args) -> int:
@@ -487,7 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     rn = sub.add_parser("run", help="the main job: paper trading on the built-in sim (offline default)")
-    rn.add_argument("--venue", default="sim", help="sim (default, offline); binance is not built yet")
+    rn.add_argument("--venue", default="sim", help="sim (default: the built-in simulated exchange, offline) or the "
+                    "URL of a Binance USD-M compatible endpoint (e.g. a `cryptoscalp sim` in another process); "
+                    "binance itself is not built yet")
+    rn.add_argument("--limit", action="append", help="override a risk limit, NAME=VALUE (repeatable), "
+                    "e.g. --limit max_daily_trades=500")
+    rn.add_argument("--keys", help="JSON file with api_key and api_secret (mode 0600); default: the environment")
     rn.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     rn.add_argument("--journal", default="run/journal", help="journal directory (default run/journal)")
     rn.add_argument("--seed", type=int, default=1, help="synthetic market seed")
@@ -532,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--group")
     dp.add_argument("--cpus", default="2", help="CPUAffinity of the engine (default 2)")
     dp.set_defaults(func=_cmd_deploy)
+
+    sv = sub.add_parser("supervise", help="run a command, restart it when it dies or hangs (systemd notify protocol)")
+    sv.add_argument("--watchdog-s", type=float, default=10.0, help="silent this long after READY: hung, restarted")
+    sv.add_argument("--max-restarts", type=int, default=20)
+    sv.add_argument("--backoff-s", type=float, default=1.0)
+    sv.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    sv.set_defaults(func=_cmd_supervise)
 
     r = sub.add_parser("selfcheck", help="transport self-check and a market-data session against the sim")
     r.add_argument("--run-name", default="selfcheck", help="segment name prefix /cs.<run>.")

@@ -56,7 +56,10 @@ def test_paper_trading_run_journals_everything_and_stops_clean(tmp_path):
 
 def test_ctrl_c_cancels_open_orders_first(tmp_path):
     j = str(tmp_path / "journal")
-    p = subprocess.Popen([CLI, "run", "--speed", "10", "--journal", j, "--seed", "5"], stdout=subprocess.PIPE,
+    # losses must not pause quoting here (a cool-down would leave nothing resting to cancel)
+    p = subprocess.Popen([CLI, "run", "--speed", "10", "--journal", j, "--seed", "5", "--admin", "none",
+                          "--metrics-port", "-1", "--limit", "max_consecutive_losses=100000",
+                          "--limit", "max_daily_trades=100000"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     try:

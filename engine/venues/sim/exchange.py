@@ -71,6 +71,7 @@ class SimExchange:
         self.parser = BinanceParser(self.instruments)
         self.account = Account(self.balance, {i.inst: float(i.tick_size * i.lot_size) for i in self.instruments})
         self.orders: dict[int, SimOrder] = {}
+        self.trades: list[dict] = []          # our account's fills, for /fapi/v1/userTrades
         self.by_client: dict[tuple[str, str], int] = {}
         self._ids = itertools.count(8_000_000_000)
         self._cids = itertools.count(1)
@@ -291,8 +292,17 @@ class SimExchange:
             o.cum_quote += q * px * self.account.value[o.inst]
             o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
             o.update_ms = now
+            # our account's trade id: the same number in ORDER_TRADE_UPDATE ("t") and in
+            # /fapi/v1/userTrades ("id"), as on Binance
+            tid = len(self.trades) + 1
             self.user_events.append(self._order_update(o, "TRADE", now, last_px=px, last_qty=q, fee=fee,
-                                                       maker=maker, realized=realized, trade_id=int(e["trade_id"])))
+                                                       maker=maker, realized=realized, trade_id=tid))
+            ins = self.by_inst[o.inst]
+            self.trades.append({"symbol": ins.symbol, "id": tid, "orderId": o.order_id,
+                                "side": o.side, "price": ins.ticks_to_price(px), "qty": ins.lots_to_qty(q),
+                                "realizedPnl": f"{realized:.8f}", "quoteQty": f"{q * px * self.account.value[o.inst]:.8f}",
+                                "commission": f"{fee:.8f}", "commissionAsset": "USDT", "time": now,
+                                "positionSide": "BOTH", "maker": maker, "buyer": o.side == "BUY"})
             self.user_events.append(self._account_update(now, "ORDER"))
         elif kind == schema.EX_CANCELED:
             o.status, o.update_ms = "CANCELED", now
@@ -300,6 +310,16 @@ class SimExchange:
         elif kind == schema.EX_EXPIRED:
             o.status, o.update_ms = "EXPIRED", now
             self.user_events.append(self._order_update(o, "EXPIRED", now))
+
+    def user_trades(self, p: dict) -> list[dict]:
+        """GET /fapi/v1/userTrades: symbol (required), fromId, limit (default 500, max 1000)."""
+        ins = self.instrument(p.get("symbol"))
+        limit = int(p.get("limit", 500))
+        if not 1 <= limit <= 1000:
+            raise BinanceError(-1130, "Data sent for paramter 'limit' is not valid.")
+        from_id = int(p.get("fromId", 0))
+        out = [t for t in self.trades if t["symbol"] == ins.symbol and t["id"] >= from_id]
+        return out[:limit]
 
     def _find(self, ins: Instrument, p: dict) -> SimOrder:
         oid, cid = p.get("orderId"), p.get("origClientOrderId")

@@ -3,7 +3,7 @@ on uvloop; one port needs one HTTP server for both, so the WebSocket side is aio
 not picows, which is our client).
 
 REST: /fapi/v1/{ping,time,exchangeInfo,depth,ticker/bookTicker,premiumIndex,order,
-openOrders,allOpenOrders,batchOrders,countdownCancelAll,leverage,listenKey,
+openOrders,allOpenOrders,batchOrders,countdownCancelAll,leverage,listenKey,userTrades,
 positionSide/dual}, /fapi/v2/{account,balance,positionRisk} (and v3).
 Signed endpoints check X-MBX-APIKEY, the HMAC-SHA256 ``signature`` over the query string
 plus body, ``timestamp`` within ``recvWindow`` (default 5000 ms, max 60000); errors in
@@ -69,7 +69,7 @@ WEIGHTS = {"/fapi/v1/ping": 1, "/fapi/v1/time": 1, "/fapi/v1/exchangeInfo": 1, "
            "/fapi/v1/batchOrders": 5, "/fapi/v1/countdownCancelAll": 10, "/fapi/v1/leverage": 1,
            "/fapi/v1/listenKey": 1, "/fapi/v2/account": 5, "/fapi/v3/account": 5, "/fapi/v2/balance": 5,
            "/fapi/v3/balance": 5, "/fapi/v2/positionRisk": 5, "/fapi/v3/positionRisk": 5,
-           "/fapi/v1/positionSide/dual": 30, "/fapi/v1/leverageBracket": 1}
+           "/fapi/v1/positionSide/dual": 30, "/fapi/v1/leverageBracket": 1, "/fapi/v1/userTrades": 5}
 
 
 def depth_weight(limit: int) -> int:
@@ -130,6 +130,7 @@ class SimServer:
         r.add_post("/fapi/v1/leverage", self._leverage)
         r.add_get("/fapi/v1/positionSide/dual", self._dual)
         r.add_get("/fapi/v1/leverageBracket", self._brackets)
+        r.add_get("/fapi/v1/userTrades", self._user_trades)
         r.add_route("*", "/fapi/v1/listenKey", self._listen_key)
         for v in ("v2", "v3"):
             r.add_get(f"/fapi/{v}/account", self._account)
@@ -411,6 +412,9 @@ class SimServer:
 
     async def _balance(self, request):
         return await self._signed(request, 5, lambda p: self.sim.balance_json())
+
+    async def _user_trades(self, request):
+        return await self._signed(request, 5, self.sim.user_trades)
 
     async def _position_risk(self, request):
         return await self._signed(request, 5, lambda p: self.sim.position_risk_json(p.get("symbol")))

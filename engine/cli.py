@@ -43,7 +43,18 @@ def _cmd_run(args) -> int:
         except (ValueError, TypeError) as e:
             print(f"run: --limit {item}: {e}", file=sys.stderr)
             return 2
+    pkeys = None
+    if args.publish:
+        if not args.publish_keys:
+            print("run: --publish needs --publish-keys FILE (JSON: server_public, server_secret, authorized)",
+                  file=sys.stderr)
+            return 2
+        with open(args.publish_keys) as f:
+            d = json.load(f)
+        pkeys = {"server_public": d["server_public"].encode(), "server_secret": d["server_secret"].encode(),
+                 "authorized": [k.encode() for k in d["authorized"]]}
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
+                    publish=args.publish, publish_keys=pkeys,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port)
@@ -545,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "binance itself is not built yet")
     rn.add_argument("--limit", action="append", help="override a risk limit, NAME=VALUE (repeatable), "
                     "e.g. --limit max_daily_trades=500")
+    rn.add_argument("--publish", help="also publish market records to other hosts: tcp://HOST:PORT (CURVE)")
+    rn.add_argument("--publish-keys", help="JSON file: server_public, server_secret, authorized (client public keys)")
     rn.add_argument("--keys", help="JSON file with api_key and api_secret (mode 0600); default: the environment")
     rn.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     rn.add_argument("--journal", default="run/journal", help="journal directory (default run/journal)")

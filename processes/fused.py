@@ -65,6 +65,8 @@ class RunConfig:
     admin: str | None = "ipc://run/admin.sock"   # None: no admin socket
     metrics_port: int | None = None          # Prometheus /metrics on 127.0.0.1 (0: any free port)
     symbols: tuple = ()                      # --venue URL: which symbols (default: all it lists)
+    publish: str | None = None               # tcp://HOST:PORT: market records to other hosts (CURVE)
+    publish_keys: dict | None = None         # server_public, server_secret, authorized [client public keys]
 
 
 class FusedEngine:
@@ -106,6 +108,13 @@ class FusedEngine:
                                    "model": cfg.model_dir, "seq_before": self.journal.seq, "run": self.run_no,
                                    "pid": os.getpid(), "restart_cause": os.environ.get("CRYPTOSCALP_RESTART_CAUSE")})
         self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message)
+        self.publisher = None
+        if cfg.publish:
+            from engine.ipc.fanout import MarketPublisher
+            k = cfg.publish_keys or {}
+            self.publisher = MarketPublisher(cfg.publish, k.get("server_public", b""), k.get("server_secret", b""),
+                                             k.get("authorized", []))
+            self.journal.append_event({"event": "publishing", "endpoint": self.publisher.endpoint})
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
         self.t2t_ns: list[int] = []
@@ -126,6 +135,9 @@ class FusedEngine:
 
     # ------------------------------------------------------------------ brain + risk
     def on_message(self, inst: int, records, fe) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(self._sym(inst), records,
+                                   self.feed.handler.books[inst].top_record(self.feed.handler.is_valid(inst)))
         if self.stopping:
             return
         origin = int(records["mono_origin"][0])
@@ -630,6 +642,8 @@ class FusedEngine:
             if admin is not None:
                 admin.close()
             self.metrics.close()
+            if self.publisher is not None:
+                self.publisher.close()
             self.journal.close()
         out = self.status()
         out["cancelled_at_stop"] = cancelled

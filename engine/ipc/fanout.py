@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from engine import schema
+from engine.ipc.admin import _Allowed
 
 HEADER = struct.Struct("<QI")
 
@@ -90,11 +91,3 @@ class MarketSubscriber:
     def close(self) -> None:
         self.sock.close(0)
         self.ctx.term()
-
-
-class _Allowed:
-    def __init__(self, keys):
-        self.keys = {k if isinstance(k, bytes) else k.encode() for k in keys}
-
-    def callback(self, domain, key):
-        return key in self.keys

@@ -20,3 +20,14 @@ def pg_dsn() -> str:
             pytest.fail(msg + " (CI=true: PostgreSQL must be there)")
         pytest.skip(msg)
     return dsn
+
+
+JOURNAL_TABLES = ("cs_orders", "cs_execs", "cs_rejects", "cs_events", "cs_market", "cs_journal_progress")
+
+
+def drop_journal_rows(dsn: str, name: str) -> None:
+    """Remove a test journal's rows (tests share CI's database)."""
+    import psycopg
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for t in JOURNAL_TABLES:
+            c.execute(f"DELETE FROM {t} WHERE journal = %s", (name,))

@@ -109,8 +109,8 @@ def test_the_journal_lands_in_postgres_row_for_row(tmp_path):
                                                (name,))]
             assert ids == [int(e.record()["client_id"]) for e in es if e.kind == RK_ORDER]
         finally:
-            for t in ("cs_orders", "cs_execs", "cs_rejects", "cs_events", "cs_market", "cs_journal_progress"):
-                c.execute(f"DELETE FROM {t} WHERE journal = %s", (name,))
+            from engine.testing.pg import drop_journal_rows
+            drop_journal_rows(dsn, name)
 
 
 def test_sim_faults_are_survived_and_counted(tmp_path):

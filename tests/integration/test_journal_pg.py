@@ -20,10 +20,8 @@ def dsn():
 def name(dsn):
     n = f"test-{uuid.uuid4().hex[:10]}"
     yield n
-    import psycopg
-    with psycopg.connect(dsn, autocommit=True) as c:
-        for t in ("cs_orders", "cs_execs", "cs_rejects", "cs_events", "cs_market", "cs_journal_progress"):
-            c.execute(f"DELETE FROM {t} WHERE journal = %s", (n,))
+    from engine.testing.pg import drop_journal_rows
+    drop_journal_rows(dsn, n)
 
 
 def fill(w, n):

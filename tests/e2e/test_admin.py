@@ -25,7 +25,7 @@ def test_admin_commands_on_a_running_engine(tmp_path):
     p = subprocess.Popen([CLI, "run", "--speed", "10", "--journal", str(tmp_path / "j"), "--admin", ep, "--seed", "4"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 240                  # a cold numba cache compiles the kernels first
         st = None
         while time.time() < deadline:
             r = admin(ep, "status", check=False) if sock.exists() else None

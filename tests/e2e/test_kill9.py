@@ -89,7 +89,7 @@ def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
                                 "--metrics-port", "-1", "--log-format", "text"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         out = Lines(sup)
-        wait_for(lambda: len(fills(entries(j))) >= 2, 150, "two fills before the kill")
+        wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the kill")
         first = [e for e in out.events() if e["event"] == "started"][0]
         os.kill(first["pid"], signal.SIGKILL)
         died = wait_for(lambda: [e for e in out.events() if e["event"] == "died"], 30, "the supervisor to see it")

@@ -61,7 +61,7 @@ def test_ctrl_c_cancels_open_orders_first(tmp_path):
                           "--metrics-port", "-1", "--limit", "max_consecutive_losses=100000",
                           "--limit", "max_daily_trades=100000"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 240            # a cold numba cache compiles first
     try:
         while time.time() < deadline:        # until a quote is resting
             time.sleep(0.5)
@@ -70,7 +70,7 @@ def test_ctrl_c_cancels_open_orders_first(tmp_path):
                 if no_order_left_open(es):
                     break
         else:
-            raise AssertionError("no order was resting within 120 s")
+            raise AssertionError("no order was resting within 240 s")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:

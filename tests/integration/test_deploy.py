@@ -39,7 +39,7 @@ def test_the_engine_notifies_systemd(tmp_path):
                           "--admin", "none", "--metrics-port", "-1"], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     msgs = []
-    deadline = time.time() + 120
+    deadline = time.time() + 240
     while time.time() < deadline and p.poll() is None:
         try:
             msgs.append(s.recv(4096).decode())

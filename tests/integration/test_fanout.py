@@ -87,7 +87,7 @@ def test_the_running_engine_publishes_what_its_feed_handles(tmp_path):
     sub = MarketSubscriber(f"tcp://127.0.0.1:{port}", cpub, csec, spub, ["BTCUSDT"])
     got = []
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 240
         while time.time() < deadline and p.poll() is None:
             m = sub.recv(200)
             if m is not None:

@@ -438,7 +438,8 @@ class FusedEngine:
             m.state.set({schema.TS_ACTIVE: 0, schema.TS_REDUCING: 1, schema.TS_HALTED: 2}.get(self.state.trading_state, 2))
             for inst, p in self.book.positions.items():
                 m.position.labels(self._sym(inst)).set(p.qty)
-            sd_notify("WATCHDOG=1")            # systemd's watchdog is fed by this loop: a hung loop gets restarted
+            if not self.stopping:
+                sd_notify("WATCHDOG=1")        # systemd's watchdog is fed by this loop: a hung loop gets restarted
             before = self.state.trading_state
             self.monitor.evaluate(now, self.book.consecutive_losses, self.data_ns)
             if self.state.trading_state != before:
@@ -625,6 +626,7 @@ class FusedEngine:
                 if self.cfg.status_every_s:
                     self.print_status()
         finally:
+            self.stopping = True               # before STOPPING=1: no WATCHDOG=1 may follow it
             sd_notify("STOPPING=1")
             cancelled = await self.shutdown()
             feed.cancel()

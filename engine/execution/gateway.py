@@ -123,25 +123,6 @@ class BinanceRest:
                 raise VenueError(r.status, code, msg, float(r.headers.get("Retry-After", "0") or 0))
             return data
 
-    async def call_retry(self, method: str, path: str, params: dict | None = None, signed: bool = True,
-                         attempts: int = 6):
-        """``call`` that retries what is transient (5xx, 429/418 after Retry-After, no
-        response) with backoff up to 2 s; a 4xx answer is final and raised. For state
-        queries and recovery, not for placing orders (``OrderGateway`` handles those)."""
-        delay = 0.1
-        for k in range(attempts):
-            try:
-                return await self.call(method, path, params, signed)
-            except VenueError as e:
-                if (e.status < 500 and e.status not in (429, 418)) or k == attempts - 1:
-                    raise
-                await asyncio.sleep(max(delay, e.retry_after))
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                if k == attempts - 1:
-                    raise
-                await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
-
     async def sync_time(self) -> int:
         t0 = time.time() * 1000
         data = await self.call("GET", "/fapi/v1/time", signed=False)

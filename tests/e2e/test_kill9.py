@@ -21,16 +21,19 @@ TERMINAL = {schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJ
 
 
 class Lines:
-    """Collect a process's stdout lines in a thread."""
+    """Collect a stream's lines in a thread (so that the process never blocks on a full pipe)."""
 
-    def __init__(self, p):
+    def __init__(self, stream):
         self.lines = []
-        self.t = threading.Thread(target=self._run, args=(p,), daemon=True)
+        self.t = threading.Thread(target=self._run, args=(stream,), daemon=True)
         self.t.start()
 
-    def _run(self, p):
-        for line in p.stdout:
+    def _run(self, stream):
+        for line in stream:
             self.lines.append(line.rstrip("\n"))
+
+    def tail(self, n=60):
+        return "\n".join(self.lines[-n:])
 
     def events(self):
         out = []
@@ -73,8 +76,8 @@ def sim_call(port, path, params):
 
 def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
     sim = subprocess.Popen([CLI, "sim", "--port", "0", "--speed", "10", "--seed", "2"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    sup = None
+                           stderr=subprocess.STDOUT, text=True)
+    sim_out = None
     try:
         port = None
         for line in sim.stdout:
@@ -82,13 +85,28 @@ def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
                 port = int(line.split(":")[2].split("/")[0])
                 break
         assert port, "the sim did not start"
+        sim_out = Lines(sim.stdout)
+        _run_kill9(tmp_path, port, sim)
+    except BaseException:
+        # what the processes said, so that a failure here can be read from the CI log
+        print(f"--- sim (exit {sim.poll()}) ---\n" + (sim_out.tail() if sim_out else ""))
+        raise
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.wait()
+
+
+def _run_kill9(tmp_path, port, sim):
+    sup = out = None
+    try:
         j = str(tmp_path / "journal")
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
         sup = subprocess.Popen([CLI, "supervise", "--watchdog-s", "20", "--backoff-s", "0.5", "--", CLI, "run",
                                 "--venue", f"http://127.0.0.1:{port}", "--journal", j, "--admin", "none",
                                 "--metrics-port", "-1", "--log-format", "text"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        out = Lines(sup)
+        out = Lines(sup.stdout)
         wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the kill")
         first = [e for e in out.events() if e["event"] == "started"][0]
         os.kill(first["pid"], signal.SIGKILL)
@@ -108,6 +126,7 @@ def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
         assert sup.wait(60) == 0
         assert [e["cause"] for e in out.events() if e["event"] == "died"] == ["killed by signal 9"]   # no crash loop
         time.sleep(1.0)                       # any fill in flight reaches the sim's trade list
+        assert sim.poll() is None, f"the sim exited ({sim.returncode}) during the test"
         es = entries(j)
         ev = [e.record() for e in es if e.kind == RK_EVENT]
         start2 = [x for x in ev if x["event"] == "start"][1]
@@ -144,8 +163,10 @@ def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
             finally:
                 from engine.testing.pg import drop_journal_rows
                 drop_journal_rows(dsn, name)
+    except BaseException:
+        print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
+        raise
     finally:
-        for p in (sup, sim):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        if sup is not None and sup.poll() is None:
+            sup.kill()
+            sup.wait()

@@ -69,3 +69,62 @@ def test_faults_spec_parsing():
     assert (f.gap_prob, f.http_5xx_prob, f.ack_delay_ms) == (0.01, 0.2, 50.0)
     with pytest.raises(ValueError, match="unknown fault"):
         Faults.parse("nope=1")
+
+
+_CLIENT = """
+import sys, asyncio, aiohttp
+async def main():
+    async with aiohttp.ClientSession() as s, s.ws_connect(sys.argv[1]) as ws:
+        print("connected", flush=True)
+        await asyncio.sleep(60)          # reads nothing: killed -9 from outside
+asyncio.run(main())
+"""
+
+
+def test_a_client_killed_mid_stream_does_not_stop_the_market():
+    """A client process killed -9 while the sim writes to its websocket (what a crashed
+    engine does) is dropped and counted; the market goes on for everyone else."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    sim = ThreadedSim(synthetic_seed=4, speed=20)
+    try:
+        url = sim.ws + "/stream?streams=btcusdt@depth@0ms/btcusdt@aggTrade"
+        for _ in range(4):
+            p = subprocess.Popen([sys.executable, "-c", _CLIENT, url], stdout=subprocess.PIPE, text=True)
+            assert p.stdout.readline().strip() == "connected"
+            time.sleep(0.3)
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        time.sleep(0.5)
+        assert not sim.runner.done.is_set(), "the sim's market loop ended after a client died"
+        _, stats = asyncio.run(_watch(sim, 1.0))               # a new client still gets the market
+        assert stats["connects"] == 1 and stats["frames"] > 10
+    finally:
+        sim.close()
+
+
+def test_send_failure_is_counted_and_the_client_dropped():
+    class Dead:
+        closed = False
+
+        async def send_str(self, _):
+            raise ConnectionResetError("Cannot write to closing transport")
+
+        async def close(self):
+            self.closed = True
+
+    sim = ThreadedSim(synthetic_seed=4, speed=0.01)
+    try:
+        srv = sim.runner.server
+        dead = Dead()
+
+        async def go():
+            srv.market_clients.append((dead, {"btcusdt@aggtrade"}, True))
+            await srv.publish("btcusdt@aggTrade", b'{"stream":"btcusdt@aggTrade","data":{}}')
+        fut = asyncio.run_coroutine_threadsafe(go(), sim.loop)
+        fut.result(5)
+        assert srv.stats["send_failures"] == 1 and dead.closed
+    finally:
+        sim.close()

@@ -113,7 +113,7 @@ class SimServer:
         self.user_clients: dict[str, list[web.WebSocketResponse]] = {}
         self.listen_keys: dict[str, float] = {}          # key -> expiry (monotonic s)
         self.stats = {"requests": 0, "errors": 0, "frames_out": 0, "gaps_injected": 0, "disconnects": 0,
-                      "user_events_dropped": 0}
+                      "user_events_dropped": 0, "send_failures": 0}
         self.app = web.Application()
         r = self.app.router
         r.add_get("/fapi/v1/ping", self._ping)
@@ -181,12 +181,12 @@ class SimServer:
             if stream.lower() not in streams or ws.closed:
                 continue
             if combined:
-                await ws.send_str(frame.decode())
+                ok = await self._send(ws, frame.decode())
             else:
                 if data is None:
                     data = orjson.dumps(orjson.loads(frame)["data"]).decode()
-                await ws.send_str(data)
-            self.stats["frames_out"] += 1
+                ok = await self._send(ws, data)
+            self.stats["frames_out"] += ok
 
     async def flush_user_events(self) -> None:
         ev, self.sim.user_events = self.sim.user_events, []
@@ -198,16 +198,30 @@ class SimServer:
             for key, lst in self.user_clients.items():
                 for ws in list(lst):
                     if not ws.closed:
-                        await ws.send_str(payload)
+                        await self._send(ws, payload)
         now = time.monotonic()
         for key, exp in list(self.listen_keys.items()):
             if now > exp:
                 del self.listen_keys[key]
                 for ws in self.user_clients.pop(key, []):
-                    if not ws.closed:
-                        await ws.send_str(orjson.dumps({"e": "listenKeyExpired", "E": self.sim.now_ms(),
-                                                        "listenKey": key}).decode())
+                    if not ws.closed and await self._send(ws, orjson.dumps(
+                            {"e": "listenKeyExpired", "E": self.sim.now_ms(), "listenKey": key}).decode()):
                         await ws.close()
+
+    async def _send(self, ws: web.WebSocketResponse, text: str) -> bool:
+        """Send to one client; a client whose peer went away (killed, reset) is counted and
+        closed, never allowed to stop the market for everyone else. True when sent."""
+        try:
+            await ws.send_str(text)
+            return True
+        except (ConnectionError, RuntimeError, OSError) as e:
+            self.stats["send_failures"] += 1
+            log.info("websocket client gone (%s): dropped", type(e).__name__)
+            try:
+                await ws.close()
+            except Exception:            # noqa: BLE001 - already broken; it is being dropped
+                pass
+            return False
 
     async def disconnect_all(self) -> None:
         self.stats["disconnects"] += 1

@@ -1,31 +1,11 @@
 """Helpers shared by the benchmarks: host description, percentiles, JSON-line output."""
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 
-
-def host():
-    """What the numbers were measured on."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "usable_cpus": sorted(os.sched_getaffinity(0)),
-        "cpu": model or platform.processor(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
+from engine.latency import host  # noqa: F401  (one description of the host, the CLI bench uses it too)
 
 
 def latency_stats(samples_ns, unit="ns"):

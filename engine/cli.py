@@ -16,7 +16,8 @@ sync, validation -> the 25 features, with a status line every second."""
 
 
 def _cmd_run(args) -> int:
-    """Paper trading on the built-in simulated exchange, fused topology (one process)."""
+    """Paper trading on the built-in simulated exchange (or a Binance-compatible URL), fused
+    topology (one process) or 2proc (feed process + engine process over a shared-memory ring)."""
     import uvloop
 
     from processes.fused import RunConfig, run_on_venue, run_paper_on_sim
@@ -53,16 +54,27 @@ def _cmd_run(args) -> int:
             d = json.load(f)
         pkeys = {"server_public": d["server_public"].encode(), "server_secret": d["server_secret"].encode(),
                  "authorized": [k.encode() for k in d["authorized"]]}
+    cpus = {}
+    for item in (args.cpus.split(";") if args.cpus else []):
+        role, _, cs = item.partition("=")
+        if role not in ("engine", "feed") or not cs or not all(c.isdigit() for c in cs.split(",")):
+            print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine or feed, e.g. 'feed=0;engine=1'",
+                  file=sys.stderr)
+            return 2
+        cpus[role] = cs
+    if cpus.get("engine"):
+        os.sched_setaffinity(0, {int(c) for c in cpus["engine"].split(",")})
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
                     publish=args.publish, publish_keys=pkeys,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
-                    metrics_port=None if args.metrics_port < 0 else args.metrics_port)
+                    metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+                    topology=args.topology, wait=args.wait, cpus=cpus)
     if args.log_format == "json":
         from engine.telemetry import json_logging
         json_logging()
     print(f"cryptoscalp {__version__}: paper trading on the built-in simulated exchange (synthetic BTCUSDT, offline), "
-          f"fused topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
+          f"{args.topology} topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
           f"Ctrl-C stops: open orders are cancelled first.", flush=True)
     try:
         if args.venue == "sim":
@@ -73,6 +85,29 @@ def _cmd_run(args) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from engine import latency
+    tops = ["fused", "2proc"] if args.topology == "all" else [args.topology]
+    for t in tops:
+        plot = None
+        if args.plot:
+            root, ext = os.path.splitext(args.plot)
+            plot = args.plot if len(tops) == 1 else f"{root}-{t}{ext or '.png'}"
+        print(f"latency: {t} topology, {args.seconds:g} s at {args.speed:g}x market speed", file=sys.stderr, flush=True)
+        try:
+            recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
+                               model=args.model, cpus=args.cpus if t == "2proc" else None, plot=plot,
+                               progress=lambda m: print(m, file=sys.stderr, flush=True))
+        except RuntimeError as e:
+            print(f"bench latency: {e}", file=sys.stderr)
+            return 1
+        for r in recs:
+            print(json.dumps(r), flush=True)
+        if plot:
+            print(f"histogram: {plot}", file=sys.stderr)
     return 0
 
 
@@ -575,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--metrics-port", type=int, default=9464,
                     help="Prometheus /metrics on 127.0.0.1:PORT (0: any free port, -1: off)")
     rn.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines on stdout")
+    rn.add_argument("--topology", choices=["fused", "2proc"], default="fused",
+                    help="fused (default: one process, nothing spins; right for small hosts) or 2proc (a feed "
+                         "process publishing to a shared-memory ring + the engine process)")
+    rn.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
+                    help="2proc: how the engine waits on the market ring (spin burns a core; default hybrid)")
+    rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;engine=1' (default: not pinned)")
     rn.set_defaults(func=_cmd_run)
 
     ad = sub.add_parser("admin", help="talk to a running engine: status, positions, orders, halt, reduce, resume, "
@@ -610,6 +651,18 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--backoff-s", type=float, default=1.0)
     sv.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     sv.set_defaults(func=_cmd_supervise)
+
+    be = sub.add_parser("bench", help="benchmarks: tick-to-trade latency per stage (bench latency)")
+    be.add_argument("what", choices=["latency"])
+    be.add_argument("--topology", choices=["fused", "2proc", "all"], default="fused")
+    be.add_argument("--seconds", type=float, default=60.0, help="engine run length (warm-up included)")
+    be.add_argument("--speed", type=float, default=20.0, help="synthetic market speed (x real time)")
+    be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid", help="2proc ring wait strategy")
+    be.add_argument("--warmup", type=float, default=5.0, help="seconds after the first order left out")
+    be.add_argument("--model", help="model registry directory: the ensemble in the path")
+    be.add_argument("--cpus", help="2proc CPU sets, e.g. 'feed=0;engine=1'")
+    be.add_argument("--plot", help="PNG histogram path (per topology with --topology all)")
+    be.set_defaults(func=_cmd_bench)
 
     r = sub.add_parser("selfcheck", help="transport self-check and a market-data session against the sim")
     r.add_argument("--run-name", default="selfcheck", help="segment name prefix /cs.<run>.")

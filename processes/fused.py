@@ -1,6 +1,14 @@
-"""The fused topology: feed, brain, risk, gateway and journal as function calls in one
-process and one event loop (no rings). What ``cryptoscalp run`` starts by default: safe on
-any host, two cores included, because nothing spins.
+"""The engine process: brain, risk, gateway and journal as function calls in one event loop,
+with the feed either in the same loop or in a process of its own (``RunConfig.topology``):
+
+- ``fused`` (the default): the feed too, no rings. Safe on any host, two cores included,
+  because nothing spins.
+- ``2proc``: the feed process (processes/feed.py: websocket, books, validation) publishes
+  market records to the market ring and book tops to the book region; this process reads
+  them (engine.feed.ringfeed.RingFeed, wait strategy ``RunConfig.wait``) and owns the
+  feed process: it starts it, watches its heartbeat in the ``procs`` region, restarts it
+  when it dies or hangs, and journals each restart with its cause. While the feed is down
+  no market data arrives: the monitor's stale-feed rule HALTS trading until it is back.
 
 Wiring (every piece is a component from engine/):
     LiveFeed (WebSocket + FeedHandler + books + FeatureEngine)  --on_message-->
@@ -67,6 +75,11 @@ class RunConfig:
     symbols: tuple = ()                      # --venue URL: which symbols (default: all it lists)
     publish: str | None = None               # tcp://HOST:PORT: market records to other hosts (CURVE)
     publish_keys: dict | None = None         # server_public, server_secret, authorized [client public keys]
+    topology: str = "fused"                  # fused | 2proc (see the module's docstring)
+    wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block)
+    cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
+
+TOPOLOGIES = ("fused", "2proc")
 
 
 class FusedEngine:
@@ -104,10 +117,17 @@ class FusedEngine:
             reg = ModelRegistry(cfg.model_dir)
             self.models = {ins.inst: reg.load() for ins in instruments}
         self.journal = JournalWriter(cfg.journal_dir)
-        self.journal.append_event({"event": "start", "topology": "fused", "instruments": [i.symbol for i in instruments],
+        self.journal.append_event({"event": "start", "topology": cfg.topology, "wait": cfg.wait, "instruments": [i.symbol for i in instruments],
                                    "model": cfg.model_dir, "seq_before": self.journal.seq, "run": self.run_no,
                                    "pid": os.getpid(), "restart_cause": os.environ.get("CRYPTOSCALP_RESTART_CAUSE")})
-        self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message)
+        if cfg.topology not in TOPOLOGIES:
+            raise ValueError(f"topology {cfg.topology!r}: one of {', '.join(TOPOLOGIES)}")
+        self.children = {}
+        self.heartbeats = None
+        if cfg.topology == "fused":
+            self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message)
+        else:
+            self.feed = self._split_feed(ws_url, rest_url)
         self.publisher = None
         if cfg.publish:
             from engine.ipc.fanout import MarketPublisher
@@ -133,21 +153,39 @@ class FusedEngine:
             from engine.models.registry import ModelRegistry
             self.registry = ModelRegistry(cfg.model_dir)
 
+    def _split_feed(self, ws_url: str, rest_url: str):
+        """2proc: the heartbeat region, the ring reader, and the feed process (started in run)."""
+        import sys
+
+        import msgspec
+
+        from cext.shm_core import cleanup_stale
+        from engine.feed.ringfeed import RingFeed, segments
+        from engine.ipc import run_prefix
+        from engine.ipc.heartbeat import Heartbeats
+        from processes.supervisor import Child
+        cleanup_stale("/cs.g")                        # segments of groups whose processes died
+        self.group = f"g{os.getpid()}"
+        self.heartbeats = Heartbeats.create(segments(self.group)[2])
+        self.segment_prefix = run_prefix(self.group)
+        cmd = [sys.executable, "-m", "processes.feed", "--run", self.group, "--ws", ws_url, "--rest", rest_url,
+               "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid())]
+        if self.cfg.cpus.get("feed"):
+            cmd += ["--cpus", self.cfg.cpus["feed"]]
+        self.children["feed"] = Child("feed", cmd)
+        return RingFeed(self.group, self.instruments, on_message=self.on_message, wait=self.cfg.wait)
+
     # ------------------------------------------------------------------ brain + risk
-    def on_message(self, inst: int, records, fe) -> None:
+    def on_message(self, inst: int, records, fe, top) -> None:
         if self.publisher is not None:
-            self.publisher.publish(self._sym(inst), records,
-                                   self.feed.handler.books[inst].top_record(self.feed.handler.is_valid(inst)))
+            self.publisher.publish(self._sym(inst), records, top)
         if self.stopping:
             return
         origin = int(records["mono_origin"][0])
         t_feat = time.monotonic_ns()
-        book = self.feed.handler.books[inst]
-        valid = self.feed.handler.is_valid(inst)
-        bb_l, ba_l = book.best_bid, book.best_ask
-        bb = int(bb_l[0]) if bb_l else 0
-        ba = int(ba_l[0]) if ba_l else 0
-        valid = bool(valid and bb > 0 and ba > bb)
+        bb, ba = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0])
+        valid = bool(not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb)
+        t_book = int(top["mono_pub"][0])
         self.data_ns[inst] = t_feat
         if valid:
             mid = (bb + ba) // 2
@@ -178,6 +216,7 @@ class FusedEngine:
         for it in intents:
             self.counts["intents"] += 1
             it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
+            it["t_book"] = t_book
             self._submit(it)
 
     def _submit(self, it) -> None:
@@ -409,11 +448,31 @@ class FusedEngine:
                                                               "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
                 "journal_seq": self.journal.seq,
-                "faults_survived": {"feed_connects": self.feed.session.stats["connects"],
-                                    "feed_disconnects": self.feed.session.stats["disconnects"],
-                                    "book_gaps": sum(b["gaps"] for b in self.feed.handler.stats()["books"].values()),
-                                    "snapshots": self.feed.snapshots, "user_stream_reconnects": self.user_reconnects,
+                "topology": self.cfg.topology,
+                "faults_survived": {**self.feed.fault_stats(), "user_stream_reconnects": self.user_reconnects,
+                                    "process_restarts": {n: c.restarts for n, c in self.children.items()},
                                     "gateway": dict(self.gateway.stats)}}
+
+    def processes(self) -> list[dict]:
+        """Each process of the group: name, pid, alive, restarts, last heartbeat age."""
+        out = [{"name": "engine" if self.children else "fused", "pid": os.getpid(), "alive": True, "restarts": 0,
+                "last_heartbeat_age_s": round(time.monotonic() - self.last_tick, 3)}]
+        for name, c in self.children.items():
+            beat = self.heartbeats.read(name)
+            out.append({"name": name, "pid": c.pid, "alive": c.alive, "restarts": c.restarts,
+                        "last_heartbeat_age_s": round(c.heartbeat_age(beat), 3), "last_cause": c.last_cause,
+                        "events": beat["events"] if beat and beat["pid"] == c.pid else 0})
+        return out
+
+    def _watch_children(self) -> None:
+        if self.heartbeats is None:
+            return
+        self.heartbeats.beat("engine", events=self.feed.messages)
+        for name, c in self.children.items():
+            ev = c.check(self.heartbeats.read(name))
+            if ev is not None:
+                log.warning("%s: %s", ev["event"], ev)
+                self.journal.append_event(ev)
 
     def print_status(self) -> None:
         s = self.status()
@@ -431,6 +490,7 @@ class FusedEngine:
         while not self.stopping:
             await asyncio.sleep(1.0)
             self.last_tick = time.monotonic()
+            self._watch_children()
             now = time.monotonic_ns()
             m = self.metrics
             m.heartbeat.set(time.time())
@@ -455,9 +515,7 @@ class FusedEngine:
     def admin_handlers(self) -> dict:
         def status(_):
             s = self.status()
-            s["processes"] = [{"name": "fused", "pid": os.getpid(), "alive": True, "restarts": 0,
-                               "last_heartbeat_age_s": round(time.monotonic() - self.last_tick, 3)}]
-            s["topology"] = "fused"
+            s["processes"] = self.processes()
             s["model_versions"] = {self._sym(i): rt.version for i, rt in self.models.items()}
             return s
 
@@ -547,6 +605,13 @@ class FusedEngine:
                 "resume": resume, "cancel-all": cancel_all, "flatten": flatten, "set-limit": set_limit,
                 "reload-model": reload_model, "rollback-model": rollback_model, "shutdown": shutdown}
 
+    def _close_segments(self) -> None:
+        from cext.shm_core import cleanup_stale
+        self.feed.close()
+        self.heartbeats.unlink()
+        self.heartbeats.close()
+        cleanup_stale(self.segment_prefix)          # the ring and book region: their writer has exited
+
     def _ins(self, inst: int):
         return next(i for i in self.instruments if i.inst == inst)
 
@@ -614,6 +679,10 @@ class FusedEngine:
                 log.error("metrics endpoint on port %s: %s (running without it)", self.cfg.metrics_port, e)
         us = asyncio.ensure_future(self.user_stream())
         hk = asyncio.ensure_future(self._housekeeping())
+        hk.add_done_callback(_log_death)
+        for c in self.children.values():
+            c.start()
+            self.journal.append_event({"event": "process_started", "process": c.name, "pid": c.pid})
         feed = asyncio.ensure_future(self.feed.run(None, None))
         t0 = time.monotonic()
         sd_notify("READY=1")
@@ -630,6 +699,8 @@ class FusedEngine:
             sd_notify("STOPPING=1")
             cancelled = await self.shutdown()
             feed.cancel()
+            for c in self.children.values():
+                self.journal.append_event({"event": "process_stopped", "process": c.name, "rc": c.stop()})
             hk.cancel()
             us.cancel()
             extra = []
@@ -646,6 +717,8 @@ class FusedEngine:
             self.metrics.close()
             if self.publisher is not None:
                 self.publisher.close()
+            if self.children:
+                self._close_segments()
             self.journal.close()
         out = self.status()
         out["cancelled_at_stop"] = cancelled
@@ -675,6 +748,14 @@ def _journal_memory(path: str) -> tuple[int, dict]:
             if k in (schema.EX_FILL, schema.EX_PARTIAL) and int(r["qty"]):
                 trades.add((inst, int(r["trade_id"])))
     return runs, {"order_of": order_of, "open": open_, "trades": trades}
+
+
+def _log_death(task: asyncio.Task) -> None:
+    """The housekeeping loop feeds the watchdog: if it dies, the supervisor (or systemd)
+    restarts the process; say why first."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("housekeeping loop died (the watchdog will restart this process): %r", task.exception(),
+                     exc_info=task.exception())
 
 
 def _abs_ipc(endpoint: str) -> str:

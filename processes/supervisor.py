@@ -97,5 +97,93 @@ def supervise(cmd: list[str], watchdog_s: float = 10.0, max_restarts: int = 20, 
             pass
 
 
+class Child:
+    """One process of a split topology, owned by the engine: started, watched (exit code and
+    heartbeat age, polled from the engine's housekeeping loop, never blocking it) and
+    restarted with a doubling back-off. ``check`` returns what happened, for the journal."""
+
+    def __init__(self, name: str, cmd: list[str], hung_after_s: float = 10.0, backoff_s: float = 0.5,
+                 max_restarts: int = 20):
+        self.name, self.cmd = name, cmd
+        self.hung_after_s, self.backoff_s, self.max_restarts = hung_after_s, backoff_s, max_restarts
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.last_cause: str | None = None
+        self._delay = backoff_s
+        self._restart_at: float | None = None
+        self._started = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd)
+        self._started = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def heartbeat_age(self, beat: dict | None) -> float:
+        """Seconds since this process's last beat (since its start if it never beat: a beat
+        left by a dead predecessor does not count)."""
+        if beat is not None and beat["pid"] == self.pid:
+            return beat["age_s"]
+        return time.monotonic() - self._started
+
+    def check(self, beat: dict | None) -> dict | None:
+        """Called about once a second with the role's last heartbeat (``Heartbeats.read``):
+        restart a dead process (after its back-off) or kill a hung one (no heartbeat for
+        ``hung_after_s``). Returns an event dict when something happened."""
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now < self._restart_at:
+                return None
+            self._restart_at = None
+            self.start()
+            return {"event": "process_restarted", "process": self.name, "pid": self.proc.pid,
+                    "restarts": self.restarts, "cause": self.last_cause}
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        cause = None
+        if rc is None:
+            age = self.heartbeat_age(beat)
+            if age > self.hung_after_s:
+                self.proc.kill()
+                self.proc.wait()
+                cause = f"hung (no heartbeat for {age:.1f} s)"
+            else:
+                if now - self._started > 60:
+                    self._delay = self.backoff_s           # a minute of good health resets the back-off
+                return None
+        if cause is None:
+            cause = f"killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+        self.restarts += 1
+        self.last_cause = cause
+        if self.restarts > self.max_restarts:
+            self.proc = None
+            return {"event": "process_given_up", "process": self.name, "restarts": self.restarts, "cause": cause}
+        self._restart_at = now + self._delay
+        self._delay = min(30.0, self._delay * 2)
+        return {"event": "process_died", "process": self.name, "pid": self.proc.pid, "cause": cause,
+                "restarts": self.restarts, "restart_in_s": round(self._restart_at - now, 2)}
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``. Returns the exit code."""
+        self._restart_at = None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
 if __name__ == "__main__":
     sys.exit(supervise(sys.argv[1:]))

@@ -1,8 +1,9 @@
 """LiveFeed: a WebSocket session, the feed handler, REST snapshots when a book needs one,
 and the feature engines: the feed side of the process group, without processes.
 
-``on_message(symbol_inst, records, features)`` (optional) gets every published message
-with the instrument's feature vector after it. Books resync on their own: a gap or a
+``on_message(inst, records, features, top)`` (optional) gets every published message with
+the instrument's feature engine after it (None with ``features=False``, the feed process)
+and its book top (BOOK_TOP_DTYPE, one element). Books resync on their own: a gap or a
 crossed book asks for a snapshot, which is fetched (weight-aware, one at a time per
 instrument) and applied with the buffered updates.
 """
@@ -24,14 +25,15 @@ log = logging.getLogger("cryptoscalp.feed")
 
 class LiveFeed:
     def __init__(self, instruments: list[Instrument], ws_url: str, rest_url: str,
-                 streams=("depth@0ms", "bookTicker", "trade"), on_message=None):
+                 streams=("depth@0ms", "bookTicker", "trade"), on_message=None, features: bool = True):
         from cext.validate import Validator
         self.instruments = instruments
         # live: a record's wall time is its monotonic receive stamp plus this host's offset
         offset = time.time_ns() - time.monotonic_ns()
         self.handler = FeedHandler(instruments, validator=Validator(max(i.inst for i in instruments) + 1,
                                                                     clock_offset_ns=offset))
-        self.features = {i.inst: FeatureEngine(float(i.tick_size), float(i.lot_size)) for i in instruments}
+        self.features = {i.inst: FeatureEngine(float(i.tick_size), float(i.lot_size))
+                         for i in instruments} if features else {}
         for fe in self.features.values():
             fe.warmup()
         self.rest_url = rest_url.rstrip("/")
@@ -48,13 +50,15 @@ class LiveFeed:
         res = self.handler.on_frame(payload, mono)
         if res.inst < 0 or not len(res.records):
             return
-        fe = self.features[res.inst]
-        fe.on_message(res.records, self.handler.books[res.inst].top_record(self.handler.is_valid(res.inst)))
+        top = self.handler.books[res.inst].top_record(self.handler.is_valid(res.inst))
+        fe = self.features.get(res.inst)
+        if fe is not None:
+            fe.on_message(res.records, top)
         self.messages += 1
         if len(self.latency_ns) < 100_000:
             self.latency_ns.append(time.monotonic_ns() - mono)
         if self.on_message is not None:
-            self.on_message(res.inst, res.records, fe)
+            self.on_message(res.inst, res.records, fe, top)
 
     def _on_event(self, name: str, info: dict) -> None:
         if name in ("connected", "disconnected"):
@@ -77,6 +81,11 @@ class LiveFeed:
                     log.warning("snapshot for %s failed: %s", ins.symbol, e)
                     await asyncio.sleep(1.0)
             await asyncio.sleep(0.05)
+
+    def fault_stats(self) -> dict:
+        return {"feed_connects": self.session.stats["connects"], "feed_disconnects": self.session.stats["disconnects"],
+                "book_gaps": sum(b["gaps"] for b in self.handler.stats()["books"].values()),
+                "snapshots": self.snapshots}
 
     async def run(self, seconds: float | None = None, status=None, status_every_s: float = 1.0) -> None:
         self._http = aiohttp.ClientSession()

@@ -1,0 +1,272 @@
+"""Tick-to-trade latency harness: ``cryptoscalp bench latency [--topology fused|2proc]``.
+
+What it does, the way a user would measure it:
+1. starts the simulated exchange in a process of its own (``cryptoscalp sim``, synthetic
+   market at ``speed`` x real time: its moves make the market maker requote all the time);
+2. starts the engine in the chosen topology against it (``cryptoscalp run --venue URL``,
+   risk limits opened up so that the gate passes what a bench needs: more trades per day,
+   no loss cool-down), with a journal in a scratch directory;
+3. samples CPU time and RSS of every engine process (the engine and its children) from
+   /proc once a second;
+4. reads every NEW order from the journal: each carries its stage stamps
+   (CLOCK_MONOTONIC, engine/schema.py ORDER_DTYPE), so per-stage and end-to-end latency
+   come from the orders actually sent, not from a synthetic loop.
+
+Stages (an order's stamps, in path order):
+    feed        mono_origin -> t_book       frame read off the socket -> parsed, validated,
+                                            book applied (2proc: and published to the ring)
+    features    t_book -> t_features        features updated (2proc: includes the ring hop
+                                            and the book-region read in the engine process)
+    inference   t_features -> t_infer       mark and regime updates and the ONNX ensemble
+                                            (without --model: mark and regime only)
+    strategy    t_infer -> t_strategy
+    risk        t_strategy -> t_risk        the 7-layer gate
+    send        t_risk -> t_send            the order task scheduled, encoded, signed, and its
+                                            request handed to the HTTP client (a quote is two
+                                            orders: the second waits for the first's send)
+    tick_to_trade  mono_origin -> t_send
+
+Warm-up is excluded: orders in the first ``warmup_s`` seconds after the first order (numba
+compilation and the ONNX session happen before trading starts; the features need 60 s of
+market time before the strategy quotes at all).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from engine import schema
+
+STAGES = (("feed", "mono_origin", "t_book"), ("features", "t_book", "t_features"),
+          ("inference", "t_features", "t_infer"), ("strategy", "t_infer", "t_strategy"),
+          ("risk", "t_strategy", "t_risk"), ("send", "t_risk", "t_send"),
+          ("tick_to_trade", "mono_origin", "t_send"))
+BENCH_LIMITS = ("max_daily_trades=1000000", "max_consecutive_losses=1000000", "order_rate=50", "order_burst=100")
+
+
+def host() -> dict:
+    """What the numbers were measured on."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "usable_cpus": sorted(os.sched_getaffinity(0)),
+            "cpu": model or platform.processor(), "kernel": platform.release(),
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def percentiles(a_ns) -> dict:
+    a = np.asarray(a_ns, dtype=np.float64) / 1e3
+    if not a.size:
+        return {"unit": "us", "n": 0}
+    p50, p90, p99, p999 = np.percentile(a, [50, 90, 99, 99.9])
+    return {"unit": "us", "n": int(a.size), "p50": round(p50, 1), "p90": round(p90, 1), "p99": round(p99, 1),
+            "p999": round(p999, 1), "max": round(float(a.max()), 1)}
+
+
+def order_stages(orders: np.ndarray, warmup_s: float = 5.0) -> dict[str, np.ndarray]:
+    """Per-stage latencies (ns) of NEW orders with a market origin, warm-up excluded.
+    A stage whose stamps are not both set on an order (e.g. inference without a model)
+    has no sample for that order."""
+    o = orders[(orders["action"] == schema.ACT_NEW) & (orders["mono_origin"] > 0) & (orders["t_send"] > 0)]
+    if len(o):
+        o = o[o["mono_origin"] >= int(o["mono_origin"].min()) + int(warmup_s * 1e9)]
+    out = {}
+    for name, a, b in STAGES:
+        ok = (o[a] > 0) & (o[b] > 0)
+        if name == "inference":
+            ok &= o["t_infer"] > o["t_features"]
+        out[name] = (o[b][ok] - o[a][ok]).astype(np.int64)
+    return out
+
+
+def journal_orders(journal_dir: str) -> np.ndarray:
+    from engine.journal.journal import RK_ORDER, JournalReader
+    recs = [e.record() for e in JournalReader(journal_dir).entries() if e.kind == RK_ORDER]
+    return np.array(recs, dtype=schema.ORDER_DTYPE) if recs else np.zeros(0, schema.ORDER_DTYPE)
+
+
+# ------------------------------------------------------------------ processes
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _proc(pid: int) -> dict | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as f:
+            kv = dict(line.split(":", 1) for line in f if ":" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().split(b"\0")
+    except OSError:
+        return None
+    tck = os.sysconf("SC_CLK_TCK")
+    name = "feed" if b"processes.feed" in cmd else "engine"
+    return {"pid": pid, "name": name, "cpu_s": (int(st[11]) + int(st[12])) / tck,
+            "rss_mb": int(kv.get("VmRSS", "0 kB").split()[0]) / 1024, "hwm_mb": int(kv.get("VmHWM", "0 kB").split()[0]) / 1024}
+
+
+class ProcSampler:
+    """CPU seconds and RSS of a process and its children, sampled once a second in a thread;
+    ``result`` gives per-process CPU % over the window from ``mark()`` to the last sample."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.first: dict[int, tuple[float, dict]] = {}
+        self.last: dict[int, tuple[float, dict]] = {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._marked = False
+        self._t.start()
+
+    def mark(self) -> None:
+        self.first.clear()
+        self._marked = True
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            if not self._marked:
+                continue
+            now = time.monotonic()
+            for pid in [self.pid, *_children(self.pid)]:
+                p = _proc(pid)
+                if p is None:
+                    continue
+                self.first.setdefault(pid, (now, p))
+                self.last[pid] = (now, p)
+
+    def stop(self) -> list[dict]:
+        self._stop.set()
+        self._t.join(5)
+        out = []
+        for pid, (t1, p1) in self.last.items():
+            t0, p0 = self.first[pid]
+            if t1 - t0 < 1.0:
+                continue
+            out.append({"process": p1["name"], "pid": pid, "cpu_pct": round(100 * (p1["cpu_s"] - p0["cpu_s"]) / (t1 - t0), 1),
+                        "rss_mb": round(p1["rss_mb"], 1), "peak_rss_mb": round(p1["hwm_mb"], 1),
+                        "window_s": round(t1 - t0, 1)})
+        return out
+
+
+# ------------------------------------------------------------------ the run
+def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
+        warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
+        cli: str | None = None, progress=print) -> list[dict]:
+    """One measured run; returns the JSON-line records (see the module docstring)."""
+    cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
+    from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
+    scratch = tempfile.mkdtemp(prefix="cs-latency-")
+    sim = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", "7"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    eng = None
+    try:
+        port = None
+        for line in sim.stdout:
+            if line.startswith("REST"):
+                port = int(line.split(":")[2].split("/")[0])
+                break
+        if not port:
+            raise RuntimeError("the sim did not start")
+        threading.Thread(target=lambda: [None for _ in sim.stdout], daemon=True).start()
+        j = os.path.join(scratch, "journal")
+        cmd = [cli, "run", "--venue", f"http://127.0.0.1:{port}", "--topology", topology, "--wait", wait,
+               "--journal", j, "--admin", "none", "--metrics-port", "-1", "--log-format", "text",
+               "--seconds", str(seconds)]
+        for lim in BENCH_LIMITS:
+            cmd += ["--limit", lim]
+        if model:
+            cmd += ["--model", model]
+        if cpus:
+            cmd += ["--cpus", cpus]
+        env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
+        eng = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        sampler = ProcSampler(eng.pid)
+        final, t_first_order = None, None
+        for line in eng.stdout:
+            if line.startswith("{") and '"tick_to_trade_us"' in line:
+                final = json.loads(line)
+            elif line.startswith("BTCUSDT") and t_first_order is None and " orders     0 " not in line:
+                t_first_order = time.monotonic()
+                threading.Timer(warmup_s, sampler.mark).start()        # CPU window: after the warm-up
+                progress(f"  {topology}: trading; measuring for the rest of {seconds:.0f} s")
+        rc = eng.wait(60)
+        procs = sampler.stop()
+        if rc != 0 or final is None:
+            raise RuntimeError(f"the engine exited with {rc} and no final status")
+        stages = order_stages(journal_orders(j), warmup_s)
+        h = host()
+        case = f"{topology}, wait {wait}" if topology != "fused" else "fused"
+        out = []
+        for name, _, _ in STAGES:
+            out.append({"bench": "latency", "case": case, "stage": name, **percentiles(stages[name]), "host": h})
+        out[-1]["per_s"] = final["events_per_s"]
+        out[-1]["messages"] = final["messages"]
+        out[-1]["orders_sent"] = final["orders_sent"]
+        out[-1]["excluded"] = (f"orders in the first {warmup_s:g} s after the first order (warm-up); numba "
+                               "compilation and ORT session creation happen before trading")
+        for p in procs:
+            out.append({"bench": "latency", "case": case, "stage": "process", **p, "host": h})
+        if plot:
+            _plot(stages, case, plot)
+        return out
+    finally:
+        for p in (eng, sim):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _plot(stages: dict, case: str, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [n for n, _, _ in STAGES if len(stages[n])]
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.6 * len(names) + 0.8), sharex=True)
+    axes = np.atleast_1d(axes)
+    lo = max(0.05, min(float(np.min(stages[n])) / 1e3 for n in names))
+    hi = max(float(np.max(stages[n])) / 1e3 for n in names)
+    bins = np.logspace(np.log10(lo), np.log10(max(hi, lo * 10)), 80)
+    for ax, n in zip(axes, names):
+        us = stages[n] / 1e3
+        ax.hist(np.clip(us, lo, None), bins=bins, color="tab:red" if n == "tick_to_trade" else "tab:blue")
+        p50, p99 = np.percentile(us, [50, 99])
+        ax.axvline(p50, color="k", lw=0.8)
+        ax.axvline(p99, color="k", lw=0.8, ls="--")
+        ax.set_ylabel(n, rotation=0, ha="right", va="center")
+        ax.text(0.99, 0.8, f"p50 {p50:.1f} us  p99 {p99:.1f} us  n {len(us)}", transform=ax.transAxes, ha="right",
+                fontsize=8)
+    axes[-1].set_xscale("log")
+    axes[-1].set_xlabel("microseconds (log scale); solid p50, dashed p99")
+    fig.suptitle(f"cryptoscalp tick-to-trade by stage: {case}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,117 @@
+"""The 2proc topology (feed process -> market ring -> engine process) against a sim in
+another process, under the supervisor: kill -9 the feed (the engine restarts it and trading
+resumes), then kill -9 the engine (its feed dies with it, the supervisor restarts the engine,
+which recovers and starts a new feed). At the end: journal fills = the sim's trades, each
+once; nothing open at the venue; no shared-memory segment left behind."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from test_admin import admin
+from test_kill9 import CLI, Lines, entries, fills, sim_call, wait_for
+
+from cext.shm_core import find_segments, pid_alive
+from engine import schema
+from engine.journal.journal import RK_EVENT, RK_EXEC, RK_ORDER
+from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
+
+
+def events(j):
+    return [e.record() for e in entries(j) if e.kind == RK_EVENT]
+
+
+def test_2proc_kill_feed_then_engine(tmp_path):
+    sim = subprocess.Popen([CLI, "sim", "--port", "0", "--speed", "10", "--seed", "3"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    sup = out = sim_out = None
+    try:
+        port = None
+        for line in sim.stdout:
+            if line.startswith("REST"):
+                port = int(line.split(":")[2].split("/")[0])
+                break
+        assert port, "the sim did not start"
+        sim_out = Lines(sim.stdout)
+        j = str(tmp_path / "journal")
+        ep = f"ipc://{tmp_path / 'admin.sock'}"
+        env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
+        sup = subprocess.Popen([CLI, "supervise", "--watchdog-s", "20", "--backoff-s", "0.5", "--", CLI, "run",
+                                "--topology", "2proc", "--venue", f"http://127.0.0.1:{port}", "--journal", j,
+                                "--admin", ep, "--metrics-port", "-1", "--log-format", "text"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        out = Lines(sup.stdout)
+        wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the first kill")
+
+        # the group as the admin sees it
+        st = admin(ep, "status")
+        assert st["topology"] == "2proc"
+        procs = {p["name"]: p for p in st["processes"]}
+        assert set(procs) == {"engine", "feed"}
+        assert procs["feed"]["alive"] and procs["feed"]["restarts"] == 0 and procs["feed"]["last_heartbeat_age_s"] < 3
+        assert procs["feed"]["events"] > 0
+        engine_pid, feed_pid = procs["engine"]["pid"], procs["feed"]["pid"]
+        assert find_segments(f"/cs.g{engine_pid}.")                    # market ring, book region, procs region
+
+        # 1. kill -9 the feed: the engine restarts it, trading goes on
+        n_orders = len([e for e in entries(j) if e.kind == RK_ORDER])
+        os.kill(feed_pid, signal.SIGKILL)
+        died = wait_for(lambda: [x for x in events(j) if x["event"] == "process_died"], 30, "the feed's death journaled")
+        assert died[0]["process"] == "feed" and died[0]["cause"] == "killed by signal 9"
+        wait_for(lambda: [x for x in events(j) if x["event"] == "process_restarted"], 30, "the feed's restart")
+        wait_for(lambda: len([e for e in entries(j) if e.kind == RK_ORDER]) >= n_orders + 4, 120,
+                 "orders after the feed's restart")
+        st = admin(ep, "status")
+        feed = next(p for p in st["processes"] if p["name"] == "feed")
+        assert feed["alive"] and feed["restarts"] == 1 and feed["pid"] != feed_pid
+        assert feed["last_cause"] == "killed by signal 9"
+        new_feed_pid = feed["pid"]
+
+        # 2. kill -9 the engine: its feed dies with it, the supervisor restarts the engine
+        os.kill(engine_pid, signal.SIGKILL)
+        wait_for(lambda: [e for e in out.events() if e["event"] == "died"], 30, "the supervisor to see it")
+        wait_for(lambda: not pid_alive(new_feed_pid), 10, "the orphaned feed to die with its engine")
+
+        def resumed():
+            ev = events(j)
+            starts = [x for x in ev if x["event"] == "start"]
+            new_orders = [e for e in entries(j) if e.kind == RK_ORDER
+                          and int(e.record()["client_id"]) >= (1 << 40) + (1 << 28)]
+            return len(starts) >= 2 and any(x["event"] == "recovered" for x in ev[len(ev) // 2:]) and len(new_orders) >= 2
+        wait_for(resumed, 180, "trading to resume after the engine's restart")
+        st = admin(ep, "status")
+        new_engine = next(p for p in st["processes"] if p["name"] == "engine")["pid"]
+        assert new_engine != engine_pid
+
+        sup.send_signal(signal.SIGTERM)
+        assert sup.wait(60) == 0
+        time.sleep(1.0)
+        assert sim.poll() is None, f"the sim exited ({sim.returncode})"
+        es = entries(j)
+        ev = [e.record() for e in es if e.kind == RK_EVENT]
+        assert [x["topology"] for x in ev if x["event"] == "start"] == ["2proc", "2proc"]
+        mine = fills(es)
+        ids = [int(r["trade_id"]) for r in mine]
+        assert len(ids) == len(set(ids)), "a fill was journaled twice"
+        trades = sim_call(port, "/fapi/v1/userTrades", {"symbol": "BTCUSDT", "limit": 1000})
+        assert sorted(ids) == sorted(int(t["id"]) for t in trades)
+        acked = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) == schema.EX_ACK}
+        ended = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) in
+                 (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT)}
+        assert acked - ended == set()
+        assert sim_call(port, "/fapi/v1/openOrders", {}) == []
+        stop = [x for x in ev if x["event"] == "stop"][-1]
+        pos = sim_call(port, "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})[0]["positionAmt"]
+        assert round(float(pos) * 1000) == stop["positions"]["BTCUSDT"]
+        assert [x["process"] for x in ev if x["event"] == "process_stopped"] == ["feed"]
+        assert find_segments(f"/cs.g{new_engine}.") == [], "the stopped group left segments behind"
+    except BaseException:
+        print(f"--- sim (exit {sim.poll()}) ---\n" + (sim_out.tail() if sim_out else ""))
+        print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
+        raise
+    finally:
+        for p in (sup, sim):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()

@@ -1,0 +1,42 @@
+"""Stage arithmetic of the latency harness on hand-made order records."""
+import numpy as np
+
+from engine import schema
+from engine.latency import STAGES, order_stages, percentiles
+
+
+def _order(origin, step_ns, action=schema.ACT_NEW, infer=True):
+    o = np.zeros(1, schema.ORDER_DTYPE)
+    o["action"], o["mono_origin"] = action, origin
+    t = origin
+    for name in ("t_book", "t_features", "t_infer", "t_strategy", "t_risk", "t_send"):
+        t += step_ns if (name != "t_infer" or infer) else 0
+        o[name] = t
+    return o
+
+
+def test_stages_add_up_and_warmup_is_left_out():
+    s = 1_000_000_000
+    recs = np.concatenate([_order(0 * s + 1, 50_000),            # warm-up: first order
+                           _order(2 * s, 10_000), _order(3 * s, 20_000, infer=False),
+                           _order(4 * s, 10_000, action=schema.ACT_CANCEL),   # not a NEW order
+                           _order(5 * s, 30_000)])
+    st = order_stages(recs, warmup_s=1.0)
+    assert list(st) == [n for n, _, _ in STAGES]
+    assert st["tick_to_trade"].tolist() == [60_000, 100_000, 180_000]
+    assert st["feed"].tolist() == [10_000, 20_000, 30_000]
+    assert st["inference"].tolist() == [10_000, 30_000]          # no inference stamp on the second
+    assert sum(st[n][0] for n in ("feed", "features", "inference", "strategy", "risk", "send")) == st["tick_to_trade"][0]
+
+
+def test_an_order_without_an_origin_or_a_send_is_not_a_sample():
+    a, b = _order(5, 1000), _order(0, 1000)
+    a["t_send"] = 0
+    st = order_stages(np.concatenate([a, b]), warmup_s=0.0)
+    assert all(len(v) == 0 for v in st.values())
+    assert percentiles(st["tick_to_trade"]) == {"unit": "us", "n": 0}
+
+
+def test_percentiles_are_in_microseconds():
+    p = percentiles(np.arange(1, 1001) * 1000)
+    assert p["n"] == 1000 and p["max"] == 1000.0 and abs(p["p50"] - 500.5) < 1e-9

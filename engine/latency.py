@@ -178,22 +178,14 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         cli: str | None = None, progress=print) -> list[dict]:
     """One measured run; returns the JSON-line records (see the module docstring)."""
     cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
+    from engine.venues.sim.run import SimProcess
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
     scratch = tempfile.mkdtemp(prefix="cs-latency-")
-    sim = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", "7"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sim = SimProcess(cli, speed=speed, seed=7)
     eng = None
     try:
-        port = None
-        for line in sim.stdout:
-            if line.startswith("REST"):
-                port = int(line.split(":")[2].split("/")[0])
-                break
-        if not port:
-            raise RuntimeError("the sim did not start")
-        threading.Thread(target=lambda: [None for _ in sim.stdout], daemon=True).start()
         j = os.path.join(scratch, "journal")
-        cmd = [cli, "run", "--venue", f"http://127.0.0.1:{port}", "--topology", topology, "--wait", wait,
+        cmd = [cli, "run", "--venue", sim.url, "--topology", topology, "--wait", wait,
                "--journal", j, "--admin", "none", "--metrics-port", "-1", "--log-format", "text",
                "--seconds", str(seconds)]
         for lim in BENCH_LIMITS:
@@ -234,14 +226,14 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
             _plot(stages, case, plot)
         return out
     finally:
-        for p in (eng, sim):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        if eng is not None and eng.poll() is None:
+            eng.send_signal(signal.SIGTERM)
+            try:
+                eng.wait(30)
+            except subprocess.TimeoutExpired:
+                eng.kill()
+                eng.wait()
+        sim.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ import time
 
 from engine import schema
 from engine.journal.journal import RK_EVENT, RK_EXEC, RK_ORDER, JournalReader
+from engine.venues.sim.run import SimProcess
 from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
 
 CLI = shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
@@ -75,26 +76,15 @@ def sim_call(port, path, params):
 
 
 def test_kill_9_restart_recover_no_fill_lost_or_duplicated(tmp_path):
-    sim = subprocess.Popen([CLI, "sim", "--port", "0", "--speed", "10", "--seed", "2"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    sim_out = None
+    sim = SimProcess(CLI, speed=10, seed=2)
     try:
-        port = None
-        for line in sim.stdout:
-            if line.startswith("REST"):
-                port = int(line.split(":")[2].split("/")[0])
-                break
-        assert port, "the sim did not start"
-        sim_out = Lines(sim.stdout)
-        _run_kill9(tmp_path, port, sim)
+        _run_kill9(tmp_path, sim.port, sim)
     except BaseException:
         # what the processes said, so that a failure here can be read from the CI log
-        print(f"--- sim (exit {sim.poll()}) ---\n" + (sim_out.tail() if sim_out else ""))
+        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
         raise
     finally:
-        if sim.poll() is None:
-            sim.kill()
-            sim.wait()
+        sim.close()
 
 
 def _run_kill9(tmp_path, port, sim):
@@ -126,7 +116,7 @@ def _run_kill9(tmp_path, port, sim):
         assert sup.wait(60) == 0
         assert [e["cause"] for e in out.events() if e["event"] == "died"] == ["killed by signal 9"]   # no crash loop
         time.sleep(1.0)                       # any fill in flight reaches the sim's trade list
-        assert sim.poll() is None, f"the sim exited ({sim.returncode}) during the test"
+        assert sim.poll() is None, f"the sim exited ({sim.poll()}) during the test"
         es = entries(j)
         ev = [e.record() for e in es if e.kind == RK_EVENT]
         start2 = [x for x in ev if x["event"] == "start"][1]

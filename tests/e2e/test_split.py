@@ -3,7 +3,6 @@ another process, under the supervisor: kill -9 the feed (the engine restarts it 
 resumes), then kill -9 the engine (its feed dies with it, the supervisor restarts the engine,
 which recovers and starts a new feed). At the end: journal fills = the sim's trades, each
 once; nothing open at the venue; no shared-memory segment left behind."""
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from test_kill9 import CLI, Lines, entries, fills, sim_call, wait_for
 from cext.shm_core import find_segments, pid_alive
 from engine import schema
 from engine.journal.journal import RK_EVENT, RK_EXEC, RK_ORDER
+from engine.venues.sim.run import SimProcess
 from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
 
 
@@ -23,17 +23,10 @@ def events(j):
 
 
 def test_2proc_kill_feed_then_engine(tmp_path):
-    sim = subprocess.Popen([CLI, "sim", "--port", "0", "--speed", "10", "--seed", "3"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    sup = out = sim_out = None
+    sim = SimProcess(CLI, speed=10, seed=3)
+    port = sim.port
+    sup = out = None
     try:
-        port = None
-        for line in sim.stdout:
-            if line.startswith("REST"):
-                port = int(line.split(":")[2].split("/")[0])
-                break
-        assert port, "the sim did not start"
-        sim_out = Lines(sim.stdout)
         j = str(tmp_path / "journal")
         ep = f"ipc://{tmp_path / 'admin.sock'}"
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
@@ -87,7 +80,7 @@ def test_2proc_kill_feed_then_engine(tmp_path):
         sup.send_signal(signal.SIGTERM)
         assert sup.wait(60) == 0
         time.sleep(1.0)
-        assert sim.poll() is None, f"the sim exited ({sim.returncode})"
+        assert sim.poll() is None, f"the sim exited ({sim.poll()})"
         es = entries(j)
         ev = [e.record() for e in es if e.kind == RK_EVENT]
         assert [x["topology"] for x in ev if x["event"] == "start"] == ["2proc", "2proc"]
@@ -107,11 +100,11 @@ def test_2proc_kill_feed_then_engine(tmp_path):
         assert [x["process"] for x in ev if x["event"] == "process_stopped"] == ["feed"]
         assert find_segments(f"/cs.g{new_engine}.") == [], "the stopped group left segments behind"
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + (sim_out.tail() if sim_out else ""))
+        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
         print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
         raise
     finally:
-        for p in (sup, sim):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        if sup is not None and sup.poll() is None:
+            sup.kill()
+            sup.wait()
+        sim.close()

@@ -141,3 +141,46 @@ class SimRunner:
             yield _stream_of(frame), frame, delay
 
     _default_symbol: str | None = None
+
+
+class SimProcess:
+    """``cryptoscalp sim`` in a process of its own, for harnesses and end-to-end tests: its
+    port is read from its banner, and its output is drained into ``lines`` (a pipe nobody
+    reads fills up and stalls the sim)."""
+
+    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1):
+        import subprocess
+        import threading
+        self.proc = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", str(seed)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.port = None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("REST"):
+                self.port = int(line.split(":")[2].split("/")[0])
+                break
+        if not self.port:
+            self.close()
+            raise RuntimeError("the sim did not start:\n" + self.tail())
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def poll(self):
+        return self.proc.poll()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except Exception:          # noqa: BLE001 - TimeoutExpired: it did not stop, kill it
+                self.proc.kill()
+                self.proc.wait()

@@ -69,7 +69,8 @@ def _cmd_run(args) -> int:
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
-                    topology=args.topology, wait=args.wait, cpus=cpus)
+                    topology=args.topology, wait=args.wait, cpus=cpus,
+                    max_future_ms=0.0 if (args.venue == "sim" and args.speed > 1) else args.feed_max_future_ms)
     if args.log_format == "json":
         from engine.telemetry import json_logging
         json_logging()
@@ -616,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
                     help="2proc: how the engine waits on the market ring (spin burns a core; default hybrid)")
     rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;engine=1' (default: not pinned)")
+    rn.add_argument("--feed-max-future-ms", type=float, default=1000.0,
+                    help="drop market records stamped this far ahead of our clock (default 1000; 0: off, for a "
+                         "sim running faster than real time, whose clock runs ahead by design; the built-in "
+                         "sim with --speed > 1 turns it off itself)")
     rn.set_defaults(func=_cmd_run)
 
     ad = sub.add_parser("admin", help="talk to a running engine: status, positions, orders, halt, reduce, resume, "

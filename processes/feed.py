@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rest", required=True, help="the venue's REST base (…/fapi/v1) for depth snapshots")
     ap.add_argument("--instruments", required=True, help="JSON list of engine.venues.instruments.Instrument")
     ap.add_argument("--parent", type=int, default=0, help="the parent's pid (dies at once if it is gone)")
+    ap.add_argument("--max-future-ms", type=float, default=1000.0, help="drop records stamped this far ahead (0: off)")
     ap.add_argument("--cpus", default="", help="CPU set, e.g. '2' or '2,3' (default: not pinned)")
     args = ap.parse_args(argv)
 
@@ -53,7 +54,7 @@ async def _run(args) -> int:
     instruments = msgspec.json.decode(args.instruments.encode(), type=list[Instrument])
     writer = MarketRingWriter(args.run, max(i.inst for i in instruments) + 1)
     hb = Heartbeats.attach(segments(args.run)[2])
-    feed = LiveFeed(instruments, args.ws, args.rest, features=False,
+    feed = LiveFeed(instruments, args.ws, args.rest, features=False, max_future_ms=args.max_future_ms,
                     on_message=lambda inst, recs, _fe, top: writer.publish(inst, recs, top))
     log.info("feed up: %s, ring %s", "took the ring over" if writer.took_over else "new ring",
              segments(args.run)[0], extra={"pid": os.getpid(), "instruments": [i.symbol for i in instruments]})

@@ -45,7 +45,8 @@ import orjson
 
 from cext.risk import RiskGate, RiskState
 from engine import schema
-from engine.execution.gateway import VenueError
+from engine.execution.gateway import MARKET_OUTCOMES, VenueError
+from engine.features.vector import NAMES as FEATURE_NAMES
 from engine.features.regime import NAMES as REGIMES, OnlineRegime
 from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
 from engine.risk.limits import RiskLimits
@@ -70,6 +71,8 @@ class RunConfig:
     limits: RiskLimits = field(default_factory=RiskLimits)
     status_every_s: float = 1.0
     speed: float = 1.0                      # synthetic market speed (sim venue)
+    max_future_ms: float = 1000.0           # feed: drop records stamped this far ahead (0: off; the
+                                            # built-in sim faster than real time turns it off)
     admin: str | None = "ipc://run/admin.sock"   # None: no admin socket
     metrics_port: int | None = None          # Prometheus /metrics on 127.0.0.1 (0: any free port)
     symbols: tuple = ()                      # --venue URL: which symbols (default: all it lists)
@@ -125,7 +128,8 @@ class FusedEngine:
         self.children = {}
         self.heartbeats = None
         if cfg.topology == "fused":
-            self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message)
+            self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message,
+                                 max_future_ms=self.cfg.max_future_ms)
         else:
             self.feed = self._split_feed(ws_url, rest_url)
         self.publisher = None
@@ -148,6 +152,11 @@ class FusedEngine:
         self.stop_event: asyncio.Event | None = None
         from engine.telemetry import Metrics
         self.metrics = Metrics()
+        # labelled children looked up once (``labels()`` costs a few us per call)
+        self.stage_obs = {n: self.metrics.stage.labels(n)
+                          for n in ("features", "inference", "strategy", "risk", "send", "tick_to_trade")}
+        self.order_ctr = {schema.ACT_NEW: self.metrics.orders.labels("new"),
+                          schema.ACT_CANCEL: self.metrics.orders.labels("cancel"), -1: self.metrics.orders.labels("other")}
         self.registry = None
         if cfg.model_dir:
             from engine.models.registry import ModelRegistry
@@ -169,7 +178,8 @@ class FusedEngine:
         self.heartbeats = Heartbeats.create(segments(self.group)[2])
         self.segment_prefix = run_prefix(self.group)
         cmd = [sys.executable, "-m", "processes.feed", "--run", self.group, "--ws", ws_url, "--rest", rest_url,
-               "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid())]
+               "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid()),
+               "--max-future-ms", str(self.cfg.max_future_ms)]
         if self.cfg.cpus.get("feed"):
             cmd += ["--cpus", self.cfg.cpus["feed"]]
         self.children["feed"] = Child("feed", cmd)
@@ -207,17 +217,17 @@ class FusedEngine:
         t_inf = time.monotonic_ns()
         intents = self.strategies[inst].on_market(int(records["exch_ts"][-1]), bb, ba, fe.out, fe.ready, valid, signal_)
         t_str = time.monotonic_ns()
-        m = self.metrics
-        m.messages.inc()
-        m.stage.labels("features").observe((t_feat - origin) / 1e9)
-        if rt is not None:
-            m.stage.labels("inference").observe((t_inf - t_feat) / 1e9)
-        m.stage.labels("strategy").observe((t_str - t_inf) / 1e9)
-        for it in intents:
+        for it in intents:                  # orders out first, the stage metrics after
             self.counts["intents"] += 1
             it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
             it["t_book"] = t_book
             self._submit(it)
+        self.metrics.messages.inc()
+        st = self.stage_obs
+        st["features"].observe((t_feat - origin) / 1e9)
+        if rt is not None:
+            st["inference"].observe((t_inf - t_feat) / 1e9)
+        st["strategy"].observe((t_str - t_inf) / 1e9)
 
     def _submit(self, it) -> None:
         ok, res = self.gate.check(it, self.state)
@@ -234,32 +244,36 @@ class FusedEngine:
             return
         order = res.copy()
         order["t_risk"] = time.monotonic_ns()
-        self.metrics.stage.labels("risk").observe((int(order["t_risk"][0]) - int(it["t_strategy"][0])) / 1e9
-                                                  if int(it["t_strategy"][0]) else 0.0)
-        self.metrics.orders.labels({schema.ACT_NEW: "new", schema.ACT_CANCEL: "cancel"}.get(
-            int(order["action"][0]), "other")).inc()
-        self.book.on_order_sent(order[0])
-        self.counts["orders_sent"] += 1
-        if int(order["action"][0]) == schema.ACT_CANCEL:
-            self.counts["cancels"] += 1
-        task = asyncio.ensure_future(self._send(order))
+        # first out of the door (NEW/CANCEL written here, t_send stamped after the write), then
+        # the bookkeeping: no await in between, so no answer can arrive before it is done
+        pending = self.gateway.start(order)
+        task = asyncio.ensure_future(self._send(order, pending))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        self.book.on_order_sent(order[0])
+        action = int(order["action"][0])
+        self.counts["orders_sent"] += 1
+        if action == schema.ACT_CANCEL:
+            self.counts["cancels"] += 1
+        st = self.stage_obs
+        st["risk"].observe((int(order["t_risk"][0]) - int(it["t_strategy"][0])) / 1e9 if int(it["t_strategy"][0]) else 0.0)
+        self.order_ctr.get(action, self.order_ctr[-1]).inc()
 
-    async def _send(self, order) -> None:
-        execs = await self.gateway.send(order)          # stamps t_send before the request
+    async def _send(self, order, pending) -> None:
+        execs = await pending
         self.journal.append_record(RK_ORDER, order)     # with its t_send
         if int(order["action"][0]) == schema.ACT_NEW and int(order["mono_origin"][0]):
             t2t = int(order["t_send"][0]) - int(order["mono_origin"][0])
             if len(self.t2t_ns) < 1_000_000:
                 self.t2t_ns.append(t2t)
-            self.metrics.stage.labels("tick_to_trade").observe(t2t / 1e9)
-            self.metrics.stage.labels("send").observe((int(order["t_send"][0]) - int(order["t_risk"][0])) / 1e9)
+            self.stage_obs["tick_to_trade"].observe(t2t / 1e9)
+            self.stage_obs["send"].observe((int(order["t_send"][0]) - int(order["t_risk"][0])) / 1e9)
         for e in execs:
             if int(e["kind"]) == schema.EX_REJECT:
                 self.counts["venue_rejects"] += 1
                 self.metrics.venue_rejects.inc()
-                self.monitor.on_exchange_error(time.monotonic_ns())
+                if int(e["reason"]) not in MARKET_OUTCOMES:        # a venue or request problem
+                    self.monitor.on_exchange_error(time.monotonic_ns())
             self.on_exec(e)
 
     def on_exec(self, e) -> None:
@@ -479,8 +493,10 @@ class FusedEngine:
         t2t = s["tick_to_trade_us"] or {"p50": float("nan"), "p99": float("nan")}
         ins = self.instruments[0]
         q = s["positions"][ins.symbol]
-        ready = int(self.feed.features[ins.inst].ready.sum())
-        warm = "" if ready == 25 else f"  features {ready}/25 ready (warming up)"
+        rd = self.feed.features[ins.inst].ready
+        ready = int(rd.sum())
+        warm = "" if ready == 25 else (f"  features {ready}/25 ready (waiting for: "
+                                       f"{', '.join(n for n, r in zip(FEATURE_NAMES, rd) if not r)})")
         print(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
               f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
               f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "

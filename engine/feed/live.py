@@ -25,13 +25,18 @@ log = logging.getLogger("cryptoscalp.feed")
 
 class LiveFeed:
     def __init__(self, instruments: list[Instrument], ws_url: str, rest_url: str,
-                 streams=("depth@0ms", "bookTicker", "trade"), on_message=None, features: bool = True):
+                 streams=("depth@0ms", "bookTicker", "trade"), on_message=None, features: bool = True,
+                 max_future_ms: float = 1000.0):
+        """``max_future_ms``: a record stamped further ahead of this host's clock is dropped
+        (Validator); 0 turns the check off, for a sim market running faster than real time,
+        whose exchange clock runs ahead by design."""
         from cext.validate import Validator
         self.instruments = instruments
         # live: a record's wall time is its monotonic receive stamp plus this host's offset
         offset = time.time_ns() - time.monotonic_ns()
+        max_future_ns = int(max_future_ms * 1e6) if max_future_ms > 0 else 1 << 62
         self.handler = FeedHandler(instruments, validator=Validator(max(i.inst for i in instruments) + 1,
-                                                                    clock_offset_ns=offset))
+                                                                    clock_offset_ns=offset, max_future_ns=max_future_ns))
         self.features = {i.inst: FeatureEngine(float(i.tick_size), float(i.lot_size))
                          for i in instruments} if features else {}
         for fe in self.features.values():

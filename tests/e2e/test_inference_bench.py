@@ -14,8 +14,12 @@ def test_inference_benchmark_prints_every_case(trained_registry):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [json.loads(x) for x in r.stdout.splitlines()]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for d in lines:
         assert d["bench"] == "inference" and d["n"] >= 200 and d["p50"] > 0 and "host" in d
-    assert lines[0]["case"].startswith("fused graph, 1 session")
-    assert all(d.get("vs") == "fused I/O binding" for d in lines[1:])
+        assert d["rows"] > 1000            # the feature rows of a held-out recording
+    assert lines[0]["case"].endswith("rows in order") and lines[1]["case"].endswith("rows shuffled")
+    for d in lines[:2]:
+        assert d["case"].startswith("fused graph, 1 session") and d["target_ns"] == {"p50": 30000, "p99": 80000}
+        assert d["target_met"] == (d["p50"] <= 30000 and d["p99"] <= 80000)
+    assert all(d.get("vs") == "fused I/O binding" for d in lines[2:])

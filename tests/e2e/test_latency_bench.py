@@ -14,13 +14,17 @@ def test_bench_latency_2proc(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     stages = {x["stage"]: x for x in recs if x["stage"] != "process"}
-    assert list(stages) == ["feed", "features", "inference", "strategy", "risk", "send", "tick_to_trade"]
+    assert list(stages) == ["feed", "features", "inference", "strategy", "risk", "send", "tick_to_trade",
+                            "first_order_out"]
     e2e = stages["tick_to_trade"]
     assert e2e["n"] > 10 and e2e["case"] == "2proc, wait hybrid"
     assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["p999"] <= e2e["max"]
     parts = sum(stages[s]["p50"] for s in ("feed", "features", "inference", "strategy", "risk", "send"))
     assert parts > 0.5 * e2e["p50"]                 # the stages account for the path
     assert e2e["per_s"] > 0 and "warm-up" in e2e["excluded"]
+    assert 0 < e2e["orders_written_at_once"] <= e2e["orders_sent"]
+    first = stages["first_order_out"]          # per message: never later than its NEW orders
+    assert first["n"] > 0 and first["p50"] <= e2e["p50"]
     procs = {x["process"]: x for x in recs if x["stage"] == "process"}
     assert set(procs) == {"engine", "feed"} and all(p["rss_mb"] > 10 for p in procs.values())
     assert recs[0]["host"]["cores"] == os.cpu_count()

@@ -156,3 +156,75 @@ def test_breaker_opens_on_5xx_and_rate_limit_blocks():
         asyncio.run(run2())
     finally:
         s.close()
+
+
+def test_fast_path_writes_now_stamps_after_the_write_and_survives_a_lost_connection(sim):
+    """NEW and CANCEL go out on the pre-opened connections, synchronously inside ``start``
+    (the bytes are on the socket before it returns; t_send is stamped after the write). A
+    connection lost after the venue took the order but before its answer: retried with the
+    same client order id, resolved as the same order (-4116 then lookup), placed once."""
+    async def run():
+        g = gw(sim)
+        await g.rest.open()
+        assert g.rest.links.idle == 8
+        bid = sim.sim.engine.book(0).best_bid[0]
+        o = order(0x7A, px=bid - 6400)
+        t0 = time.monotonic_ns()
+        pending = g.start(o)                                   # written here, before any await
+        t1 = time.monotonic_ns()
+        assert g.stats["fast_sent"] == 1 and t0 < o["t_send"][0] <= t1
+        assert g.rest.links.idle == 7
+        ack = await pending
+        assert ack["kind"][0] == schema.EX_ACK and ack["mono_send"][0] == o["t_send"][0]
+        c = await g.start(order(0x7B, action=schema.ACT_CANCEL, ref=0x7A))
+        assert c["kind"][0] == schema.EX_CANCELED and g.stats["fast_sent"] == 2 and 0x7A not in g.open
+
+        o = order(0x7C, px=bid - 6500)
+        pending = g.start(o)
+        link = next(x for x in g.rest.links.links if not x.idle)
+        deadline = time.time() + 5            # blocking: the answer cannot be read meanwhile
+        while not [x for x in sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
+                   if x["clientOrderId"] == "cs-7c"] and time.time() < deadline:
+            time.sleep(0.01)
+        link.transport.abort()                # the answer is lost with the connection
+        ack = await pending
+        assert ack["kind"][0] == schema.EX_ACK and g.stats["duplicates_resolved"] == 1 and g.stats["retries"] == 1
+        opens = sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
+        assert [x["clientOrderId"] for x in opens].count("cs-7c") == 1
+        deadline = time.monotonic() + 5
+        while g.rest.links.idle < 8 and time.monotonic() < deadline:   # refilled in the background
+            await asyncio.sleep(0.02)
+        assert g.rest.links.idle == 8 and g.rest.links.stats["lost"] == 1
+        await g.rest.close()
+    asyncio.run(run())
+
+
+def test_fast_path_answers_go_through_the_same_rules():
+    """A 5xx on the fast path is retried and counts for the breaker; a 429 blocks the fast
+    path too (``write`` returns None until Retry-After has passed)."""
+    s = ThreadedSim(synthetic_seed=21, speed=10, faults=Faults(http_5xx_prob=1.0))
+    try:
+        async def run():
+            g = gw(s, breaker=CircuitBreaker(max_errors=3, window_s=10, cooldown_s=60), retries=1)
+            await g.rest.open()
+            r1 = await g.start(order(0x8A, px=600_000))
+            assert g.stats["fast_sent"] == 1 and r1["kind"][0] == schema.EX_REJECT and r1["reason"][0] == -1001
+            assert g.breaker.trips == 1 and g.stats["retries"] == 2      # both attempts failed, as on the slow path
+            await g.rest.close()
+        asyncio.run(run())
+    finally:
+        s.close()
+    s = ThreadedSim(synthetic_seed=21, speed=10, weight_limit=3)
+    try:
+        async def run2():
+            g = gw(s)
+            await g.rest.open()
+            for k in range(3):
+                await g.rest.call("GET", "/fapi/v1/ping", signed=False)
+            r = await g.start(order(0x9A, px=600_000))
+            assert g.stats["fast_sent"] == 1 and r["reason"][0] == -1003
+            assert g.rest.write("POST", "/fapi/v1/order", {}) is None     # blocked: not even written
+            await g.rest.close()
+        asyncio.run(run2())
+    finally:
+        s.close()

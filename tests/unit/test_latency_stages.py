@@ -22,11 +22,21 @@ def test_stages_add_up_and_warmup_is_left_out():
                            _order(4 * s, 10_000, action=schema.ACT_CANCEL),   # not a NEW order
                            _order(5 * s, 30_000)])
     st = order_stages(recs, warmup_s=1.0)
-    assert list(st) == [n for n, _, _ in STAGES]
+    assert list(st) == [n for n, _, _ in STAGES] + ["first_order_out"]
     assert st["tick_to_trade"].tolist() == [60_000, 100_000, 180_000]
     assert st["feed"].tolist() == [10_000, 20_000, 30_000]
     assert st["inference"].tolist() == [10_000, 30_000]          # no inference stamp on the second
     assert sum(st[n][0] for n in ("feed", "features", "inference", "strategy", "risk", "send")) == st["tick_to_trade"][0]
+
+
+def test_first_order_out_is_per_message_whatever_the_action():
+    s = 1_000_000_000
+    a = _order(2 * s, 10_000, action=schema.ACT_CANCEL)       # the cancel went out first ...
+    b = _order(2 * s, 20_000)                                # ... then the NEW of the same message
+    c = _order(3 * s, 5_000)
+    st = order_stages(np.concatenate([a, b, c]), warmup_s=0.0)
+    assert st["first_order_out"].tolist() == [60_000, 30_000]
+    assert st["tick_to_trade"].tolist() == [120_000, 30_000]
 
 
 def test_an_order_without_an_origin_or_a_send_is_not_a_sample():

@@ -67,3 +67,25 @@ def test_baselines_are_distributions():
     q = persistence_proba(np.array([-1, 0, 2]), np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
     assert np.allclose(q.sum(1), 1)
     assert np.allclose(q[0], prior_proba(np.array([0, 1, 1, 1]), 1)[0])
+
+
+@pytest.mark.parametrize("n_classes", [3, 2])
+def test_lr_export_folds_the_scaler_and_keeps_the_probabilities(n_classes):
+    """The exported LR is one LinearClassifier node (scaler folded into the coefficients, the
+    no-op L1 normalisation of a softmax dropped) and gives sklearn's probabilities."""
+    import onnx
+
+    from engine.models.export import export_member, run_member
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(400, 25)) * rng.uniform(0.01, 1000, 25) + rng.uniform(-50, 50, 25)).astype(np.float32)
+    y = np.digitize(X[:, 3] / X[:, 3].std() + 0.5 * rng.normal(size=400), [-0.5, 0.5])
+    if n_classes == 2:
+        y = np.minimum(y, 1)
+    m = SkMember("lr", seed=0).fit(X, y)
+    model = export_member(m)
+    ops = [n.op_type for n in model.graph.node]
+    if n_classes == 3:
+        assert ops == ["LinearClassifier"]
+    onnx.checker.check_model(model)
+    p = run_member(model.SerializeToString(), "lr", X, m.classes)
+    assert np.abs(p - m.predict_proba(X)).max() < 1e-5

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, host, latency_stats  # noqa: E402
+from common import emit, host, latency_stats, synthetic_model  # noqa: E402
 
 WARMUP = 1000              # calls before timing (ORT allocations, caches)
 
@@ -68,13 +68,8 @@ def main():
     h = host()
     tmp = None
     if a.model_dir is None:
-        from engine.models.train import TrainConfig, train
-        from engine.venues.sim.generator import write_synthetic_capture
         tmp = tempfile.mkdtemp(prefix="cs-bench-")
-        cap = os.path.join(tmp, "syn.gz")
-        write_synthetic_capture(cap, 900, seed=5)
-        train([cap], os.path.join(tmp, "models"), TrainConfig(seed=0), log=lambda *x: None)
-        a.model_dir = os.path.join(tmp, "models")
+        a.model_dir = synthetic_model(tmp)
     if os.path.isfile(os.path.join(a.model_dir, "manifest.json")):
         vdir = a.model_dir
     else:

@@ -50,3 +50,11 @@ def test_an_order_without_an_origin_or_a_send_is_not_a_sample():
 def test_percentiles_are_in_microseconds():
     p = percentiles(np.arange(1, 1001) * 1000)
     assert p["n"] == 1000 and p["max"] == 1000.0 and abs(p["p50"] - 500.5) < 1e-9
+
+
+def test_since_leaves_out_orders_of_earlier_messages():
+    s = 1_000_000_000
+    recs = np.concatenate([_order(1 * s, 10_000), _order(2 * s, 20_000), _order(3 * s, 30_000)])
+    st = order_stages(recs, warmup_s=0.0, since_ns=2 * s)
+    assert st["tick_to_trade"].tolist() == [120_000, 180_000]
+    assert st["first_order_out"].tolist() == [120_000, 180_000]

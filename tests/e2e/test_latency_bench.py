@@ -23,8 +23,8 @@ def test_bench_latency_2proc(tmp_path):
     assert parts > 0.5 * e2e["p50"]                 # the stages account for the path
     assert e2e["per_s"] > 0 and "warm-up" in e2e["excluded"]
     assert 0 < e2e["orders_written_at_once"] <= e2e["orders_sent"]
-    first = stages["first_order_out"]          # per message: never later than its NEW orders
-    assert first["n"] > 0 and first["p50"] <= e2e["p50"]
+    first = stages["first_order_out"]          # per message (cancel-only messages too: another population)
+    assert first["n"] > 0 and 0 < first["p50"] <= first["max"]
     procs = {x["process"]: x for x in recs if x["stage"] == "process"}
     assert set(procs) == {"engine", "feed"} and all(p["rss_mb"] > 10 for p in procs.values())
     assert recs[0]["host"]["cores"] == os.cpu_count()

@@ -495,8 +495,9 @@ class FusedEngine:
         q = s["positions"][ins.symbol]
         rd = self.feed.features[ins.inst].ready
         ready = int(rd.sum())
-        warm = "" if ready == 25 else (f"  features {ready}/25 ready (waiting for: "
-                                       f"{', '.join(n for n, r in zip(FEATURE_NAMES, rd) if not r)})")
+        missing = [n for n, r in zip(FEATURE_NAMES, rd) if not r]
+        warm = "" if ready == 25 else (f"  features {ready}/25 ready (waiting for: {', '.join(missing[:3])}"
+                                       f"{f' +{len(missing) - 3} more' if len(missing) > 3 else ''})")
         print(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
               f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
               f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "

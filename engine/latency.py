@@ -15,6 +15,8 @@ What it does, the way a user would measure it:
 Stages (an order's stamps, in path order):
     feed        mono_origin -> t_book       frame read off the socket -> parsed, validated,
                                             book applied (2proc: and published to the ring)
+    parse       mono_origin -> t_parse      fused only: the frame parsed into records
+    book        t_parse -> t_book           fused only: validated, book applied, top read
     features    t_book -> t_features        features updated (2proc: includes the ring hop
                                             and the book-region read in the engine process)
     inference   t_features -> t_infer       mark and regime updates and the ONNX ensemble
@@ -55,7 +57,8 @@ import numpy as np
 
 from engine import schema
 
-STAGES = (("feed", "mono_origin", "t_book"), ("features", "t_book", "t_features"),
+STAGES = (("feed", "mono_origin", "t_book"), ("parse", "mono_origin", "t_parse"), ("book", "t_parse", "t_book"),
+          ("features", "t_book", "t_features"),
           ("inference", "t_features", "t_infer"), ("strategy", "t_infer", "t_strategy"),
           ("risk", "t_strategy", "t_risk"), ("send", "t_risk", "t_send"),
           ("tick_to_trade", "mono_origin", "t_send"))

@@ -196,6 +196,8 @@ class FusedEngine:
         bb, ba = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0])
         valid = bool(not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb)
         t_book = int(top["mono_pub"][0])
+        handler = getattr(self.feed, "handler", None)          # fused: this frame's parse stamp (2proc: none)
+        t_parse = handler.t_parse if handler is not None else 0
         self.data_ns[inst] = t_feat
         if valid:
             mid = (bb + ba) // 2
@@ -220,7 +222,7 @@ class FusedEngine:
         for it in intents:                  # orders out first, the stage metrics after
             self.counts["intents"] += 1
             it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
-            it["t_book"] = t_book
+            it["t_book"], it["t_parse"] = t_book, t_parse
             self._submit(it)
         self.metrics.messages.inc()
         st = self.stage_obs

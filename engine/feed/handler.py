@@ -7,6 +7,7 @@ it returns what to publish and says when a book needs a REST snapshot.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,7 @@ class FeedHandler:
         if book_region is not None and book_region.nslots <= max(self.instruments):
             raise ValueError(f"book region has {book_region.nslots} slots; instrument ids go to {max(self.instruments)}")
         self.published = 0
+        self.t_parse = 0                  # CLOCK_MONOTONIC ns: the last frame parsed (latency stamps)
 
     # ---------------------------------------------------------------- frames
     def on_frame(self, frame, mono_origin: int, default_symbol: str | None = None) -> FrameResult:
@@ -76,6 +78,7 @@ class FeedHandler:
 
     def _on_frame(self, frame, mono_origin: int, default_symbol: str | None) -> FrameResult:
         n = self.parser.parse(frame, mono_origin, self._buf, default_symbol)
+        self.t_parse = time.monotonic_ns()
         if n < 0:
             reason = BinanceParser.reason_name(n)
             self._log_reject(reason, frame)

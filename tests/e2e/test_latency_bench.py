@@ -14,8 +14,9 @@ def test_bench_latency_2proc(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     stages = {x["stage"]: x for x in recs if x["stage"] != "process"}
-    assert list(stages) == ["feed", "features", "inference", "strategy", "risk", "send", "tick_to_trade",
-                            "first_order_out"]
+    assert list(stages) == ["feed", "parse", "book", "features", "inference", "strategy", "risk", "send",
+                            "tick_to_trade", "first_order_out"]
+    assert stages["parse"]["n"] == stages["book"]["n"] == 0      # 2proc: the parse stamp stays in the feed process
     e2e = stages["tick_to_trade"]
     assert e2e["n"] > 10 and e2e["case"] == "2proc, wait hybrid"
     assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["p999"] <= e2e["max"]

@@ -29,6 +29,14 @@ def test_stages_add_up_and_warmup_is_left_out():
     assert sum(st[n][0] for n in ("feed", "features", "inference", "strategy", "risk", "send")) == st["tick_to_trade"][0]
 
 
+def test_parse_and_book_split_the_feed_stage_when_stamped():
+    a, b = _order(5, 1000), _order(9, 1000)
+    a["t_parse"] = 5 + 400                       # fused: parsed 400 ns after the read, book at +1000
+    st = order_stages(np.concatenate([a, b]), warmup_s=0.0)
+    assert st["parse"].tolist() == [400] and st["book"].tolist() == [600]
+    assert st["feed"].tolist() == [1000, 1000]   # both orders: the feed stage needs no parse stamp
+
+
 def test_first_order_out_is_per_message_whatever_the_action():
     s = 1_000_000_000
     a = _order(2 * s, 10_000, action=schema.ACT_CANCEL)       # the cancel went out first ...

@@ -127,9 +127,11 @@ class FusedEngine:
             raise ValueError(f"topology {cfg.topology!r}: one of {', '.join(TOPOLOGIES)}")
         self.children = {}
         self.heartbeats = None
+        self.feed_handler = None                           # fused: the FeedHandler (its t_parse stamp)
         if cfg.topology == "fused":
             self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message,
                                  max_future_ms=self.cfg.max_future_ms)
+            self.feed_handler = self.feed.handler
         else:
             self.feed = self._split_feed(ws_url, rest_url)
         self.publisher = None
@@ -196,8 +198,7 @@ class FusedEngine:
         bb, ba = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0])
         valid = bool(not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb)
         t_book = int(top["mono_pub"][0])
-        handler = getattr(self.feed, "handler", None)          # fused: this frame's parse stamp (2proc: none)
-        t_parse = handler.t_parse if handler is not None else 0
+        t_parse = self.feed_handler.t_parse if self.feed_handler is not None else 0   # fused only
         self.data_ns[inst] = t_feat
         if valid:
             mid = (bb + ba) // 2

@@ -30,8 +30,8 @@ def sim():
     s.close()
 
 
-def gw(sim, **kw):
-    return OrderGateway(BinanceRest(sim.base, sim.key, sim.secret), [DEFAULT_BTC], **kw)
+def gw(sim, links=8, **kw):
+    return OrderGateway(BinanceRest(sim.base, sim.key, sim.secret, order_links=links), [DEFAULT_BTC], **kw)
 
 
 def test_new_cancel_fill_and_user_events(sim):
@@ -127,14 +127,21 @@ def test_cancel_on_disconnect_heartbeat():
         sim.close()
 
 
-def test_breaker_opens_on_5xx_and_rate_limit_blocks():
+@pytest.mark.parametrize("path", ["aiohttp", "order links"])
+def test_breaker_opens_on_5xx_and_rate_limit_blocks(path):
+    """The same rules on both ways out: a 5xx is retried and counts for the breaker; a 429
+    blocks sending until Retry-After (on the order links, not even written)."""
+    links = 0 if path == "aiohttp" else 8
+    fast = int(links > 0)
     s = ThreadedSim(synthetic_seed=21, speed=10, faults=Faults(http_5xx_prob=1.0))
     try:
         async def run():
-            g = gw(s, breaker=CircuitBreaker(max_errors=3, window_s=10, cooldown_s=60), retries=1)
+            g = gw(s, links=links, breaker=CircuitBreaker(max_errors=3, window_s=10, cooldown_s=60), retries=1)
+            await g.rest.open()
             r1 = await g.send(order(0x5A, px=600_000))          # 503, retried once, 503 again
             assert r1["kind"][0] == schema.EX_REJECT and r1["reason"][0] == -1001
             assert g.breaker.trips == 1 and g.breaker.is_open    # three failures: open
+            assert g.stats["fast_sent"] == fast and g.stats["retries"] == 2
             r2 = await g.send(order(0x5B, px=600_000))          # refused locally: nothing sent
             assert r2["reason"][0] == -1 and g.stats["breaker_refusals"] == 1
             await g.rest.close()
@@ -144,12 +151,14 @@ def test_breaker_opens_on_5xx_and_rate_limit_blocks():
     s = ThreadedSim(synthetic_seed=21, speed=10, weight_limit=3)
     try:
         async def run2():
-            g = gw(s)
+            g = gw(s, links=links)
             for k in range(3):
                 await g.rest.call("GET", "/fapi/v1/ping", signed=False)
             r = await g.send(order(0x6A, px=600_000))
             assert r["kind"][0] == schema.EX_REJECT and r["reason"][0] == -1003
+            assert g.stats["fast_sent"] == fast
             assert g.rest.blocked_until > time.monotonic()       # waits for Retry-After
+            assert g.rest.write("POST", "/fapi/v1/order", {}) is None     # blocked: not even written
             r = await g.send(order(0x6B, px=600_000))            # refused locally while blocked
             assert r["reason"][0] == -1003 and g.stats["rate_limited"] == 2
             await g.rest.close()
@@ -197,34 +206,3 @@ def test_fast_path_writes_now_stamps_after_the_write_and_survives_a_lost_connect
         assert g.rest.links.idle == 8 and g.rest.links.stats["lost"] == 1
         await g.rest.close()
     asyncio.run(run())
-
-
-def test_fast_path_answers_go_through_the_same_rules():
-    """A 5xx on the fast path is retried and counts for the breaker; a 429 blocks the fast
-    path too (``write`` returns None until Retry-After has passed)."""
-    s = ThreadedSim(synthetic_seed=21, speed=10, faults=Faults(http_5xx_prob=1.0))
-    try:
-        async def run():
-            g = gw(s, breaker=CircuitBreaker(max_errors=3, window_s=10, cooldown_s=60), retries=1)
-            await g.rest.open()
-            r1 = await g.start(order(0x8A, px=600_000))
-            assert g.stats["fast_sent"] == 1 and r1["kind"][0] == schema.EX_REJECT and r1["reason"][0] == -1001
-            assert g.breaker.trips == 1 and g.stats["retries"] == 2      # both attempts failed, as on the slow path
-            await g.rest.close()
-        asyncio.run(run())
-    finally:
-        s.close()
-    s = ThreadedSim(synthetic_seed=21, speed=10, weight_limit=3)
-    try:
-        async def run2():
-            g = gw(s)
-            await g.rest.open()
-            for k in range(3):
-                await g.rest.call("GET", "/fapi/v1/ping", signed=False)
-            r = await g.start(order(0x9A, px=600_000))
-            assert g.stats["fast_sent"] == 1 and r["reason"][0] == -1003
-            assert g.rest.write("POST", "/fapi/v1/order", {}) is None     # blocked: not even written
-            await g.rest.close()
-        asyncio.run(run2())
-    finally:
-        s.close()

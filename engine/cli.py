@@ -17,16 +17,21 @@ sync, validation -> the 25 features, with a status line every second."""
 
 def _cmd_run(args) -> int:
     """Paper trading on the built-in simulated exchange (or a Binance-compatible URL), fused
-    topology (one process) or 2proc (feed process + engine process over a shared-memory ring)."""
+    topology (one process), 2proc (feed process + engine process over a shared-memory ring)
+    or 3proc (feed, brain, engine: risk + gateway + journal)."""
     import uvloop
 
-    from processes.fused import RunConfig, run_on_venue, run_paper_on_sim
-    if args.venue != "sim" and not args.venue.startswith(("http://", "https://")):
-        print(f"run: --venue {args.venue} is not built yet (sim, the offline default, and a Binance-compatible "
-              f"URL such as a `cryptoscalp sim` in another process are)", file=sys.stderr)
+    from processes.fused import RunConfig, run_on_venue, run_paper_on_sim, run_paper_on_upstream
+    if args.venue not in ("sim", "binance") and not args.venue.startswith(("http://", "https://")):
+        print(f"run: --venue {args.venue}: sim (the offline default), binance (its public data, paper fills; "
+              f"real orders with --live), or the URL of a Binance-compatible endpoint", file=sys.stderr)
+        return 2
+    if args.live and args.venue != "binance":
+        print("run: --live is for --venue binance (a URL venue always gets the orders; the sim is paper)",
+              file=sys.stderr)
         return 2
     keys = None
-    if args.venue != "sim":
+    if args.venue not in ("sim", "binance") or args.live:
         keys = _api_keys(args.keys)
         if keys is None:
             return 2
@@ -57,29 +62,46 @@ def _cmd_run(args) -> int:
     cpus = {}
     for item in (args.cpus.split(";") if args.cpus else []):
         role, _, cs = item.partition("=")
-        if role not in ("engine", "feed") or not cs or not all(c.isdigit() for c in cs.split(",")):
-            print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine or feed, e.g. 'feed=0;engine=1'",
+        if role not in ("engine", "feed", "brain") or not cs or not all(c.isdigit() for c in cs.split(",")):
+            print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine, feed or brain, "
+                  f"e.g. 'feed=0;brain=1;engine=2'",
                   file=sys.stderr)
             return 2
         cpus[role] = cs
     if cpus.get("engine"):
         os.sched_setaffinity(0, {int(c) for c in cpus["engine"].split(",")})
+    spinners = {"2proc": 1, "3proc": 2}.get(args.topology, 0) if args.wait == "spin" else 0
+    cores = len(os.sched_getaffinity(0))
+    if spinners and cores < spinners + 1:
+        print(f"run: warning: --wait spin keeps {spinners} process(es) at 100 % on {cores} core(s), leaving "
+              f"the feed less than a core: latency will be worse, not better (use --wait hybrid, or the fused "
+              f"topology, on this host)", file=sys.stderr, flush=True)
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
                     publish=args.publish, publish_keys=pkeys,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                     topology=args.topology, wait=args.wait, cpus=cpus,
+                    symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols
+                    else (("BTCUSDT",) if args.venue == "binance" else ()),
                     max_future_ms=0.0 if (args.venue == "sim" and args.speed > 1) else args.feed_max_future_ms)
     if args.log_format == "json":
         from engine.telemetry import json_logging
         json_logging()
-    print(f"cryptoscalp {__version__}: paper trading on the built-in simulated exchange (synthetic BTCUSDT, offline), "
-          f"{args.topology} topology, market making{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
+    where = {"sim": "paper trading on the built-in simulated exchange (synthetic BTCUSDT, offline)",
+             "binance": (f"LIVE TRADING on Binance USD-M ({args.binance_rest}): real orders, real money" if args.live
+                         else f"paper trading on Binance USD-M public data ({args.binance_ws}), fills from the "
+                              f"built-in sim's matching")}.get(args.venue, f"trading on {args.venue}")
+    print(f"cryptoscalp {__version__}: {where}, {args.topology} topology, market making"
+          f"{' + model ' + args.model if args.model else ''}; journal {args.journal}. "
           f"Ctrl-C stops: open orders are cancelled first.", flush=True)
     try:
         if args.venue == "sim":
             out = uvloop.run(run_paper_on_sim(cfg, faults=args.sim_faults))
+        elif args.venue == "binance" and not args.live:
+            out = uvloop.run(run_paper_on_upstream(cfg, args.binance_ws, args.binance_rest))
+        elif args.venue == "binance":
+            out = uvloop.run(run_on_venue(cfg, args.binance_rest, *keys, ws_url=args.binance_ws))
         else:
             out = uvloop.run(run_on_venue(cfg, args.venue, *keys))
     except KeyboardInterrupt:
@@ -91,7 +113,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_bench(args) -> int:
     from engine import latency
-    tops = ["fused", "2proc"] if args.topology == "all" else [args.topology]
+    tops = ["fused", "2proc", "3proc"] if args.topology == "all" else [args.topology]
     for t in tops:
         plot = None
         if args.plot:
@@ -100,7 +122,7 @@ def _cmd_bench(args) -> int:
         print(f"latency: {t} topology, {args.seconds:g} s at {args.speed:g}x market speed", file=sys.stderr, flush=True)
         try:
             recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
-                               model=args.model, cpus=args.cpus if t == "2proc" else None, plot=plot,
+                               model=args.model, cpus=args.cpus if t != "fused" else None, plot=plot,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
         except RuntimeError as e:
             print(f"bench latency: {e}", file=sys.stderr)
@@ -587,9 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     rn = sub.add_parser("run", help="the main job: paper trading on the built-in sim (offline default)")
-    rn.add_argument("--venue", default="sim", help="sim (default: the built-in simulated exchange, offline) or the "
-                    "URL of a Binance USD-M compatible endpoint (e.g. a `cryptoscalp sim` in another process); "
-                    "binance itself is not built yet")
+    rn.add_argument("--venue", default="sim", help="sim (default: the built-in simulated exchange, offline), "
+                    "binance (Binance USD-M public data; orders are filled by the built-in sim's matching against "
+                    "that data unless --live), or the URL of a Binance USD-M compatible endpoint (e.g. a "
+                    "`cryptoscalp sim` in another process)")
+    rn.add_argument("--live", action="store_true", help="--venue binance: send real orders to Binance (API keys "
+                    "from the environment or --keys; real money)")
+    rn.add_argument("--symbols", help="comma-separated symbols to trade (default: BTCUSDT on binance, every symbol a "
+                    "URL venue lists)")
+    rn.add_argument("--binance-ws", default="wss://fstream.binance.com", help="Binance USD-M WebSocket base")
+    rn.add_argument("--binance-rest", default="https://fapi.binance.com", help="Binance USD-M REST base")
     rn.add_argument("--limit", action="append", help="override a risk limit, NAME=VALUE (repeatable), "
                     "e.g. --limit max_daily_trades=500")
     rn.add_argument("--publish", help="also publish market records to other hosts: tcp://HOST:PORT (CURVE)")
@@ -611,12 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--metrics-port", type=int, default=9464,
                     help="Prometheus /metrics on 127.0.0.1:PORT (0: any free port, -1: off)")
     rn.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines on stdout")
-    rn.add_argument("--topology", choices=["fused", "2proc"], default="fused",
-                    help="fused (default: one process, nothing spins; right for small hosts) or 2proc (a feed "
-                         "process publishing to a shared-memory ring + the engine process)")
+    rn.add_argument("--topology", choices=["fused", "2proc", "3proc"], default="fused",
+                    help="fused (default: one process, nothing spins; right for small hosts), 2proc (a feed "
+                         "process publishing to a shared-memory ring + the engine process) or 3proc (feed, "
+                         "brain, and the engine: risk, gateway, journal)")
     rn.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
-                    help="2proc: how the engine waits on the market ring (spin burns a core; default hybrid)")
-    rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;engine=1' (default: not pinned)")
+                    help="split topologies: how ring readers wait (spin burns a core each; default hybrid)")
+    rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;brain=1;engine=2' (default: not pinned)")
     rn.add_argument("--feed-max-future-ms", type=float, default=1000.0,
                     help="drop market records stamped this far ahead of our clock (default 1000; 0: off, for a "
                          "sim running faster than real time, whose clock runs ahead by design; the built-in "
@@ -659,13 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="benchmarks: tick-to-trade latency per stage (bench latency)")
     be.add_argument("what", choices=["latency"])
-    be.add_argument("--topology", choices=["fused", "2proc", "all"], default="fused")
+    be.add_argument("--topology", choices=["fused", "2proc", "3proc", "all"], default="fused")
     be.add_argument("--seconds", type=float, default=60.0, help="engine run length (warm-up included)")
     be.add_argument("--speed", type=float, default=20.0, help="synthetic market speed (x real time)")
-    be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid", help="2proc ring wait strategy")
+    be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid", help="split topologies: ring wait strategy")
     be.add_argument("--warmup", type=float, default=5.0, help="seconds after the first order left out")
     be.add_argument("--model", help="model registry directory: the ensemble in the path")
-    be.add_argument("--cpus", help="2proc CPU sets, e.g. 'feed=0;engine=1'")
+    be.add_argument("--cpus", help="split topologies: CPU sets, e.g. 'feed=0;engine=1'")
     be.add_argument("--plot", help="PNG histogram path (per topology with --topology all)")
     be.set_defaults(func=_cmd_bench)
 

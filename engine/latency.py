@@ -1,4 +1,4 @@
-"""Tick-to-trade latency harness: ``cryptoscalp bench latency [--topology fused|2proc]``.
+"""Tick-to-trade latency harness: ``cryptoscalp bench latency [--topology fused|2proc|3proc]``.
 
 What it does, the way a user would measure it:
 1. starts the simulated exchange in a process of its own (``cryptoscalp sim``, synthetic
@@ -14,15 +14,17 @@ What it does, the way a user would measure it:
 
 Stages (an order's stamps, in path order):
     feed        mono_origin -> t_book       frame read off the socket -> parsed, validated,
-                                            book applied (2proc: and published to the ring)
+                                            book applied (2proc, 3proc: and published to the ring)
     parse       mono_origin -> t_parse      fused only: the frame parsed into records
     book        t_parse -> t_book           fused only: validated, book applied, top read
-    features    t_book -> t_features        features updated (2proc: includes the ring hop
-                                            and the book-region read in the engine process)
+    features    t_book -> t_features        features updated (2proc, 3proc: includes the market
+                                            ring hop and the book-region read)
     inference   t_features -> t_infer       mark and regime updates and the ONNX ensemble
                                             (without --model: mark and regime only)
     strategy    t_infer -> t_strategy
-    risk        t_strategy -> t_risk        the 7-layer gate, and the intents of the same
+    risk        t_strategy -> t_risk        (3proc: the intent ring hop to the engine process,
+                                            the mark read from the book region, then) the gate,
+                                            and the intents of the same
                                             message before this one, each gated and written
                                             (a requote is cancel bid, new bid, cancel ask, new
                                             ask: the new ask waits for three requests)
@@ -144,8 +146,10 @@ def _proc(pid: int) -> dict | None:
             cmd = f.read().split(b"\0")
     except OSError:
         return None
+    if not cmd[0]:                  # exited, not yet reaped (a zombie: no cmdline, no memory): keep the last sample
+        return None
     tck = os.sysconf("SC_CLK_TCK")
-    name = "feed" if b"processes.feed" in cmd else "engine"
+    name = "feed" if b"processes.feed" in cmd else "brain" if b"processes.brain" in cmd else "engine"
     return {"pid": pid, "name": name, "cpu_s": (int(st[11]) + int(st[12])) / tck,
             "rss_mb": int(kv.get("VmRSS", "0 kB").split()[0]) / 1024, "hwm_mb": int(kv.get("VmHWM", "0 kB").split()[0]) / 1024}
 
@@ -240,6 +244,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         if model and t_ready is None:
             raise RuntimeError("the features never all became ready: no order went through the ensemble")
         stages = order_stages(journal_orders(j), warmup_s, since_ns=t_ready or 0)
+        if not len(stages["tick_to_trade"]):
+            raise RuntimeError(f"no order to measure: {final['orders_sent']} orders sent in {seconds:g} s, none after "
+                               f"the warm-up (the final status: {json.dumps(final)[:400]})")
         h = host()
         case = f"{topology}, wait {wait}" if topology != "fused" else "fused"
         if model:

@@ -9,6 +9,13 @@ with the feed either in the same loop or in a process of its own (``RunConfig.to
   feed process: it starts it, watches its heartbeat in the ``procs`` region, restarts it
   when it dies or hangs, and journals each restart with its cause. While the feed is down
   no market data arrives: the monitor's stale-feed rule HALTS trading until it is back.
+- ``3proc``: the same feed process, and the brain (features, regime, ensemble, strategy)
+  in a process of its own (processes/brain.py, engine.brain.Brain): it reads the market
+  ring and writes intents to the intent ring; this process is risk, gateway and journal:
+  it gates each intent against the mark it reads from the book region, sends it, and
+  returns execution reports and positions over the exec ring and position region
+  (engine.ipc.orderflow). A dead brain's quotes are cancelled at once; its successor
+  starts with a fresh block of client ids, and what the dead one left unread is dropped.
 
 Wiring (every piece is a component from engine/):
     LiveFeed (WebSocket + FeedHandler + books + FeatureEngine)  --on_message-->
@@ -45,9 +52,9 @@ import orjson
 
 from cext.risk import RiskGate, RiskState
 from engine import schema
+from engine.brain import Brain
 from engine.execution.gateway import MARKET_OUTCOMES, VenueError
 from engine.features.vector import NAMES as FEATURE_NAMES
-from engine.features.regime import NAMES as REGIMES, OnlineRegime
 from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
 from engine.risk.limits import RiskLimits
 from engine.risk.monitor import TradingMonitor
@@ -82,13 +89,12 @@ class RunConfig:
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
-TOPOLOGIES = ("fused", "2proc")
+TOPOLOGIES = ("fused", "2proc", "3proc")
 
 
 class FusedEngine:
     def __init__(self, cfg: RunConfig, instruments, rest, gateway, ws_url: str, rest_url: str):
         from engine.feed.live import LiveFeed
-        from engine.strategies.market_making import MarketMaker
         self.cfg = cfg
         self.instruments = instruments
         self.rest, self.gateway = rest, gateway
@@ -109,24 +115,22 @@ class FusedEngine:
         # Client ids must never repeat across restarts (the venue, the journal and PostgreSQL
         # key orders by them): each run of this journal gets its own 2^28-wide block.
         self.run_no, self.past = _journal_memory(cfg.journal_dir)
-        base = (1 << 40) + (self.run_no << 28)
-        self.strategies = {ins.inst: MarketMaker(ins.inst, float(ins.tick_size), quote_lots=cfg.quote_lots,
-                                                 max_inventory_lots=cfg.max_inventory_lots, client_id_base=base)
-                           for ins in instruments}
-        self.regimes = {ins.inst: OnlineRegime() for ins in instruments}
-        self.models = {}
-        if cfg.model_dir:
-            from engine.models.registry import ModelRegistry
-            reg = ModelRegistry(cfg.model_dir)
-            self.models = {ins.inst: reg.load() for ins in instruments}
+        self.cid_base = (1 << 40) + (self.run_no << 28)
+        if cfg.topology not in TOPOLOGIES:
+            raise ValueError(f"topology {cfg.topology!r}: one of {', '.join(TOPOLOGIES)}")
         self.journal = JournalWriter(cfg.journal_dir)
+        # the brain in this process (fused, 2proc), or in a process of its own (3proc: self.link)
+        self.brain = None
+        if cfg.topology != "3proc":
+            self.brain = Brain(instruments, quote_lots=cfg.quote_lots, max_inventory_lots=cfg.max_inventory_lots,
+                               client_id_base=self.cid_base, model_dir=cfg.model_dir, on_event=self.journal.append_event)
         self.journal.append_event({"event": "start", "topology": cfg.topology, "wait": cfg.wait, "instruments": [i.symbol for i in instruments],
                                    "model": cfg.model_dir, "seq_before": self.journal.seq, "run": self.run_no,
                                    "pid": os.getpid(), "restart_cause": os.environ.get("CRYPTOSCALP_RESTART_CAUSE")})
-        if cfg.topology not in TOPOLOGIES:
-            raise ValueError(f"topology {cfg.topology!r}: one of {', '.join(TOPOLOGIES)}")
         self.children = {}
         self.heartbeats = None
+        self.link = None                                   # 3proc: intents in, execs and positions out
+        self.book_region = None                            # 3proc: marks from the feed's book region
         self.feed_handler = None                           # fused: the FeedHandler (its t_parse stamp)
         if cfg.topology == "fused":
             self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message,
@@ -147,7 +151,6 @@ class FusedEngine:
         self.data_ns: dict[int, int] = {}
         self.counts = {"intents": 0, "orders_sent": 0, "fills": 0, "rejects": 0, "venue_rejects": 0, "cancels": 0}
         self.rejects_by_layer: dict[str, int] = {}
-        self.next_sample = {ins.inst: 0 for ins in instruments}
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
         self.user_reconnects = 0
@@ -159,13 +162,11 @@ class FusedEngine:
                           for n in ("features", "inference", "strategy", "risk", "send", "tick_to_trade")}
         self.order_ctr = {schema.ACT_NEW: self.metrics.orders.labels("new"),
                           schema.ACT_CANCEL: self.metrics.orders.labels("cancel"), -1: self.metrics.orders.labels("other")}
-        self.registry = None
-        if cfg.model_dir:
-            from engine.models.registry import ModelRegistry
-            self.registry = ModelRegistry(cfg.model_dir)
 
     def _split_feed(self, ws_url: str, rest_url: str):
-        """2proc: the heartbeat region, the ring reader, and the feed process (started in run)."""
+        """2proc: the heartbeat region, the ring reader, and the feed process (started in run).
+        3proc: the same feed process, the brain process, and the link to it (exec ring and
+        position region created here, the brain's intent ring read in run)."""
         import sys
 
         import msgspec
@@ -185,52 +186,112 @@ class FusedEngine:
         if self.cfg.cpus.get("feed"):
             cmd += ["--cpus", self.cfg.cpus["feed"]]
         self.children["feed"] = Child("feed", cmd)
-        return RingFeed(self.group, self.instruments, on_message=self.on_message, wait=self.cfg.wait)
+        if self.cfg.topology == "2proc":
+            return RingFeed(self.group, self.instruments, on_message=self.on_message, wait=self.cfg.wait)
+        from engine.ipc.orderflow import EngineLink
+        self.link = EngineLink(self.group, max(i.inst for i in self.instruments) + 1)
+        self._top = np.zeros(1, schema.BOOK_TOP_DTYPE)
+        self.children["brain"] = Child("brain", self._brain_cmd(self.link.next_life(self.cid_base)))
+        return self.link
+
+    def _brain_cmd(self, cid_start: int) -> list[str]:
+        import sys
+
+        import msgspec
+        cmd = [sys.executable, "-m", "processes.brain", "--run", self.group, "--cid-start", str(cid_start),
+               "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid()),
+               "--quote-lots", str(self.cfg.quote_lots), "--max-inventory-lots", str(self.cfg.max_inventory_lots),
+               "--wait", self.cfg.wait]
+        if self.cfg.model_dir:
+            cmd += ["--model", self.cfg.model_dir]
+        if self.cfg.cpus.get("brain"):
+            cmd += ["--cpus", self.cfg.cpus["brain"]]
+        return cmd
+
+    def _brain_died(self, ev: dict) -> None:
+        """3proc: the brain is gone. Its quotes are cancelled, whatever it published that is
+        not gated yet is dropped, and its successor gets a new block of client ids."""
+        c = self.children["brain"]
+        c.cmd = self._brain_cmd(self.link.next_life(self.cid_base))
+        if self.stopping:
+            return
+        task = asyncio.ensure_future(self._cancel_quotes(ev.get("cause", "")))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _cancel_quotes(self, cause: str) -> None:
+        n = await self.cancel_all()
+        self.journal.append_event({"event": "brain_down_quotes_cancelled", "cancelled": n, "cause": cause,
+                                   "next_client_id": self.link.floor})
+
+    def _restart_brain(self, why: str) -> dict:
+        """3proc: a model change is a new brain (SIGTERM; the watch restarts it with the
+        registry's current version, after its quotes were cancelled)."""
+        c = self.children["brain"]
+        if c.alive:
+            c.proc.terminate()
+        self.journal.append_event({"event": "brain_restart", "why": why})
+        return {"brain_restarting": True, "why": why}
 
     # ------------------------------------------------------------------ brain + risk
     def on_message(self, inst: int, records, fe, top) -> None:
+        """fused, 2proc: one market message through the brain, its intents through the gate."""
         if self.publisher is not None:
             self.publisher.publish(self._sym(inst), records, top)
         if self.stopping:
             return
-        origin = int(records["mono_origin"][0])
-        t_feat = time.monotonic_ns()
-        bb, ba = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0])
-        valid = bool(not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb)
-        t_book = int(top["mono_pub"][0])
-        t_parse = self.feed_handler.t_parse if self.feed_handler is not None else 0   # fused only
+        b = self.brain
+        intents = b.on_message(inst, records, fe, top)
+        t_feat = b.t_feat
         self.data_ns[inst] = t_feat
-        if valid:
-            mid = (bb + ba) // 2
-            self.state.set_market(inst, mark_px=mid, mark_ns=t_feat, data_ns=t_feat, book_valid=True)
-            self.book.on_mark(inst, mid)
-            changed = self.regimes[inst].on_mid(int(records["exch_ts"][-1]), float(mid))
-            if changed is not None:
-                self.journal.append_event({"event": "regime", "symbol": self._sym(inst), "regime": REGIMES[changed]})
-                if inst in self.models:
-                    self.models[inst].set_regime(changed)
-        signal_ = 0.0
-        rt = self.models.get(inst)
-        if rt is not None and fe.all_ready:
-            commit = t_feat >= self.next_sample[inst]
-            if commit:
-                self.next_sample[inst] = t_feat + 100_000_000
-            p = rt.predict(fe.out, commit)
-            signal_ = float(p[2] - p[0])
-        t_inf = time.monotonic_ns()
-        intents = self.strategies[inst].on_market(int(records["exch_ts"][-1]), bb, ba, fe.out, fe.ready, valid, signal_)
-        t_str = time.monotonic_ns()
+        if b.mid:
+            self.state.set_market(inst, mark_px=b.mid, mark_ns=t_feat, data_ns=t_feat, book_valid=True)
+            self.book.on_mark(inst, b.mid)
+        t_parse = self.feed_handler.t_parse if self.feed_handler is not None else 0   # fused only
         for it in intents:                  # orders out first, the stage metrics after
             self.counts["intents"] += 1
-            it["mono_origin"], it["t_features"], it["t_infer"], it["t_strategy"] = origin, t_feat, t_inf, t_str
-            it["t_book"], it["t_parse"] = t_book, t_parse
+            it["t_parse"] = t_parse
             self._submit(it)
         self.metrics.messages.inc()
         st = self.stage_obs
-        st["features"].observe((t_feat - origin) / 1e9)
-        if rt is not None:
-            st["inference"].observe((t_inf - t_feat) / 1e9)
-        st["strategy"].observe((t_str - t_inf) / 1e9)
+        st["features"].observe((t_feat - int(records["mono_origin"][0])) / 1e9)
+        if b.scored:
+            st["inference"].observe((b.t_inf - t_feat) / 1e9)
+        st["strategy"].observe((b.t_str - b.t_inf) / 1e9)
+
+    def on_intent(self, it) -> None:
+        """3proc: one intent from the brain process. The instrument's mark is read from the
+        feed's book region first (the gate checks prices and exposure against it)."""
+        if self.stopping:
+            return
+        self.counts["intents"] += 1
+        self._mark_from_region(int(it["inst"][0]))
+        self._submit(it)
+
+    def _mark_from_region(self, inst: int) -> None:
+        if self.book_region is None:
+            from cext.region import Region
+            from engine.feed.ringfeed import segments
+            try:
+                self.book_region = Region.attach(segments(self.group)[1], schema.BOOK_TOP_DTYPE)
+            except FileNotFoundError:
+                return                                  # the feed has not started yet: no mark
+        top = self._top
+        self.book_region.read(inst, top)
+        bb, ba, t = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0]), int(top["mono_pub"][0])
+        if t:
+            self.data_ns[inst] = t
+        if not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb:
+            mid = (bb + ba) // 2
+            self.state.set_market(inst, mark_px=mid, mark_ns=t, data_ns=t, book_valid=True)
+            self.book.on_mark(inst, mid)
+
+    def _to_brain(self, e) -> None:
+        """An execution report for the strategy: in this process, or over the exec ring."""
+        if self.brain is not None:
+            self.brain.on_exec(e)
+        else:
+            self.link.send_exec(e)
 
     def _submit(self, it) -> None:
         ok, res = self.gate.check(it, self.state)
@@ -243,7 +304,7 @@ class FusedEngine:
             self.journal.append_record(RK_REJECT, rej)
             e = np.zeros(1, schema.EXEC_DTYPE)
             e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], it["inst"][0]
-            self.strategies[int(it["inst"][0])].on_exec(e[0])
+            self._to_brain(e[0])
             return
         order = res.copy()
         order["t_risk"] = time.monotonic_ns()
@@ -293,9 +354,9 @@ class FusedEngine:
             self.counts["fills"] += 1
             self.metrics.fills.inc()
         self.book.on_exec(e)
-        s = self.strategies.get(int(e["inst"]))
-        if s is not None:
-            s.on_exec(e)
+        if self.link is not None and k in (schema.EX_FILL, schema.EX_PARTIAL):
+            self.link.set_position(inst, self.book.positions[inst].qty)
+        self._to_brain(e)
 
     # ------------------------------------------------------------------ user data stream
     async def user_stream(self) -> None:
@@ -380,7 +441,7 @@ class FusedEngine:
 
     async def seed_positions(self) -> dict:
         """Positions from the venue (the truth after a crash or a gap in the user stream)
-        into the position book, the risk state and the strategies."""
+        into the position book, the risk state and the strategy (3proc: the position region)."""
         positions = {}
         for p in await self._call("GET", "/fapi/v2/positionRisk"):
             ins = self.gateway.by_symbol.get(p["symbol"])
@@ -392,7 +453,10 @@ class FusedEngine:
                 pos.qty = lots
                 pos.avg_px = float(p["entryPrice"]) / float(ins.tick_size) if lots else 0.0
                 self.state.set_position(ins.inst, lots)
-            self.strategies[ins.inst].inventory = lots
+            if self.brain is not None:
+                self.brain.set_inventory(ins.inst, lots)
+            else:
+                self.link.set_position(ins.inst, lots)
             positions[ins.symbol] = lots
         return positions
 
@@ -486,21 +550,30 @@ class FusedEngine:
             return
         self.heartbeats.beat("engine", events=self.feed.messages)
         for name, c in self.children.items():
-            ev = c.check(self.heartbeats.read(name))
+            beat = self.heartbeats.read(name)
+            if name == "brain" and beat is not None and beat["pid"] == c.pid:
+                self.link.messages = beat["events"]
+                self.link.brain_ready = beat["state"] == schema.PS_READY
+            ev = c.check(beat)
             if ev is not None:
                 log.warning("%s: %s", ev["event"], ev)
                 self.journal.append_event(ev)
+                if name == "brain" and ev["event"] in ("process_died", "process_given_up"):
+                    self._brain_died(ev)
 
     def print_status(self) -> None:
         s = self.status()
         t2t = s["tick_to_trade_us"] or {"p50": float("nan"), "p99": float("nan")}
         ins = self.instruments[0]
         q = s["positions"][ins.symbol]
-        rd = self.feed.features[ins.inst].ready
-        ready = int(rd.sum())
-        missing = [n for n, r in zip(FEATURE_NAMES, rd) if not r]
-        warm = "" if ready == 25 else (f"  features {ready}/25 ready (waiting for: {', '.join(missing[:3])}"
-                                       f"{f' +{len(missing) - 3} more' if len(missing) > 3 else ''})")
+        if self.brain is not None:
+            rd = self.feed.features[ins.inst].ready
+            ready = int(rd.sum())
+            missing = [n for n, r in zip(FEATURE_NAMES, rd) if not r]
+            warm = "" if ready == 25 else (f"  features {ready}/25 ready (waiting for: {', '.join(missing[:3])}"
+                                           f"{f' +{len(missing) - 3} more' if len(missing) > 3 else ''})")
+        else:                                   # 3proc: the features are in the brain process
+            warm = "" if self.link.brain_ready else "  (waiting for: the brain process's features)"
         print(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
               f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
               f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "
@@ -511,6 +584,9 @@ class FusedEngine:
             await asyncio.sleep(1.0)
             self.last_tick = time.monotonic()
             self._watch_children()
+            if self.link is not None:                 # 3proc: marks and data age from the book region
+                for ins in self.instruments:
+                    self._mark_from_region(ins.inst)
             now = time.monotonic_ns()
             m = self.metrics
             m.heartbeat.set(time.time())
@@ -536,7 +612,7 @@ class FusedEngine:
         def status(_):
             s = self.status()
             s["processes"] = self.processes()
-            s["model_versions"] = {self._sym(i): rt.version for i, rt in self.models.items()}
+            s["model_versions"] = self.brain.model_versions() if self.brain is not None else self.cfg.model_dir
             return s
 
         def positions(_):
@@ -599,22 +675,20 @@ class FusedEngine:
             return {"name": name, "old": old, "new": new}
 
         def reload_model(_):
-            if self.registry is None:
+            if self.brain is not None:
+                return self.brain.reload_model()
+            if not self.cfg.model_dir:
                 raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
-            out = {}
-            for inst in list(self.models):
-                rt = self.registry.load()           # verified; the old runtime serves until this worked
-                rt.set_regime(self.models[inst].regime)
-                self.models[inst] = rt
-                out[self._sym(inst)] = rt.version
-            self.journal.append_event({"event": "model_reload", "versions": out})
-            return out
+            return self._restart_brain("model reload")
 
         def rollback_model(_):
-            if self.registry is None:
+            if self.brain is not None:
+                return self.brain.rollback_model()
+            from engine.models.registry import ModelRegistry
+            if not self.cfg.model_dir:
                 raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
-            rec = self.registry.rollback(reason="admin")
-            return {"rollback": rec, "versions": reload_model({})}
+            rec = ModelRegistry(self.cfg.model_dir).rollback(reason="admin")
+            return {"rollback": rec, **self._restart_brain("model rollback")}
 
         def shutdown(_):
             if self.stop_event is not None:
@@ -627,10 +701,12 @@ class FusedEngine:
 
     def _close_segments(self) -> None:
         from cext.shm_core import cleanup_stale
-        self.feed.close()
+        self.feed.close()                           # 3proc: the link (unlinks the exec ring, position region)
+        if self.book_region is not None:
+            self.book_region.close()
         self.heartbeats.unlink()
         self.heartbeats.close()
-        cleanup_stale(self.segment_prefix)          # the ring and book region: their writer has exited
+        cleanup_stale(self.segment_prefix)          # the rings and book region: their writers have exited
 
     def _ins(self, inst: int):
         return next(i for i in self.instruments if i.inst == inst)
@@ -703,7 +779,10 @@ class FusedEngine:
         for c in self.children.values():
             c.start()
             self.journal.append_event({"event": "process_started", "process": c.name, "pid": c.pid})
-        feed = asyncio.ensure_future(self.feed.run(None, None))
+        if self.link is not None:
+            feed = asyncio.ensure_future(self.link.run(self.on_intent, self.cfg.wait, lambda: not self.stopping))
+        else:
+            feed = asyncio.ensure_future(self.feed.run(None, None))
         t0 = time.monotonic()
         sd_notify("READY=1")
         try:
@@ -784,13 +863,14 @@ def _abs_ipc(endpoint: str) -> str:
     return endpoint
 
 
-async def run_on_venue(cfg: RunConfig, base_url: str, api_key: str, api_secret: str) -> dict:
+async def run_on_venue(cfg: RunConfig, base_url: str, api_key: str, api_secret: str, ws_url: str | None = None) -> dict:
     """Trade on a Binance USD-M compatible endpoint (e.g. a `cryptoscalp sim` in another
-    process): instruments from its exchangeInfo, market data from its WebSocket."""
+    process, or Binance itself with ``ws_url`` its stream host): instruments from its
+    exchangeInfo, market data from its WebSocket."""
     from engine.execution.gateway import BinanceRest, OrderGateway
     from engine.venues.instruments import from_binance_exchange_info
     base = base_url.rstrip("/")
-    ws = "ws" + base[len("http"):] if base.startswith("http") else base
+    ws = ws_url.rstrip("/") if ws_url else ("ws" + base[len("http"):] if base.startswith("http") else base)
     rest = BinanceRest(base, api_key, api_secret)
     try:
         info = await rest.call("GET", "/fapi/v1/exchangeInfo", signed=False)
@@ -806,11 +886,33 @@ async def run_paper_on_sim(cfg: RunConfig, faults: str | None = None) -> dict:
     """Paper trading against the built-in simulated exchange (synthetic market), offline;
     ``faults``: the sim's fault spec (engine.venues.sim.server.Faults), e.g.
     'disconnect_every_s=5,http_5xx_prob=0.05'."""
-    from engine.venues.sim.server import Faults
-    from engine.execution.gateway import BinanceRest, OrderGateway
     from engine.venues.sim.run import SimRunner
+    from engine.venues.sim.server import Faults
+    return await _paper(cfg, SimRunner(synthetic_seed=cfg.seed, speed=cfg.speed, faults=Faults.parse(faults)))
+
+
+async def run_paper_on_upstream(cfg: RunConfig, ws_url: str, rest_url: str) -> dict:
+    """Paper trading on a real venue's public data (``--venue binance``): the instruments
+    and their rules from its exchangeInfo, its streams as the built-in sim's market
+    (engine.venues.sim.run.UpstreamMarket), our orders matched by the sim against that
+    book (queue position included). No key, no order leaves this host."""
+    import aiohttp
+
+    from engine.venues.instruments import from_binance_exchange_info
+    from engine.venues.sim.run import SimRunner, UpstreamMarket
+    rest = rest_url.rstrip("/") + "/fapi/v1"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rest}/exchangeInfo") as r:
+            if r.status != 200:
+                raise ConnectionError(f"{rest}/exchangeInfo: HTTP {r.status}: {(await r.text())[:200]}")
+            info = await r.json(content_type=None)
+    instruments = from_binance_exchange_info(info, cfg.symbols or None)
+    return await _paper(cfg, SimRunner(upstream=UpstreamMarket(ws_url, rest, instruments)))
+
+
+async def _paper(cfg: RunConfig, runner) -> dict:
+    from engine.execution.gateway import BinanceRest, OrderGateway
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
-    runner = SimRunner(synthetic_seed=cfg.seed, speed=cfg.speed, faults=Faults.parse(faults))
     base = await runner.start()
     sim_task = asyncio.ensure_future(runner.run())
     rest = BinanceRest(base, TEST_API_KEY, TEST_API_SECRET)
@@ -820,6 +922,9 @@ async def run_paper_on_sim(cfg: RunConfig, faults: str | None = None) -> dict:
         return await eng.run()
     finally:
         runner.stop()
-        await sim_task
+        try:
+            await asyncio.wait_for(sim_task, 10)     # an upstream source may be waiting to reconnect
+        except asyncio.TimeoutError:
+            pass
         await rest.close()
         await runner.server.close()

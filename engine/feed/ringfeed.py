@@ -15,12 +15,8 @@ sees a top newer than the message it processes (it trades on the newest book it 
 never an older one). A lap lost to an overrun is counted, journaled by the caller, and
 the reader continues from the oldest safe record.
 
-Wait strategies (the reader runs inside the engine's asyncio loop, next to the gateway):
-``spin`` yields to the loop and polls again at once (a core at 100 %); ``hybrid`` spins
-for ``spin_us`` after the last record, then naps 1 ms between polls; ``block`` naps 1 ms
-between polls (for hosts where nothing may spin). 1 ms is the event loop's timer
-resolution (uvloop/libuv): a shorter nap is no nap at all, so the first record after a
-quiet spell waits up to 1 ms in ``hybrid`` and ``block``.
+Wait strategies: engine.ipc.waits (the reader runs inside an asyncio loop, next to the
+gateway in 2proc).
 """
 from __future__ import annotations
 
@@ -34,9 +30,9 @@ from cext.ring import RingOverrun, RingReader, RingWriter
 from engine import schema
 from engine.features.vector import FeatureEngine
 from engine.ipc import segment_name
+from engine.ipc.waits import RingWaker, check_wait, poll_loop
 
 RING_CAPACITY = 1 << 16
-WAITS = ("spin", "hybrid", "block")
 
 
 def segments(run: str) -> tuple[str, str, str]:
@@ -75,15 +71,18 @@ class RingFeed:
     """The brain's end of the market ring; the same interface as LiveFeed for the engine."""
 
     def __init__(self, run: str, instruments, on_message=None, wait: str = "hybrid", spin_us: float = 200.0,
-                 attach_timeout_s: float = 30.0):
-        if wait not in WAITS:
-            raise ValueError(f"wait strategy {wait!r}: one of {', '.join(WAITS)}")
+                 attach_timeout_s: float = 30.0, blocking: bool = False):
+        check_wait(wait)
         self.run_name = run
         self.instruments = instruments
         self.on_message = on_message
         self.wait = wait
         self.spin_ns = int(spin_us * 1000)
         self.attach_timeout_s = attach_timeout_s
+        # blocking: a process with no sockets to serve (the brain) sleeps on the ring's futex
+        # (``wait_next``), woken by the feed's publish, instead of napping in an event loop
+        self.blocking = blocking and wait != "spin"
+        self._one = np.zeros(1, schema.MARKET_DTYPE)
         self.features = {i.inst: FeatureEngine(float(i.tick_size), float(i.lot_size)) for i in instruments}
         for fe in self.features.values():
             fe.warmup()
@@ -103,7 +102,8 @@ class RingFeed:
         while True:
             try:
                 self.region = Region.attach(book, schema.BOOK_TOP_DTYPE)
-                self.reader = RingReader(ring, schema.MARKET_DTYPE, wait="spin", start="next")
+                self.reader = RingReader(ring, schema.MARKET_DTYPE, wait="block" if self.blocking else "spin",
+                                         start="next")
                 return
             except FileNotFoundError:
                 if self.region is not None:
@@ -142,6 +142,27 @@ class RingFeed:
             carry.append(recs[start:].copy())
         return n
 
+    def wait_next(self, carry: list, timeout_ns: int) -> int:
+        """Sleep (GIL released) until the next record or ``timeout_ns``; dispatch it if it
+        ends a message. Returns records read (0 or 1). Needs ``blocking``."""
+        try:
+            got = self.reader.read(self._one, timeout_ns)
+        except RingOverrun:
+            self.overruns += 1
+            self.lost += int(self.reader.recover())
+            carry.clear()
+            return 0
+        if not got:
+            return 0
+        rec = self._one.copy()
+        if int(rec["flags"][0]) & schema.F_LAST_IN_MESSAGE:
+            msg = np.concatenate([*carry, rec]) if carry else rec
+            carry.clear()
+            self._dispatch(msg)
+        else:
+            carry.append(rec)
+        return 1
+
     def _dispatch(self, msg: np.ndarray) -> None:
         inst = int(msg["inst"][0])
         fe = self.features.get(inst)
@@ -161,16 +182,15 @@ class RingFeed:
             await self.attach()
         buf = np.zeros(4096, schema.MARKET_DTYPE)
         carry: list = []
-        t0 = time.monotonic()
-        last_data = time.monotonic_ns()
-        while not self._stop and (seconds is None or time.monotonic() - t0 < seconds):
-            if self.poll(buf, carry):
-                last_data = time.monotonic_ns()
-                await asyncio.sleep(0)             # the gateway's and the user stream's turn
-            elif self.wait == "spin" or (self.wait == "hybrid" and time.monotonic_ns() - last_data < self.spin_ns):
-                await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(0.001)
+        waker = None                      # hybrid, block: sleep until the feed publishes
+        if self.wait != "spin":
+            waker = RingWaker(segments(self.run_name)[0], schema.MARKET_DTYPE, asyncio.get_running_loop())
+        try:
+            await poll_loop([lambda: self.poll(buf, carry)], self.wait, self.spin_ns, lambda: not self._stop, seconds,
+                            waker=waker)
+        finally:
+            if waker is not None:
+                waker.close()
 
     def fault_stats(self) -> dict:
         return {"ring_overruns": self.overruns, "ring_records_lost": self.lost,

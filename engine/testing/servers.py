@@ -40,9 +40,10 @@ class ThreadedReplayWS:
 
 
 class SnapshotHTTP:
-    """GET /fapi/v1/depth?symbol=S -> the snapshot bytes given for S (404 otherwise)."""
+    """GET /fapi/v1/depth?symbol=S -> the snapshot bytes given for S (400 otherwise);
+    GET /fapi/v1/exchangeInfo -> ``exchange_info`` when given."""
 
-    def __init__(self, snapshots: dict[str, bytes]):
+    def __init__(self, snapshots: dict[str, bytes], exchange_info: bytes | None = None):
         snaps = {k.upper(): v for k, v in snapshots.items()}
         self.requests = 0
         outer = self
@@ -54,6 +55,10 @@ class SnapshotHTTP:
                 outer.requests += 1
                 if u.path.endswith("/depth") and sym in snaps:
                     body = snaps[sym]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                elif u.path.endswith("/exchangeInfo") and exchange_info is not None:
+                    body = exchange_info
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                 else:

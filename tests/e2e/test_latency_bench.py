@@ -1,5 +1,5 @@
-"""`cryptoscalp bench latency --topology 2proc` end to end: a sim process, the engine and
-its feed process, every stage measured from the orders actually sent."""
+"""`cryptoscalp bench latency --topology 3proc` end to end: a sim process, the engine, its
+feed and brain processes, every stage measured from the orders actually sent."""
 import json
 import os
 import subprocess
@@ -7,18 +7,18 @@ import subprocess
 from test_kill9 import CLI
 
 
-def test_bench_latency_2proc(tmp_path):
+def test_bench_latency_3proc(tmp_path):
     png = tmp_path / "lat.png"
-    r = subprocess.run([CLI, "bench", "latency", "--topology", "2proc", "--seconds", "25", "--warmup", "2",
+    r = subprocess.run([CLI, "bench", "latency", "--topology", "3proc", "--seconds", "25", "--warmup", "2",
                         "--plot", str(png)], capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     stages = {x["stage"]: x for x in recs if x["stage"] != "process"}
     assert list(stages) == ["feed", "parse", "book", "features", "inference", "strategy", "risk", "send",
                             "tick_to_trade", "first_order_out"]
-    assert stages["parse"]["n"] == stages["book"]["n"] == 0      # 2proc: the parse stamp stays in the feed process
+    assert stages["parse"]["n"] == stages["book"]["n"] == 0      # split: the parse stamp stays in the feed process
     e2e = stages["tick_to_trade"]
-    assert e2e["n"] > 10 and e2e["case"] == "2proc, wait hybrid"
+    assert e2e["n"] > 10 and e2e["case"] == "3proc, wait hybrid"
     assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["p999"] <= e2e["max"]
     parts = sum(stages[s]["p50"] for s in ("feed", "features", "inference", "strategy", "risk", "send"))
     assert parts > 0.5 * e2e["p50"]                 # the stages account for the path
@@ -27,6 +27,6 @@ def test_bench_latency_2proc(tmp_path):
     first = stages["first_order_out"]          # per message (cancel-only messages too: another population)
     assert first["n"] > 0 and 0 < first["p50"] <= first["max"]
     procs = {x["process"]: x for x in recs if x["stage"] == "process"}
-    assert set(procs) == {"engine", "feed"} and all(p["rss_mb"] > 10 for p in procs.values())
+    assert set(procs) == {"engine", "feed", "brain"} and all(p["rss_mb"] > 10 for p in procs.values())
     assert recs[0]["host"]["cores"] == os.cpu_count()
     assert png.stat().st_size > 10_000

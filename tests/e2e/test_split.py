@@ -1,8 +1,16 @@
-"""The 2proc topology (feed process -> market ring -> engine process) against a sim in
-another process, under the supervisor: kill -9 the feed (the engine restarts it and trading
-resumes), then kill -9 the engine (its feed dies with it, the supervisor restarts the engine,
-which recovers and starts a new feed). At the end: journal fills = the sim's trades, each
-once; nothing open at the venue; no shared-memory segment left behind."""
+"""The split topologies against a sim in another process.
+
+2proc (feed process -> market ring -> engine process), under the supervisor: kill -9 the
+feed (the engine restarts it and trading resumes), then kill -9 the engine (its feed dies
+with it, the supervisor restarts the engine, which recovers and starts a new feed).
+
+3proc (feed -> brain -> engine: risk, gateway, journal): kill -9 the brain: its quotes are
+cancelled, a new brain with a new block of client ids trades on, and nothing the dead one
+published reaches the venue afterwards.
+
+At the end of each: journal fills = the sim's trades, each once; every acknowledged order
+ended; nothing open at the venue; the final position is the venue's; no shared-memory
+segment left behind."""
 import os
 import signal
 import subprocess
@@ -20,6 +28,26 @@ from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
 
 def events(j):
     return [e.record() for e in entries(j) if e.kind == RK_EVENT]
+
+
+def journal_agrees_with_venue(j, port) -> list:
+    """After a stop: every fill once and the venue's, every acknowledged order ended, nothing
+    open, the journal's final position the venue's. Returns the journal's events."""
+    es = entries(j)
+    ev = [e.record() for e in es if e.kind == RK_EVENT]
+    ids = [int(r["trade_id"]) for r in fills(es)]
+    assert len(ids) == len(set(ids)), "a fill was journaled twice"
+    trades = sim_call(port, "/fapi/v1/userTrades", {"symbol": "BTCUSDT", "limit": 1000})
+    assert sorted(ids) == sorted(int(t["id"]) for t in trades)
+    acked = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) == schema.EX_ACK}
+    ended = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) in
+             (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT)}
+    assert acked - ended == set()
+    assert sim_call(port, "/fapi/v1/openOrders", {}) == []
+    stop = [x for x in ev if x["event"] == "stop"][-1]
+    pos = sim_call(port, "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})[0]["positionAmt"]
+    assert round(float(pos) * 1000) == stop["positions"]["BTCUSDT"]
+    return ev
 
 
 def test_2proc_kill_feed_then_engine(tmp_path):
@@ -81,22 +109,8 @@ def test_2proc_kill_feed_then_engine(tmp_path):
         assert sup.wait(60) == 0
         time.sleep(1.0)
         assert sim.poll() is None, f"the sim exited ({sim.poll()})"
-        es = entries(j)
-        ev = [e.record() for e in es if e.kind == RK_EVENT]
+        ev = journal_agrees_with_venue(j, port)
         assert [x["topology"] for x in ev if x["event"] == "start"] == ["2proc", "2proc"]
-        mine = fills(es)
-        ids = [int(r["trade_id"]) for r in mine]
-        assert len(ids) == len(set(ids)), "a fill was journaled twice"
-        trades = sim_call(port, "/fapi/v1/userTrades", {"symbol": "BTCUSDT", "limit": 1000})
-        assert sorted(ids) == sorted(int(t["id"]) for t in trades)
-        acked = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) == schema.EX_ACK}
-        ended = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) in
-                 (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT)}
-        assert acked - ended == set()
-        assert sim_call(port, "/fapi/v1/openOrders", {}) == []
-        stop = [x for x in ev if x["event"] == "stop"][-1]
-        pos = sim_call(port, "/fapi/v2/positionRisk", {"symbol": "BTCUSDT"})[0]["positionAmt"]
-        assert round(float(pos) * 1000) == stop["positions"]["BTCUSDT"]
         assert [x["process"] for x in ev if x["event"] == "process_stopped"] == ["feed"]
         assert find_segments(f"/cs.g{new_engine}.") == [], "the stopped group left segments behind"
     except BaseException:
@@ -107,4 +121,64 @@ def test_2proc_kill_feed_then_engine(tmp_path):
         if sup is not None and sup.poll() is None:
             sup.kill()
             sup.wait()
+        sim.close()
+
+
+def test_3proc_kill_brain(tmp_path):
+    sim = SimProcess(CLI, speed=10, seed=5)
+    port = sim.port
+    eng = out = None
+    try:
+        j = str(tmp_path / "journal")
+        ep = f"ipc://{tmp_path / 'admin.sock'}"
+        env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
+        eng = subprocess.Popen([CLI, "run", "--topology", "3proc", "--venue", f"http://127.0.0.1:{port}", "--journal", j,
+                                "--admin", ep, "--metrics-port", "-1", "--log-format", "text",
+                                "--feed-max-future-ms", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        out = Lines(eng.stdout)
+        wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the kill")
+        st = admin(ep, "status")
+        assert st["topology"] == "3proc"
+        procs = {p["name"]: p for p in st["processes"]}
+        assert set(procs) == {"engine", "feed", "brain"}
+        assert procs["brain"]["alive"] and procs["brain"]["restarts"] == 0 and procs["brain"]["events"] > 0
+        assert procs["engine"]["pid"] == eng.pid
+        first_life = [int(e.record()["client_id"]) for e in entries(j) if e.kind == RK_ORDER]
+        assert first_life and min(first_life) >= (1 << 40)
+
+        os.kill(procs["brain"]["pid"], signal.SIGKILL)
+        down = wait_for(lambda: [x for x in events(j) if x["event"] == "brain_down_quotes_cancelled"], 30,
+                        "the dead brain's quotes cancelled")[0]
+        assert down["cause"] == "killed by signal 9"
+        floor = down["next_client_id"]
+        assert floor > max(first_life)
+        wait_for(lambda: [x for x in events(j) if x["event"] == "process_restarted" and x["process"] == "brain"], 30,
+                 "the brain's restart")
+        # the new brain trades (its features warm up again first), with ids of its own block
+        wait_for(lambda: len([e for e in entries(j) if e.kind == RK_ORDER and int(e.record()["client_id"]) >= floor]) >= 4,
+                 180, "orders from the new brain")
+        st = admin(ep, "status")
+        brain = next(p for p in st["processes"] if p["name"] == "brain")
+        assert brain["alive"] and brain["restarts"] == 1 and brain["pid"] != procs["brain"]["pid"]
+        # nothing the dead brain published went out after its quotes were cancelled
+        es = entries(j)
+        at = next(i for i, e in enumerate(es) if e.kind == RK_EVENT and e.record()["event"] == "brain_down_quotes_cancelled")
+        late = [int(e.record()["client_id"]) for e in es[at:] if e.kind == RK_ORDER
+                and int(e.record()["action"]) == schema.ACT_NEW]
+        assert late and all(c >= floor for c in late)
+
+        eng.send_signal(signal.SIGTERM)
+        assert eng.wait(60) == 0
+        ev = journal_agrees_with_venue(j, port)
+        assert sorted(x["process"] for x in ev if x["event"] == "process_stopped") == ["brain", "feed"]
+        assert find_segments(f"/cs.g{eng.pid}.") == [], "the stopped group left segments behind"
+    except BaseException:
+        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
+        print("--- engine ---\n" + (out.tail(200) if out else ""))
+        raise
+    finally:
+        if eng is not None and eng.poll() is None:
+            eng.kill()
+            eng.wait()
         sim.close()

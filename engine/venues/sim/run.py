@@ -2,7 +2,9 @@
 runs, and what tests and `cryptoscalp run` start in-process.
 
 Sources: a replay of captures (``<ns> <frame>`` files: ours and ../shared/data's), at real
-speed x ``speed`` or as fast as possible (speed 0); or the seeded synthetic market. Every
+speed x ``speed`` or as fast as possible (speed 0); the seeded synthetic market; or a real
+venue's public streams (``UpstreamMarket``: paper trading on live data, `cryptoscalp run
+--venue binance`: the venue's frames, byte for byte, are this sim's market). Every
 frame is applied to the exchange before it is published, so a REST snapshot or an order
 sees the state the frame created; REST snapshots inside a capture are applied, not
 published.
@@ -10,14 +12,18 @@ published.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from engine.feed.capture import iter_capture
+import orjson
+
 from engine.feed.replay import capture_symbol, infer_instruments
 from engine.venues.instruments import Instrument
 from engine.venues.sim.exchange import SimExchange
 from engine.venues.sim.generator import SyntheticMarket
 from engine.venues.sim.server import Faults, SimServer
+
+log = logging.getLogger("cryptoscalp.sim")
 
 DEFAULT_BTC = Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tick_units=10,
                          min_qty_lots=1, max_qty_lots=1_000_000, min_notional="100",
@@ -31,14 +37,92 @@ def _stream_of(frame: bytes) -> str | None:
     return frame[11:end].decode()
 
 
+class UpstreamMarket:
+    """A real venue's public market data as the sim's market: one combined-stream WebSocket
+    (depth diffs, book tickers, trades of every instrument) and, after every (re)connect, a
+    REST depth snapshot per symbol (fetched while the first diffs arrive, as Binance's
+    procedure says; the sim's book applies the snapshot and the diffs after it). A lost
+    connection is retried with a doubling back-off (0.5 s to 10 s), each counted."""
+
+    def __init__(self, ws_url: str, rest_url: str, instruments: list[Instrument],
+                 streams=("depth@0ms", "bookTicker", "trade")):
+        self.ws_url, self.rest_url = ws_url.rstrip("/"), rest_url.rstrip("/")
+        self.instruments = instruments
+        self.names = "/".join(f"{i.symbol.lower()}@{s}" for i in instruments for s in streams)
+        self.connects = 0
+        self.errors = 0
+        self.stale_diffs = 0        # diffs the snapshot already held (u <= lastUpdateId): dropped
+
+    async def _snapshots(self, http) -> list[tuple[str, bytes]]:
+        out = []
+        for ins in self.instruments:
+            async with http.get(f"{self.rest_url}/depth", params={"symbol": ins.symbol, "limit": 1000}) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise ConnectionError(f"depth snapshot {ins.symbol}: HTTP {r.status}: {body[:200]!r}")
+                out.append((ins.symbol, body))
+        return out
+
+    async def frames(self, stop: asyncio.Event):
+        """Yields (stream or None for a snapshot, frame bytes, symbol) until ``stop`` is set."""
+        import aiohttp
+        delay = 0.5
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                snaps = None
+                try:
+                    async with http.ws_connect(f"{self.ws_url}/stream?streams={self.names}", heartbeat=30,
+                                               max_msg_size=0) as ws:
+                        self.connects += 1
+                        log.info("upstream market connected: %s", self.ws_url, extra={"connects": self.connects})
+                        snaps = asyncio.ensure_future(self._snapshots(http))
+                        snap_id: dict[str, int] = {}       # symbol -> the applied snapshot's lastUpdateId
+                        async for msg in ws:
+                            if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                                break
+                            if snaps is not None and snaps.done():
+                                for sym, body in snaps.result():
+                                    snap_id[sym] = int(orjson.loads(body)["lastUpdateId"])
+                                    yield None, body, sym
+                                snaps = None
+                                delay = 0.5
+                            frame = msg.data.encode() if isinstance(msg.data, str) else msg.data
+                            stream = _stream_of(frame)
+                            if snap_id and stream is not None and "@depth" in stream:
+                                d = orjson.loads(frame)["data"]
+                                last = snap_id.get(d["s"])
+                                if last is not None:
+                                    if int(d["u"]) <= last:      # already in the snapshot
+                                        self.stale_diffs += 1
+                                        continue
+                                    del snap_id[d["s"]]          # the first diff after it: in sync from here
+                            yield stream, frame, None
+                            if stop.is_set():
+                                return
+                    raise ConnectionError("upstream market stream closed")
+                except (aiohttp.ClientError, OSError, ConnectionError, asyncio.TimeoutError) as e:
+                    self.errors += 1
+                    log.warning("upstream market: %s: reconnecting in %.1f s", e, delay)
+                finally:
+                    if snaps is not None:
+                        snaps.cancel()
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+
 class SimRunner:
     """A SimExchange + SimServer + market source, run by ``run()`` until ``stop()``."""
 
     def __init__(self, *, replay: list[str] | None = None, synthetic_seed: int | None = None,
                  speed: float = 1.0, faults: Faults | None = None, api_key: str | None = None,
                  api_secret: str | None = None, weight_limit: int = 2400, loop_replay: bool = False,
-                 synthetic_steps: int | None = None):
-        if replay:
+                 synthetic_steps: int | None = None, upstream: UpstreamMarket | None = None):
+        self.upstream = upstream
+        if upstream is not None:
+            self.instruments = upstream.instruments
+            self.symbols = [i.symbol for i in upstream.instruments]
+            self.gen = None
+        elif replay:
             self.symbols = [capture_symbol(p) for p in replay]
             insts = []
             for k, (p, s) in enumerate(zip(replay, self.symbols)):
@@ -104,12 +188,18 @@ class SimRunner:
                         last_funding = now
                         self.sim.funding(self.sim.now_ms())
                         await self.server.flush_user_events()
-                if not self.loop_replay or self.gen is not None:
+                if not self.loop_replay or self.gen is not None or self.upstream is not None:
                     break
         finally:
             self.done.set()
 
     async def _frames(self):
+        if self.upstream is not None:
+            async for stream, frame, sym in self.upstream.frames(self._stop):
+                if sym is not None:
+                    self._default_symbol = sym
+                yield stream, frame, 0.0
+            return
         if self.gen is not None:
             n = 0
             t_next = time.monotonic()

@@ -23,7 +23,7 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 import orjson
@@ -322,37 +322,8 @@ class SimServer:
         g = self._gate(request, 1)
         if g:
             return g
-        syms = []
-        for ins in self.sim.instruments:
-            base = ins.symbol[:-4] if ins.symbol.endswith("USDT") else ins.symbol
-            tick, lot = str(ins.tick_size), str(ins.lot_size)
-            syms.append({
-                "symbol": ins.symbol, "pair": ins.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
-                "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
-                "requiredMarginPercent": "5.0000", "baseAsset": base, "quoteAsset": "USDT", "marginAsset": "USDT",
-                "pricePrecision": ins.price_decimals, "quantityPrecision": ins.qty_decimals,
-                "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
-                "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
-                "maxMoveOrderLimit": 10000,
-                "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "4529764", "tickSize": tick},
-                    {"filterType": "LOT_SIZE", "stepSize": lot, "minQty": ins.lots_to_qty(ins.min_qty_lots),
-                     "maxQty": ins.lots_to_qty(ins.max_qty_lots) if ins.max_qty_lots else "1000"},
-                    {"filterType": "MARKET_LOT_SIZE", "stepSize": lot, "minQty": ins.lots_to_qty(ins.min_qty_lots),
-                     "maxQty": ins.lots_to_qty(ins.max_qty_lots) if ins.max_qty_lots else "1000"},
-                    {"filterType": "MAX_NUM_ORDERS", "limit": self.sim.max_open_orders},
-                    {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
-                    {"filterType": "MIN_NOTIONAL", "notional": ins.min_notional},
-                    {"filterType": "PERCENT_PRICE", "multiplierUp": ins.multiplier_up,
-                     "multiplierDown": ins.multiplier_down, "multiplierDecimal": "4"}],
-                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
-        return self._json({"timezone": "UTC", "serverTime": self._now_ms(), "futuresType": "U_MARGINED",
-                           "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                                           "limit": self.limiter.per_minute},
-                                          {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200}],
-                           "exchangeFilters": [],
-                           "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "0"}],
-                           "symbols": syms})
+        return self._json(exchange_info(self.sim.instruments, self.sim.max_open_orders, self.limiter.per_minute,
+                                        self._now_ms()))
 
     async def _depth(self, request):
         try:
@@ -518,3 +489,38 @@ class SimServer:
                 if ws in lst:
                     lst.remove(ws)
         return ws
+
+
+def exchange_info(instruments, max_open_orders: int = 200, weight_per_minute: int = 2400, now_ms: int = 0) -> dict:
+    """GET /fapi/v1/exchangeInfo as Binance USD-M answers it, for ``instruments``."""
+    syms = []
+    for ins in instruments:
+        base = ins.symbol[:-4] if ins.symbol.endswith("USDT") else ins.symbol
+        tick, lot = str(ins.tick_size), str(ins.lot_size)
+        syms.append({
+            "symbol": ins.symbol, "pair": ins.symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+            "onboardDate": 1569398400000, "status": "TRADING", "maintMarginPercent": "2.5000",
+            "requiredMarginPercent": "5.0000", "baseAsset": base, "quoteAsset": "USDT", "marginAsset": "USDT",
+            "pricePrecision": ins.price_decimals, "quantityPrecision": ins.qty_decimals,
+            "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
+            "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
+            "maxMoveOrderLimit": 10000,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "4529764", "tickSize": tick},
+                {"filterType": "LOT_SIZE", "stepSize": lot, "minQty": ins.lots_to_qty(ins.min_qty_lots),
+                 "maxQty": ins.lots_to_qty(ins.max_qty_lots) if ins.max_qty_lots else "1000"},
+                {"filterType": "MARKET_LOT_SIZE", "stepSize": lot, "minQty": ins.lots_to_qty(ins.min_qty_lots),
+                 "maxQty": ins.lots_to_qty(ins.max_qty_lots) if ins.max_qty_lots else "1000"},
+                {"filterType": "MAX_NUM_ORDERS", "limit": max_open_orders},
+                {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+                {"filterType": "MIN_NOTIONAL", "notional": ins.min_notional},
+                {"filterType": "PERCENT_PRICE", "multiplierUp": ins.multiplier_up,
+                 "multiplierDown": ins.multiplier_down, "multiplierDecimal": "4"}],
+            "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"]})
+    return {"timezone": "UTC", "serverTime": now_ms, "futuresType": "U_MARGINED",
+            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                            "limit": weight_per_minute},
+                           {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200}],
+            "exchangeFilters": [],
+            "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "0"}],
+            "symbols": syms}

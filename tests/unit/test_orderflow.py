@@ -1,0 +1,89 @@
+"""The 3proc order links (engine.ipc.orderflow): intents brain -> engine in order, a dead
+brain's intents dropped after its successor's client-id block is set, execution reports
+and positions engine -> brain, overruns counted, segments gone after close."""
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from cext.shm_core import find_segments
+from engine import schema
+from engine.ipc.orderflow import CID_LIFE_GAP, INTENT_CAPACITY, BrainLink, EngineLink
+
+BASE = 1 << 40
+
+
+@pytest.fixture
+def run():
+    name = f"t{os.getpid()}x{uuid.uuid4().hex[:8]}"
+    yield name
+    for seg in find_segments(f"/cs.{name}."):
+        os.unlink("/dev/shm/" + seg.lstrip("/"))
+
+
+def intent(cid, action=schema.ACT_NEW, px=100):
+    it = np.zeros(1, schema.ORDER_DTYPE)
+    it["action"], it["client_id"], it["px"], it["qty"], it["inst"] = action, cid, px, 1, 0
+    return it
+
+
+def test_intents_in_order_and_a_dead_brains_dropped(run):
+    eng = EngineLink(run, 2)
+    first = eng.next_life(BASE)
+    assert first == BASE                      # the run's own block, nothing seen yet
+    brain = BrainLink(run)
+    got = []
+    brain.publish([intent(first + k) for k in range(5)])
+    assert eng.poll_intents(got.append) == 5
+    assert [int(g["client_id"][0]) for g in got] == [first + k for k in range(5)]
+    # the brain published two more and died before the engine read them
+    brain.publish([intent(first + 5), intent(first + 6)])
+    brain.close()
+    second = eng.next_life(BASE)
+    assert second == first + 4 + 1 + CID_LIFE_GAP    # above every id the engine saw, with a gap
+    successor = BrainLink(run)                # takes the intent ring over: the engine's cursor stays valid
+    assert successor.took_over
+    successor.publish([intent(second), intent(second + 1, action=schema.ACT_CANCEL)])
+    got.clear()
+    assert eng.poll_intents(got.append) == 4  # read, but the dead brain's two are dropped
+    assert [int(g["client_id"][0]) for g in got] == [second, second + 1]
+    assert eng.counts["stale_intents"] == 2 and eng.counts["intents"] == 7
+    successor.close()
+    eng.close()
+
+
+def test_execs_and_positions_reach_the_brain(run):
+    eng = EngineLink(run, 3)
+    brain = BrainLink(run)
+    eng.set_position(2, -7)
+    assert brain.position(2) == -7 and brain.position(0) == 0
+    e = np.zeros(1, schema.EXEC_DTYPE)
+    e["kind"], e["client_id"], e["inst"], e["qty"] = schema.EX_FILL, BASE + 3, 2, 4
+    eng.send_exec(e[0])
+    seen = []
+    assert brain.poll_execs(lambda r: seen.append((int(r["kind"]), int(r["client_id"]), int(r["qty"])))) == 1
+    assert seen == [(schema.EX_FILL, BASE + 3, 4)]
+    brain.close()
+    eng.close()
+    assert find_segments(f"/cs.{run}.") == [f"/cs.{run}.intent"]   # the brain's ring: its writer cleans it
+
+
+def test_a_lapped_engine_counts_what_it_lost(run):
+    eng = EngineLink(run, 1)
+    brain = BrainLink(run)
+    assert eng.poll_intents(lambda it: None) == 0          # attached, nothing yet
+    brain.publish([intent(BASE + k) for k in range(INTENT_CAPACITY + 10)])
+    got = []
+    while True:
+        n = eng.poll_intents(got.append)
+        if not n and eng.counts["overruns"]:
+            n = eng.poll_intents(got.append)
+        if not n:
+            break
+    assert eng.counts["overruns"] == 1
+    assert eng.counts["lost"] + len(got) == INTENT_CAPACITY + 10
+    ids = [int(g["client_id"][0]) for g in got]
+    assert ids == sorted(ids) and ids[-1] == BASE + INTENT_CAPACITY + 9
+    brain.close()
+    eng.close()

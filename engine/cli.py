@@ -59,6 +59,17 @@ def _cmd_run(args) -> int:
             d = json.load(f)
         pkeys = {"server_public": d["server_public"].encode(), "server_secret": d["server_secret"].encode(),
                  "authorized": [k.encode() for k in d["authorized"]]}
+    mkeys = None
+    if args.market:
+        if not args.market_keys or args.venue == "sim" or args.topology != "fused":
+            print("run: --market tcp://HOST:PORT takes the market data from another host's fan-out: it needs "
+                  "--market-keys FILE (JSON: client_public, client_secret, server_public), the venue that market "
+                  "comes from (--venue URL, or binance --live; the built-in sim has a market of its own) and the "
+                  "fused topology", file=sys.stderr)
+            return 2
+        with open(args.market_keys) as f:
+            d = json.load(f)
+        mkeys = {k: d[k].encode() for k in ("client_public", "client_secret", "server_public")}
     cpus = {}
     for item in (args.cpus.split(";") if args.cpus else []):
         role, _, cs = item.partition("=")
@@ -77,7 +88,7 @@ def _cmd_run(args) -> int:
               f"the feed less than a core: latency will be worse, not better (use --wait hybrid, or the fused "
               f"topology, on this host)", file=sys.stderr, flush=True)
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
-                    publish=args.publish, publish_keys=pkeys,
+                    publish=args.publish, publish_keys=pkeys, market=args.market, market_keys=mkeys,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
@@ -623,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "e.g. --limit max_daily_trades=500")
     rn.add_argument("--publish", help="also publish market records to other hosts: tcp://HOST:PORT (CURVE)")
     rn.add_argument("--publish-keys", help="JSON file: server_public, server_secret, authorized (client public keys)")
+    rn.add_argument("--market", help="market data from another host's --publish (tcp://HOST:PORT, CURVE) instead of "
+                    "a feed of our own; with --venue URL (the venue that market comes from), fused topology")
+    rn.add_argument("--market-keys", help="JSON file: client_public, client_secret, server_public")
     rn.add_argument("--keys", help="JSON file with api_key and api_secret (mode 0600); default: the environment")
     rn.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     rn.add_argument("--journal", default="run/journal", help="journal directory (default run/journal)")

@@ -85,7 +85,9 @@ class RunConfig:
     symbols: tuple = ()                      # --venue URL: which symbols (default: all it lists)
     publish: str | None = None               # tcp://HOST:PORT: market records to other hosts (CURVE)
     publish_keys: dict | None = None         # server_public, server_secret, authorized [client public keys]
-    topology: str = "fused"                  # fused | 2proc (see the module's docstring)
+    market: str | None = None                # tcp://HOST:PORT: market data from another host's fan-out
+    market_keys: dict | None = None          # client_public, client_secret, server_public (CURVE)
+    topology: str = "fused"                  # fused | 2proc | 3proc (see the module's docstring)
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
@@ -132,7 +134,13 @@ class FusedEngine:
         self.link = None                                   # 3proc: intents in, execs and positions out
         self.book_region = None                            # 3proc: marks from the feed's book region
         self.feed_handler = None                           # fused: the FeedHandler (its t_parse stamp)
-        if cfg.topology == "fused":
+        if cfg.market:                                     # another host's feed: no feed of our own
+            if cfg.topology != "fused":
+                raise ValueError("market data from a fan-out (--market) replaces the engine's feed: fused topology only")
+            from engine.ipc.fanout import FanoutFeed
+            self.feed = FanoutFeed(cfg.market, cfg.market_keys or {}, instruments, on_message=self.on_message,
+                                   wait=cfg.wait)
+        elif cfg.topology == "fused":
             self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message,
                                  max_future_ms=self.cfg.max_future_ms)
             self.feed_handler = self.feed.handler
@@ -818,6 +826,8 @@ class FusedEngine:
                 self.publisher.close()
             if self.children:
                 self._close_segments()
+            elif self.cfg.market:
+                self.feed.close()
             self.journal.close()
         out = self.status()
         out["cancelled_at_stop"] = cancelled

@@ -77,7 +77,19 @@ class MarketSubscriber:
         """(symbol, seq, records, top) or None on timeout."""
         if not self.sock.poll(timeout_ms):
             return None
-        topic, header, recs, top = self.sock.recv_multipart()
+        return self._decode(self.sock.recv_multipart())
+
+    def recv_nowait(self):
+        """(symbol, seq, records, top), or None when nothing is waiting."""
+        try:
+            return self._decode(self.sock.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            return None
+
+    def _decode(self, frames):
+        if len(frames) != 4:
+            raise ValueError(f"a fan-out message has 4 frames, got {len(frames)}")
+        topic, header, recs, top = frames
         seq, n = HEADER.unpack(header)
         if self.last_seq and seq > self.last_seq + 1:
             self.missed += seq - self.last_seq - 1
@@ -91,3 +103,70 @@ class MarketSubscriber:
     def close(self) -> None:
         self.sock.close(0)
         self.ctx.term()
+
+
+class FanoutFeed:
+    """The engine's market data from another host's fan-out instead of its own feed
+    (``cryptoscalp run --market tcp://HOST:PORT``): the same interface as LiveFeed and
+    RingFeed (``on_message(inst, records, features, top)``), so the brain code is the same.
+
+    Each message is re-stamped on arrival: ``mono_origin`` (records) and ``mono_pub`` (top)
+    become this host's CLOCK_MONOTONIC when the message came off the socket (the
+    publisher's monotonic clock means nothing here), so tick-to-trade on this host is
+    measured from the fan-out's arrival. Instrument ids are mapped by symbol to this
+    engine's numbering. Messages the subscriber missed (ZeroMQ's high-water mark, a
+    reconnect) are counted from the publisher's sequence numbers, never hidden.
+    """
+
+    def __init__(self, endpoint: str, keys: dict, instruments, on_message=None, wait: str = "hybrid"):
+        from engine.features.vector import FeatureEngine
+        from engine.ipc.waits import check_wait
+        self.wait = check_wait(wait)
+        self.sub = MarketSubscriber(endpoint, keys["client_public"], keys["client_secret"], keys["server_public"],
+                                    symbols=[i.symbol for i in instruments])
+        self.inst_of = {i.symbol: i.inst for i in instruments}
+        self.features = {i.inst: FeatureEngine(float(i.tick_size), float(i.lot_size)) for i in instruments}
+        for fe in self.features.values():
+            fe.warmup()
+        self.on_message = on_message
+        self.messages = 0
+        self.bad = 0
+        self._stop = False
+
+    def poll(self) -> int:
+        import time
+        n = 0
+        while True:
+            try:
+                m = self.sub.recv_nowait()
+            except ValueError:
+                self.bad += 1                        # a malformed message: counted, skipped
+                continue
+            if m is None:
+                return n
+            symbol, _seq, recs, top = m
+            inst = self.inst_of.get(symbol)
+            if inst is None or not len(recs):
+                continue
+            t = time.monotonic_ns()
+            recs, top = recs.copy(), top.copy()      # the socket's buffers are read-only
+            recs["mono_origin"], recs["inst"], top["mono_pub"], top["inst"] = t, inst, t, inst
+            fe = self.features[inst]
+            fe.on_message(recs, top)
+            self.messages += 1
+            n += 1
+            if self.on_message is not None:
+                self.on_message(inst, recs, fe, top)
+
+    async def run(self, seconds: float | None = None, status=None) -> None:
+        from engine.ipc.waits import poll_loop
+        await poll_loop([self.poll], self.wait, 200_000, lambda: not self._stop, seconds)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def fault_stats(self) -> dict:
+        return {"fanout_received": self.sub.received, "fanout_missed": self.sub.missed, "fanout_malformed": self.bad}
+
+    def close(self) -> None:
+        self.sub.close()

@@ -232,9 +232,14 @@ class FusedEngine:
         self.journal.append_event({"event": "brain_down_quotes_cancelled", "cancelled": n, "cause": cause,
                                    "next_client_id": self.link.floor})
 
+    def _need_model(self) -> None:
+        if not self.cfg.model_dir:
+            raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
+
     def _restart_brain(self, why: str) -> dict:
         """3proc: a model change is a new brain (SIGTERM; the watch restarts it with the
         registry's current version, after its quotes were cancelled)."""
+        self._need_model()
         c = self.children["brain"]
         if c.alive:
             c.proc.terminate()
@@ -620,7 +625,8 @@ class FusedEngine:
         def status(_):
             s = self.status()
             s["processes"] = self.processes()
-            s["model_versions"] = self.brain.model_versions() if self.brain is not None else self.cfg.model_dir
+            s["model_versions"] = (self.brain.model_versions() if self.brain is not None
+                                   else {"brain_process": self.cfg.model_dir})     # 3proc: loaded over there
             return s
 
         def positions(_):
@@ -685,16 +691,13 @@ class FusedEngine:
         def reload_model(_):
             if self.brain is not None:
                 return self.brain.reload_model()
-            if not self.cfg.model_dir:
-                raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
             return self._restart_brain("model reload")
 
         def rollback_model(_):
             if self.brain is not None:
                 return self.brain.rollback_model()
             from engine.models.registry import ModelRegistry
-            if not self.cfg.model_dir:
-                raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
+            self._need_model()                        # refused before the registry moves
             rec = ModelRegistry(self.cfg.model_dir).rollback(reason="admin")
             return {"rollback": rec, **self._restart_brain("model rollback")}
 

@@ -134,7 +134,9 @@ def test_3proc_kill_brain(tmp_path):
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
         eng = subprocess.Popen([CLI, "run", "--topology", "3proc", "--venue", f"http://127.0.0.1:{port}", "--journal", j,
                                 "--admin", ep, "--metrics-port", "-1", "--log-format", "text",
-                                "--feed-max-future-ms", "0"],
+                                "--feed-max-future-ms", "0",
+                                # no loss-streak cool-down: the new brain's NEW orders must reach the gate's end
+                                "--limit", "max_consecutive_losses=1000000"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         out = Lines(eng.stdout)
         wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the kill")
@@ -144,6 +146,7 @@ def test_3proc_kill_brain(tmp_path):
         assert set(procs) == {"engine", "feed", "brain"}
         assert procs["brain"]["alive"] and procs["brain"]["restarts"] == 0 and procs["brain"]["events"] > 0
         assert procs["engine"]["pid"] == eng.pid
+        assert admin(ep, "reload-model", check=False).returncode == 1      # rule-based: refused, the brain untouched
         first_life = [int(e.record()["client_id"]) for e in entries(j) if e.kind == RK_ORDER]
         assert first_life and min(first_life) >= (1 << 40)
 

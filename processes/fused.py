@@ -92,6 +92,7 @@ class RunConfig:
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
 TOPOLOGIES = ("fused", "2proc", "3proc")
+RECONCILING = "user stream down or reconciling"
 
 
 class FusedEngine:
@@ -373,8 +374,12 @@ class FusedEngine:
 
     # ------------------------------------------------------------------ user data stream
     async def user_stream(self) -> None:
+        """Execution reports from the venue's user data stream. Until it is connected and
+        reconciled (open orders, missed fills, positions), at start and after every loss,
+        trading is HALTED: nothing new goes out while the engine may not know its orders."""
         import aiohttp
         while not self.stopping:
+            self._hold(RECONCILING)
             try:
                 lk = (await self.rest.call("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
                 async with aiohttp.ClientSession() as s, s.ws_connect(f"{self.ws_url}/ws/{lk}") as ws:
@@ -385,6 +390,7 @@ class FusedEngine:
                         await self.seed_positions()
                     self.journal.append_event({"event": "reconciled", "gone": int(len(rec["gone"])),
                                                "unknown": len(rec["unknown"]), "positions": rec["positions"]})
+                    self._release(RECONCILING)
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             raise ConnectionError(f"user stream closed ({msg.type.name})")
@@ -721,6 +727,18 @@ class FusedEngine:
 
     def _ins(self, inst: int):
         return next(i for i in self.instruments if i.inst == inst)
+
+    def _hold(self, reason: str) -> None:
+        before = self.state.trading_state
+        self.monitor.hold(reason, time.monotonic_ns())
+        if self.state.trading_state != before:
+            self._journal_state(reason)
+
+    def _release(self, reason: str) -> None:
+        before = self.state.trading_state
+        self.monitor.release(reason, time.monotonic_ns())
+        if self.state.trading_state != before:
+            self._journal_state(f"{reason}: over")
 
     def _journal_state(self, why: str) -> None:
         self.journal.append_event({"event": "trading_state", "to": STATE_NAMES[self.state.trading_state],

@@ -69,6 +69,19 @@ class TradingMonitor:
         if self.state.trading_state != schema.TS_HALTED:
             self._set(schema.TS_REDUCING, reason, now_ns)
 
+    def hold(self, reason: str, now_ns: int) -> None:
+        """HALTED while a condition lasts (the user stream reconnecting and reconciling, a
+        stale feed): ``release`` with the same reason lifts it, and the state goes back to
+        ACTIVE when nothing else holds it down."""
+        self.halt(reason, now_ns)
+
+    def release(self, reason: str, now_ns: int) -> None:
+        if reason not in self.reasons:
+            return
+        self.reasons.discard(reason)
+        if not self.reasons and not self.state.kill_switch:
+            self._set(schema.TS_ACTIVE, f"{reason}: over", now_ns)
+
     def resume(self, now_ns: int, reason: str = "manual resume") -> None:
         """Back to ACTIVE (admin). The kill switch is cleared too; automatic conditions
         that still hold put the state back down on the next evaluate()."""
@@ -106,11 +119,9 @@ class TradingMonitor:
         stale = [i for i, t in (data_ns or {}).items()
                  if (traded is None or i in traded) and now_ns - t > lim.max_data_age_s * 1e9]
         if stale:
-            self.halt("stale feed", now_ns)
-        elif "stale feed" in self.reasons:
-            self.reasons.discard("stale feed")
-            if not self.reasons and not st.kill_switch:
-                self._set(schema.TS_ACTIVE, "feed fresh again", now_ns)
+            self.hold("stale feed", now_ns)
+        else:
+            self.release("stale feed", now_ns)
         # error storm
         while self._errors and now_ns - self._errors[0] > self.error_storm_s * 1e9:
             self._errors.popleft()

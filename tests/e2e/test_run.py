@@ -134,5 +134,9 @@ def test_sim_faults_are_survived_and_counted(tmp_path):
     assert no_order_left_open(es) == set()
     ev = [e.record() for e in es if e.kind == RK_EVENT]
     assert any(x["event"] == "user_stream_lost" for x in ev)
+    # HALTED while the user stream is down or reconciling, ACTIVE again once it reconciled
+    held = [x for x in ev if x["event"] == "trading_state" and x.get("by") == "user stream down or reconciling"]
+    over = [x for x in ev if x["event"] == "trading_state" and x.get("by") == "user stream down or reconciling: over"]
+    assert held and all(x["to"] == "HALTED" for x in held) and over and all(x["to"] == "ACTIVE" for x in over)
     if out["trading_state"] != "ACTIVE":                        # a halt is journaled with its reasons
         assert any(x["event"] == "trading_state" and x["reasons"] for x in ev)

@@ -116,6 +116,20 @@ def test_stale_feed_halts_and_recovers_and_error_storm_halts():
     assert st.trading_state == schema.TS_HALTED and "error storm" in mon.transitions[-1].reason
 
 
+def test_a_hold_lasts_until_released_and_only_then_if_nothing_else_holds():
+    st = make_state()
+    mon = TradingMonitor(RiskLimits(), st)
+    mon.hold("user stream reconciling", NOW)
+    assert st.trading_state == schema.TS_HALTED
+    mon.evaluate(NOW + 1, data_ns={BTC: NOW - 6_000_000_000})       # and the feed goes stale
+    mon.release("user stream reconciling", NOW + 2)
+    assert st.trading_state == schema.TS_HALTED and mon.reasons == {"stale feed"}
+    mon.release("user stream reconciling", NOW + 3)                # twice: nothing happens
+    mon.evaluate(NOW + 4, data_ns={BTC: NOW + 4})
+    assert st.trading_state == schema.TS_ACTIVE and not mon.reasons
+    assert mon.transitions[-1].reason == "stale feed: over"
+
+
 def test_kill_switch_cancels_and_flattens_through_the_gate():
     st, pb = book()
     g = make_gate()

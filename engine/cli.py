@@ -119,7 +119,7 @@ def _cmd_run(args) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     print(json.dumps(out, sort_keys=True))
-    return 0
+    return 1 if out.get("fatal") else 0
 
 
 def _cmd_bench(args) -> int:

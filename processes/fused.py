@@ -163,6 +163,7 @@ class FusedEngine:
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
         self.user_reconnects = 0
+        self.fatal: str | None = None                      # why the engine stopped itself, if it did
         self.stop_event: asyncio.Event | None = None
         from engine.telemetry import Metrics
         self.metrics = Metrics()
@@ -233,6 +234,19 @@ class FusedEngine:
         self.journal.append_event({"event": "brain_down_quotes_cancelled", "cancelled": n, "cause": cause,
                                    "next_client_id": self.link.floor})
 
+    def _input_died(self, task: asyncio.Task) -> None:
+        """The market (or, 3proc, intent) reader must never die quietly: an engine that no
+        longer hears the market stops (its orders cancelled) and exits non-zero, so that its
+        supervisor restarts it."""
+        if self.stopping or task.cancelled() or task.exception() is None:
+            return
+        e = task.exception()
+        log.critical("the engine's input died: %r: stopping (open orders are cancelled first)", e, exc_info=e)
+        self.fatal = f"{type(e).__name__}: {e}"[:300]
+        self.journal.append_event({"event": "fatal", "where": "input", "error": self.fatal})
+        if self.stop_event is not None:
+            self.stop_event.set()
+
     def _need_model(self) -> None:
         if not self.cfg.model_dir:
             raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
@@ -286,10 +300,13 @@ class FusedEngine:
         if self.book_region is None:
             from cext.region import Region
             from engine.feed.ringfeed import segments
+            from engine.ipc import segment_not_ready
             try:
                 self.book_region = Region.attach(segments(self.group)[1], schema.BOOK_TOP_DTYPE)
-            except FileNotFoundError:
-                return                                  # the feed has not started yet: no mark
+            except Exception as e:
+                if segment_not_ready(e):
+                    return                              # the feed has not made it yet: no mark
+                raise
         top = self._top
         self.book_region.read(inst, top)
         bb, ba, t = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0]), int(top["mono_pub"][0])
@@ -812,6 +829,7 @@ class FusedEngine:
             feed = asyncio.ensure_future(self.link.run(self.on_intent, self.cfg.wait, lambda: not self.stopping))
         else:
             feed = asyncio.ensure_future(self.feed.run(None, None))
+        feed.add_done_callback(self._input_died)
         t0 = time.monotonic()
         sd_notify("READY=1")
         try:
@@ -853,6 +871,7 @@ class FusedEngine:
         out = self.status()
         out["cancelled_at_stop"] = cancelled
         out["venue_open_orders_after_stop"] = self.venue_open_after_stop
+        out["fatal"] = self.fatal
         return out
 
 

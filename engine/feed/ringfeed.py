@@ -26,10 +26,10 @@ import time
 import numpy as np
 
 from cext.region import Region
-from cext.ring import RingOverrun, RingReader, RingWriter
+from cext.ring import RingOverrun, RingReader
 from engine import schema
 from engine.features.vector import FeatureEngine
-from engine.ipc import segment_name
+from engine.ipc import region_of, ring_writer, segment_name, segment_not_ready
 from engine.ipc.waits import RingWaker, check_wait, poll_loop
 
 RING_CAPACITY = 1 << 16
@@ -46,14 +46,8 @@ class MarketRingWriter:
 
     def __init__(self, run: str, n_instruments: int, capacity: int = RING_CAPACITY):
         ring, book, _ = segments(run)
-        try:
-            self.ring = RingWriter.takeover(ring, schema.MARKET_DTYPE)
-            self.region = Region.attach(book, schema.BOOK_TOP_DTYPE)
-            self.took_over = True
-        except FileNotFoundError:
-            self.ring = RingWriter.create(ring, schema.MARKET_DTYPE, capacity)
-            self.region = Region.create(book, schema.BOOK_TOP_DTYPE, n_instruments)
-            self.took_over = False
+        self.ring, self.took_over = ring_writer(ring, schema.MARKET_DTYPE, capacity)
+        self.region, _ = region_of(book, schema.BOOK_TOP_DTYPE, n_instruments)
         self.messages = 0
 
     def publish(self, inst: int, records: np.ndarray, top: np.ndarray) -> None:
@@ -96,7 +90,8 @@ class RingFeed:
         self._stop = False
 
     async def attach(self) -> None:
-        """Wait for the feed process to create the ring and region, then attach."""
+        """Wait for the feed process to create the ring and region (and finish their
+        headers), then attach."""
         ring, book, _ = segments(self.run_name)
         deadline = time.monotonic() + self.attach_timeout_s
         while True:
@@ -105,13 +100,15 @@ class RingFeed:
                 self.reader = RingReader(ring, schema.MARKET_DTYPE, wait="block" if self.blocking else "spin",
                                          start="next")
                 return
-            except FileNotFoundError:
+            except Exception as e:
+                if not segment_not_ready(e):
+                    raise
                 if self.region is not None:
                     self.region.close()
                     self.region = None
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no market ring {ring} after {self.attach_timeout_s:.0f} s: "
-                                       "the feed process did not start") from None
+                                       f"the feed process did not start ({e})") from None
                 await asyncio.sleep(0.05)
 
     def stop(self) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from cext.region import Region
 from cext.ring import RingOverrun, RingReader, RingWriter
 from engine import schema
-from engine.ipc import segment_name
+from engine.ipc import ring_writer, segment_name, segment_not_ready
 from engine.ipc.waits import RingWaker, poll_loop
 
 INTENT_CAPACITY = 1 << 12
@@ -57,12 +57,7 @@ class BrainLink:
 
     def __init__(self, run: str):
         intent, exec_, position = segments(run)
-        try:
-            self.intents = RingWriter.takeover(intent, schema.ORDER_DTYPE)
-            self.took_over = True
-        except FileNotFoundError:
-            self.intents = RingWriter.create(intent, schema.ORDER_DTYPE, INTENT_CAPACITY)
-            self.took_over = False
+        self.intents, self.took_over = ring_writer(intent, schema.ORDER_DTYPE, INTENT_CAPACITY)
         self.execs = RingReader(exec_, schema.EXEC_DTYPE, wait="spin", start="next")
         self.positions = Region.attach(position, schema.POSITION_DTYPE)
         self._buf = np.zeros(256, schema.EXEC_DTYPE)
@@ -112,8 +107,10 @@ class EngineLink:
         if self.reader is None:
             try:
                 self.reader = RingReader(segments(self.run_name)[0], schema.ORDER_DTYPE, wait="spin", start="oldest")
-            except FileNotFoundError:
-                return False
+            except Exception as e:
+                if segment_not_ready(e):              # not there yet, or its header half written
+                    return False
+                raise
         return True
 
     def poll_intents(self, on_intent) -> int:

@@ -87,3 +87,44 @@ def test_a_lapped_engine_counts_what_it_lost(run):
     assert ids == sorted(ids) and ids[-1] == BASE + INTENT_CAPACITY + 9
     brain.close()
     eng.close()
+
+
+def test_a_half_made_segment_is_not_ready_and_is_made_again(run):
+    """Created, not yet sized (empty) or sized but its header not written (bad magic): a
+    reader waits (segment_not_ready), a restarted writer makes it again; a real layout
+    mismatch is an error, never "not ready"."""
+    from cext.region import Region
+    from cext.ring import RingReader, RingWriter
+    from engine.ipc import region_of, ring_writer, segment_not_ready
+    name = f"/cs.{run}.half"
+    path = "/dev/shm" + name
+    open(path, "wb").close()                                   # shm_open'd, not yet sized
+    with pytest.raises(ValueError) as e:
+        RingReader(name, schema.ORDER_DTYPE)
+    assert segment_not_ready(e.value)
+    with open(path, "wb") as f:                                # sized, header not written yet
+        f.write(b"\0" * 8192)
+    for attach in (lambda: RingReader(name, schema.ORDER_DTYPE), lambda: Region.attach(name, schema.POSITION_DTYPE)):
+        with pytest.raises(Exception) as e:
+            attach()
+        assert segment_not_ready(e.value), e.value
+    w, took_over = ring_writer(name, schema.ORDER_DTYPE, 64)  # its creator died there: made again
+    assert not took_over
+    r = RingReader(name, schema.ORDER_DTYPE, start="oldest")
+    w.publish(np.zeros(1, schema.ORDER_DTYPE))
+    assert r.read_many(np.zeros(4, schema.ORDER_DTYPE)) == 1
+    with pytest.raises(Exception) as e:                        # another layout: an error, not "not ready"
+        RingReader(name, schema.EXEC_DTYPE)
+    assert not segment_not_ready(e.value)
+    r.close()
+    w.close()
+    w.unlink()
+    with open(path, "wb") as f:
+        f.write(b"\0" * 8192)
+    reg, existed = region_of(name, schema.POSITION_DTYPE, 2)
+    assert not existed and reg.nslots == 2
+    reg.close()
+    again, existed = region_of(name, schema.POSITION_DTYPE, 2)
+    assert existed
+    again.close()
+    again.unlink()

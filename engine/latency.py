@@ -34,6 +34,9 @@ Stages (an order's stamps, in path order):
                                             taken as the aiohttp request starts (the count of
                                             orders written at once is reported)
     tick_to_trade  mono_origin -> t_send    per NEW order
+    send.sign, send.write                   the send stage's halves, timed by the engine around
+                                            the signing and the write of every request written
+                                            at once (not order stamps: warm-up included)
     first_order_out                         per market message that made orders: the frame
                                             read -> the first request written (NEW or CANCEL):
                                             how soon the engine reacts on the wire
@@ -264,6 +267,11 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
                             if model else "") +
                            f"orders in the first {warmup_s:g} s after the first order (warm-up); numba "
                                "compilation and ORT session creation happen before trading")
+        for part, v in (final.get("send_split_us") or {}).items():      # the send stage's two halves
+            if v.get("n"):
+                out.append({"bench": "latency", "case": case, "stage": f"send.{part}", "unit": "us", **v, "host": h,
+                            "note": "the engine's own clock around sign / write, every request written at once "
+                                    "(warm-up included; the last 20,000)"})
         for p in procs:
             out.append({"bench": "latency", "case": case, "stage": "process", **p, "host": h})
         if plot:

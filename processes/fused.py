@@ -563,6 +563,7 @@ class FusedEngine:
                 "venue_rejects": self.counts["venue_rejects"],
                 "tick_to_trade_us": None if t2t is None else {"p50": round(float(np.percentile(t2t, 50)) / 1e3, 1),
                                                               "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
+                "send_split_us": {"sign": _pcts_us(self.rest.sign_ns), "write": _pcts_us(self.rest.write_ns)},
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
                 "journal_seq": self.journal.seq,
                 "topology": self.cfg.topology,
@@ -897,6 +898,14 @@ def _journal_memory(path: str) -> tuple[int, dict]:
             if k in (schema.EX_FILL, schema.EX_PARTIAL) and int(r["qty"]):
                 trades.add((inst, int(r["trade_id"])))
     return runs, {"order_of": order_of, "open": open_, "trades": trades}
+
+
+def _pcts_us(ns: list) -> dict:
+    if not ns:
+        return {"n": 0}
+    a = np.asarray(ns[-20000:], dtype=np.float64) / 1e3
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"n": len(ns), "p50": round(float(p50), 1), "p90": round(float(p90), 1), "p99": round(float(p99), 1)}
 
 
 def _log_death(task: asyncio.Task) -> None:

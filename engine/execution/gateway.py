@@ -121,6 +121,8 @@ class BinanceRest:
         self.session: aiohttp.ClientSession | None = None
         self.weight_used = 0
         self.blocked_until = 0.0          # monotonic: after 429 / 418
+        self.sign_ns: list[int] = []      # per request written at once: encoding and signing ...
+        self.write_ns: list[int] = []     # ... and the write itself (the first 100,000 of each)
         self.time_offset_ms = 0           # venue time - our time, from /time
 
     async def open(self) -> None:
@@ -160,7 +162,14 @@ class BinanceRest:
         ``finish``, or None (no connection idle, links off, or waiting out a 429/418)."""
         if self.links is None or time.monotonic() < self.blocked_until:
             return None
-        return self.links.request(method, f"{path}?{self.sign(params)}", self._key_header)
+        t0 = time.monotonic_ns()
+        target = f"{path}?{self.sign(params)}"
+        t1 = time.monotonic_ns()
+        sent = self.links.request(method, target, self._key_header)
+        if sent is not None and len(self.sign_ns) < 100_000:
+            self.sign_ns.append(t1 - t0)
+            self.write_ns.append(time.monotonic_ns() - t1)
+        return sent
 
     async def finish(self, sent):
         """The answer to a ``write``: data, or VenueError; ConnectionError if the connection

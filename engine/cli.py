@@ -73,7 +73,7 @@ def _cmd_run(args) -> int:
     cpus = {}
     for item in (args.cpus.split(";") if args.cpus else []):
         role, _, cs = item.partition("=")
-        if role not in ("engine", "feed", "brain") or not cs or not all(c.isdigit() for c in cs.split(",")):
+        if role not in ("engine", "feed", "brain", "journal") or not cs or not all(c.isdigit() for c in cs.split(",")):
             print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine, feed or brain, "
                   f"e.g. 'feed=0;brain=1;engine=2'",
                   file=sys.stderr)
@@ -89,6 +89,7 @@ def _cmd_run(args) -> int:
               f"topology, on this host)", file=sys.stderr, flush=True)
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
                     publish=args.publish, publish_keys=pkeys, market=args.market, market_keys=mkeys,
+                    pg_dsn=args.pg, pg_name=args.pg_name,
                     max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
@@ -634,6 +635,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "e.g. --limit max_daily_trades=500")
     rn.add_argument("--publish", help="also publish market records to other hosts: tcp://HOST:PORT (CURVE)")
     rn.add_argument("--publish-keys", help="JSON file: server_public, server_secret, authorized (client public keys)")
+    rn.add_argument("--pg", metavar="DSN", help="copy the journal into PostgreSQL as it grows (a journal process; "
+                    "PostgreSQL down: the backlog waits in the journal), e.g. postgresql://user@host:5432/db")
+    rn.add_argument("--pg-name", help="the journal's name in PostgreSQL (default: the journal's absolute path)")
     rn.add_argument("--market", help="market data from another host's --publish (tcp://HOST:PORT, CURVE) instead of "
                     "a feed of our own; with --venue URL (the venue that market comes from), fused topology")
     rn.add_argument("--market-keys", help="JSON file: client_public, client_secret, server_public")

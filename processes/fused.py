@@ -85,6 +85,8 @@ class RunConfig:
     symbols: tuple = ()                      # --venue URL: which symbols (default: all it lists)
     publish: str | None = None               # tcp://HOST:PORT: market records to other hosts (CURVE)
     publish_keys: dict | None = None         # server_public, server_secret, authorized [client public keys]
+    pg_dsn: str | None = None                # the journal process copies the journal into PostgreSQL
+    pg_name: str | None = None               # the journal's name there (default: its absolute path)
     market: str | None = None                # tcp://HOST:PORT: market data from another host's fan-out
     market_keys: dict | None = None          # client_public, client_secret, server_public (CURVE)
     topology: str = "fused"                  # fused | 2proc | 3proc (see the module's docstring)
@@ -147,6 +149,10 @@ class FusedEngine:
             self.feed_handler = self.feed.handler
         else:
             self.feed = self._split_feed(ws_url, rest_url)
+        self.pg_name = cfg.pg_name or os.path.abspath(cfg.journal_dir)
+        self.pg_final = None
+        if cfg.pg_dsn:
+            self._journal_writer()
         self.publisher = None
         if cfg.publish:
             from engine.ipc.fanout import MarketPublisher
@@ -181,15 +187,9 @@ class FusedEngine:
 
         import msgspec
 
-        from cext.shm_core import cleanup_stale
-        from engine.feed.ringfeed import RingFeed, segments
-        from engine.ipc import run_prefix
-        from engine.ipc.heartbeat import Heartbeats
+        from engine.feed.ringfeed import RingFeed
         from processes.supervisor import Child
-        cleanup_stale("/cs.g")                        # segments of groups whose processes died
-        self.group = f"g{os.getpid()}"
-        self.heartbeats = Heartbeats.create(segments(self.group)[2])
-        self.segment_prefix = run_prefix(self.group)
+        self._group_init()
         cmd = [sys.executable, "-m", "processes.feed", "--run", self.group, "--ws", ws_url, "--rest", rest_url,
                "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid()),
                "--max-future-ms", str(self.cfg.max_future_ms)]
@@ -203,6 +203,32 @@ class FusedEngine:
         self._top = np.zeros(1, schema.BOOK_TOP_DTYPE)
         self.children["brain"] = Child("brain", self._brain_cmd(self.link.next_life(self.cid_base)))
         return self.link
+
+    def _group_init(self) -> None:
+        """The group's name and its heartbeat region, for the processes this engine owns."""
+        if self.heartbeats is not None:
+            return
+        from cext.shm_core import cleanup_stale
+        from engine.feed.ringfeed import segments
+        from engine.ipc import run_prefix
+        from engine.ipc.heartbeat import Heartbeats
+        cleanup_stale("/cs.g")                        # segments of groups whose processes died
+        self.group = f"g{os.getpid()}"
+        self.heartbeats = Heartbeats.create(segments(self.group)[2])
+        self.segment_prefix = run_prefix(self.group)
+
+    def _journal_writer(self) -> None:
+        """--pg: the journal process copies the journal into PostgreSQL as it grows."""
+        import sys
+
+        from processes.supervisor import Child
+        self._group_init()
+        cmd = [sys.executable, "-m", "processes.journal", "--run", self.group, "--journal",
+               os.path.abspath(self.cfg.journal_dir), "--dsn", self.cfg.pg_dsn, "--name", self.pg_name,
+               "--parent", str(os.getpid())]
+        if self.cfg.cpus.get("journal"):
+            cmd += ["--cpus", self.cfg.cpus["journal"]]
+        self.children["journal"] = Child("journal", cmd)
 
     def _brain_cmd(self, cid_start: int) -> list[str]:
         import sys
@@ -566,10 +592,22 @@ class FusedEngine:
                 "send_split_us": {"sign": _pcts_us(self.rest.sign_ns), "write": _pcts_us(self.rest.write_ns)},
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
                 "journal_seq": self.journal.seq,
+                "postgres": self._pg_status(),
                 "topology": self.cfg.topology,
                 "faults_survived": {**self.feed.fault_stats(), "user_stream_reconnects": self.user_reconnects,
                                     "process_restarts": {n: c.restarts for n, c in self.children.items()},
                                     "gateway": dict(self.gateway.stats)}}
+
+    def _pg_status(self) -> dict | None:
+        """--pg: rows the journal process wrote (this run of it) and its outages."""
+        if "journal" not in self.children:
+            return None
+        if self.pg_final is not None:               # the group's segments are gone: the last reading
+            return self.pg_final
+        beat = self.heartbeats.read("journal")
+        ok = beat is not None and beat["pid"] == self.children["journal"].pid
+        return {"journal": self.pg_name, "rows_written": beat["events"] if ok else 0,
+                "outages": beat["errors"] if ok else 0, "writer_alive": self.children["journal"].alive}
 
     def processes(self) -> list[dict]:
         """Each process of the group: name, pid, alive, restarts, last heartbeat age."""
@@ -736,7 +774,9 @@ class FusedEngine:
 
     def _close_segments(self) -> None:
         from cext.shm_core import cleanup_stale
-        self.feed.close()                           # 3proc: the link (unlinks the exec ring, position region)
+        self.pg_final = self._pg_status()
+        if self.cfg.topology != "fused":
+            self.feed.close()                       # 3proc: the link (unlinks the exec ring, position region)
         if self.book_region is not None:
             self.book_region.close()
         self.heartbeats.unlink()
@@ -846,7 +886,11 @@ class FusedEngine:
             sd_notify("STOPPING=1")
             cancelled = await self.shutdown()
             feed.cancel()
-            for c in self.children.values():
+            # the journal process last, after a flush: it copies everything up to its own stop
+            # event into PostgreSQL (that one follows at its next start)
+            for c in sorted(self.children.values(), key=lambda c: c.name == "journal"):
+                if c.name == "journal":
+                    self.journal.flush()
                 self.journal.append_event({"event": "process_stopped", "process": c.name, "rc": c.stop()})
             hk.cancel()
             us.cancel()
@@ -864,10 +908,10 @@ class FusedEngine:
             self.metrics.close()
             if self.publisher is not None:
                 self.publisher.close()
-            if self.children:
-                self._close_segments()
-            elif self.cfg.market:
+            if self.cfg.market:
                 self.feed.close()
+            if self.heartbeats is not None:
+                self._close_segments()
             self.journal.close()
         out = self.status()
         out["cancelled_at_stop"] = cancelled

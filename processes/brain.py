@@ -22,6 +22,8 @@ import sys
 
 import msgspec
 
+from processes import child_args
+
 log = logging.getLogger("cryptoscalp.brain")
 
 
@@ -35,16 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-inventory-lots", type=int, default=50)
     ap.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
                     help="spin: poll the rings (a core at 100 %%); hybrid, block: sleep on the market ring's futex")
-    ap.add_argument("--parent", type=int, default=0, help="the parent's pid (dies at once if it is gone)")
-    ap.add_argument("--cpus", default="", help="CPU set, e.g. '1' (default: not pinned)")
-    args = ap.parse_args(argv)
-
-    from cext.shm_core import set_parent_death_signal
-    set_parent_death_signal(signal.SIGKILL, args.parent)
-    if args.cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    from engine.telemetry import json_logging
-    json_logging()
+    args = child_args(ap, argv)
     return asyncio.run(_run(args))
 
 

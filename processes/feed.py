@@ -19,6 +19,8 @@ import sys
 
 import msgspec
 
+from processes import child_args
+
 log = logging.getLogger("cryptoscalp.feed")
 
 
@@ -28,19 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ws", required=True, help="the venue's websocket base URL")
     ap.add_argument("--rest", required=True, help="the venue's REST base (…/fapi/v1) for depth snapshots")
     ap.add_argument("--instruments", required=True, help="JSON list of engine.venues.instruments.Instrument")
-    ap.add_argument("--parent", type=int, default=0, help="the parent's pid (dies at once if it is gone)")
     ap.add_argument("--max-future-ms", type=float, default=1000.0, help="drop records stamped this far ahead (0: off)")
-    ap.add_argument("--cpus", default="", help="CPU set, e.g. '2' or '2,3' (default: not pinned)")
-    args = ap.parse_args(argv)
-
-    import signal as _s
-
-    from cext.shm_core import set_parent_death_signal
-    set_parent_death_signal(_s.SIGKILL, args.parent)
-    if args.cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    from engine.telemetry import json_logging
-    json_logging()
+    args = child_args(ap, argv)
     import uvloop
     return uvloop.run(_run(args))
 

@@ -21,6 +21,8 @@ import signal
 import sys
 import time
 
+from processes import child_args
+
 log = logging.getLogger("cryptoscalp.journal")
 
 
@@ -31,17 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dsn", required=True, help="PostgreSQL DSN")
     ap.add_argument("--name", required=True, help="the journal's name in PostgreSQL (the rows' `journal` column)")
     ap.add_argument("--every-s", type=float, default=1.0)
-    ap.add_argument("--parent", type=int, default=0, help="the parent's pid (dies at once if it is gone)")
-    ap.add_argument("--cpus", default="", help="CPU set (default: not pinned)")
-    args = ap.parse_args(argv)
-
-    from cext.shm_core import set_parent_death_signal
-    set_parent_death_signal(signal.SIGKILL, args.parent)
-    if args.cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    from engine.telemetry import json_logging
-    json_logging()
-    return run(args)
+    return run(child_args(ap, argv))
 
 
 def run(args) -> int:

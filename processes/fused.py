@@ -22,7 +22,8 @@ Wiring (every piece is a component from engine/):
     brain: regime (OnlineRegime) -> model (EnsembleRuntime, optional) -> strategy
     risk:  RiskGate.check against RiskState (PositionBook keeps it current; TradingMonitor
            moves ACTIVE / REDUCING / HALTED every second)
-    gateway: OrderGateway over signed REST; fills from the user data stream
+    gateway: OrderGateway over signed REST; fills from the user data stream; VenueSync
+             (engine.execution.recovery) at start, after user-stream gaps and at the stop
     journal: every intent's order or reject, every execution report, every state change
              (JournalWriter); market records are not journaled here (the recorder keeps
              raw frames when asked)
@@ -53,7 +54,8 @@ import orjson
 from cext.risk import RiskGate, RiskState
 from engine import schema
 from engine.brain import Brain
-from engine.execution.gateway import MARKET_OUTCOMES, VenueError
+from engine.execution.gateway import MARKET_OUTCOMES
+from engine.execution.recovery import VenueSync, journal_memory
 from engine.features.vector import NAMES as FEATURE_NAMES
 from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
 from engine.risk.limits import RiskLimits
@@ -119,11 +121,12 @@ class FusedEngine:
         self.monitor = TradingMonitor(cfg.limits, self.state)
         # Client ids must never repeat across restarts (the venue, the journal and PostgreSQL
         # key orders by them): each run of this journal gets its own 2^28-wide block.
-        self.run_no, self.past = _journal_memory(cfg.journal_dir)
+        self.run_no, self.past = journal_memory(cfg.journal_dir)
         self.cid_base = (1 << 40) + (self.run_no << 28)
         if cfg.topology not in TOPOLOGIES:
             raise ValueError(f"topology {cfg.topology!r}: one of {', '.join(TOPOLOGIES)}")
         self.journal = JournalWriter(cfg.journal_dir)
+        self.venue = VenueSync(rest, gateway, self.journal, instruments, self.past)
         # the brain in this process (fused, 2proc), or in a process of its own (3proc: self.link)
         self.brain = None
         if cfg.topology != "3proc":
@@ -429,7 +432,7 @@ class FusedEngine:
                     rec = await self.gateway.reconcile()
                     for e in rec["gone"]:
                         self.on_exec(e)
-                    if await self.sync_fills():        # fills that happened while we were not listening
+                    if await self.venue.sync_fills():  # fills that happened while we were not listening
                         await self.seed_positions()
                     self.journal.append_event({"event": "reconciled", "gone": int(len(rec["gone"])),
                                                "unknown": len(rec["unknown"]), "positions": rec["positions"]})
@@ -452,68 +455,15 @@ class FusedEngine:
                 await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------ recovery
-    async def _call(self, method: str, path: str, params: dict | None = None, signed: bool = True, attempts: int = 6):
-        """A REST call that retries what is transient (5xx, 429/418 after Retry-After, no
-        response) with backoff; a 4xx answer is final and raised."""
-        import aiohttp
-        delay = 0.1
-        for k in range(attempts):
-            try:
-                return await self.rest.call(method, path, params, signed)
-            except VenueError as e:
-                if e.status < 500 and e.status not in (429, 418) or k == attempts - 1:
-                    raise
-                await asyncio.sleep(max(delay, e.retry_after))
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                if k == attempts - 1:
-                    raise
-                await asyncio.sleep(delay)
-            delay = min(2.0, delay * 2)
-
-    async def sync_fills(self) -> int:
-        """Journal every trade of ours the venue has and the journal does not (fills whose
-        user-stream event never arrived: a crash, a reconnect, a stop with a fill in flight).
-        Returns how many were added. The position book is not touched (positions come
-        from the venue at start)."""
-        n = 0
-        for ins in self.instruments:
-            from_id = 0
-            while True:
-                trades = await self._call("GET", "/fapi/v1/userTrades",
-                                              {"symbol": ins.symbol, "fromId": from_id, "limit": 1000})
-                for t in trades:
-                    cid = self.past["order_of"].get((ins.inst, int(t["orderId"])))
-                    if cid is None or (ins.inst, int(t["id"])) in self.past["trades"]:
-                        continue
-                    e = np.zeros(1, schema.EXEC_DTYPE)
-                    e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = schema.EX_PARTIAL, ins.inst, cid, int(t["orderId"])
-                    e["side"] = schema.SIDE_BUY if t["side"] == "BUY" else schema.SIDE_SELL
-                    e["liquidity"] = schema.LIQ_MAKER if t.get("maker") else schema.LIQ_TAKER
-                    e["px"], e["qty"] = ins.price_to_ticks(t["price"]), ins.qty_to_lots(t["qty"])
-                    e["fee"], e["trade_id"], e["exch_ts"] = float(t["commission"]), int(t["id"]), int(t["time"]) * 1_000_000
-                    self.journal.append_record(RK_EXEC, e)
-                    self.past["trades"].add((ins.inst, int(t["id"])))
-                    n += 1
-                if len(trades) < 1000:
-                    break
-                from_id = int(trades[-1]["id"]) + 1
-        if n:
-            self.journal.append_event({"event": "fills_recovered", "count": n})
-        return n
-
     async def seed_positions(self) -> dict:
         """Positions from the venue (the truth after a crash or a gap in the user stream)
         into the position book, the risk state and the strategy (3proc: the position region)."""
         positions = {}
-        for p in await self._call("GET", "/fapi/v2/positionRisk"):
-            ins = self.gateway.by_symbol.get(p["symbol"])
-            if ins is None:
-                continue
-            lots = ins.qty_to_lots(p["positionAmt"].lstrip("-")) * (-1 if p["positionAmt"].startswith("-") else 1)
+        for ins, lots, entry_ticks in await self.venue.positions():
             pos = self.book.positions[ins.inst]
             if lots != pos.qty:
                 pos.qty = lots
-                pos.avg_px = float(p["entryPrice"]) / float(ins.tick_size) if lots else 0.0
+                pos.avg_px = entry_ticks
                 self.state.set_position(ins.inst, lots)
             if self.brain is not None:
                 self.brain.set_inventory(ins.inst, lots)
@@ -521,59 +471,6 @@ class FusedEngine:
                 self.link.set_position(ins.inst, lots)
             positions[ins.symbol] = lots
         return positions
-
-    async def recover(self) -> dict:
-        """Before trading, after a crash or a restart:
-        - orders of ours the venue still holds (a previous run that died) are cancelled;
-        - orders the journal saw acknowledged but never saw end are looked up at the venue
-          and their end (filled, cancelled, expired) is journaled;
-        - fills that happened while nobody listened (the user stream was down) are fetched
-          from /fapi/v1/userTrades and journaled (EXEC records, ``mono_recv`` 0);
-        - positions are taken from the venue and seeded into the position book, the risk
-          state and the strategies (so nobody trades as if flat).
-        The journal then holds every order's life and every fill exactly once."""
-        venue = await self._call("GET", "/fapi/v1/openOrders")
-        orphans, foreign = [], []
-        for v in venue:
-            cid = self.gateway.parse_client_order_id(v.get("clientOrderId", ""))
-            if cid is not None:
-                try:
-                    await self._call("DELETE", "/fapi/v1/order", {"symbol": v["symbol"],
-                                                                      "origClientOrderId": v["clientOrderId"]})
-                except VenueError as e:
-                    if e.code != -2011:        # -2011: gone meanwhile (filled, or the countdown cancelled it)
-                        raise
-                orphans.append(v["clientOrderId"])
-            else:
-                foreign.append(v.get("clientOrderId"))
-        recovered_fills = await self.sync_fills()
-        ended = {}
-        # orders whose end the journal never saw
-        for cid, (inst, oid) in sorted(self.past["open"].items()):
-            ins = self._ins(inst)
-            cid_s = self.gateway.client_order_id(cid)
-            try:
-                q = await self._call("GET", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": cid_s})
-                status = q.get("status")
-            except Exception as ex:
-                status = f"unknown ({ex})"
-            kind = {"FILLED": schema.EX_FILL, "CANCELED": schema.EX_CANCELED, "EXPIRED": schema.EX_EXPIRED,
-                    "REJECTED": schema.EX_REJECT}.get(status)
-            if cid_s in orphans:
-                kind = schema.EX_CANCELED
-            if kind is None:
-                continue
-            e = np.zeros(1, schema.EXEC_DTYPE)
-            e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = kind, inst, cid, oid
-            self.journal.append_record(RK_EXEC, e)          # qty 0: the end of the order, its fills are above
-            ended[cid_s] = status
-        positions = await self.seed_positions()
-        if foreign:
-            log.warning("the venue holds %d open orders that are not ours (left alone): %s", len(foreign), foreign[:5])
-        rec = {"event": "recovered", "orphans_cancelled": orphans, "foreign_open_orders": len(foreign),
-               "positions_lots": positions, "fills_recovered": recovered_fills, "orders_ended": ended}
-        self.journal.append_event(rec)
-        return rec
 
     # ------------------------------------------------------------------ housekeeping
     def _sym(self, inst: int) -> str:
@@ -823,11 +720,11 @@ class FusedEngine:
         cancelled = await self.cancel_all()
         try:
             await asyncio.sleep(0.2)           # a fill racing the cancel reaches the venue's trade list
-            await self.sync_fills()
+            await self.venue.sync_fills()
         except Exception as e:
             log.error("fills sync at stop: %s", e)
         try:            # what the venue still holds for us after the cancel-all (must be nothing)
-            left = len(await self._call("GET", "/fapi/v1/openOrders"))
+            left = len(await self.venue.call("GET", "/fapi/v1/openOrders"))
         except Exception as e:
             log.error("open orders after stop: %s", e)
             left = None
@@ -852,7 +749,7 @@ class FusedEngine:
             except (RuntimeError, ValueError):   # not the main thread (tests)
                 pass
         await self.rest.sync_time()
-        self.recovery = await self.recover()
+        self.recovery = await self.venue.recover(self.seed_positions)
         if self.cfg.metrics_port is not None:
             try:
                 port = self.metrics.serve(self.cfg.metrics_port)
@@ -918,30 +815,6 @@ class FusedEngine:
         out["venue_open_orders_after_stop"] = self.venue_open_after_stop
         out["fatal"] = self.fatal
         return out
-
-
-def _journal_memory(path: str) -> tuple[int, dict]:
-    """What a restarted engine needs from its journal: how many runs came before (client id
-    blocks), which orders were acknowledged and never ended, each order's venue id, and the
-    trade ids already journaled."""
-    from engine.journal.journal import RK_EVENT as EV, JournalReader
-    runs = 0
-    order_of, open_, trades = {}, {}, set()
-    for e in JournalReader(path).entries():
-        if e.kind == EV:
-            if e.record().get("event") == "start":
-                runs += 1
-        elif e.kind == RK_EXEC:
-            r = e.record()
-            k, cid, inst, oid = int(r["kind"]), int(r["client_id"]), int(r["inst"]), int(r["exch_order_id"])
-            if k == schema.EX_ACK and oid:
-                order_of[(inst, oid)] = cid
-                open_[cid] = (inst, oid)
-            elif k in (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT):
-                open_.pop(cid, None)
-            if k in (schema.EX_FILL, schema.EX_PARTIAL) and int(r["qty"]):
-                trades.add((inst, int(r["trade_id"])))
-    return runs, {"order_of": order_of, "open": open_, "trades": trades}
 
 
 def _pcts_us(ns: list) -> dict:

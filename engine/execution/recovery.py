@@ -1,0 +1,167 @@
+"""What the venue knows and this engine's journal may not: after a crash, a restart, or a
+gap in the user data stream. ``VenueSync`` asks the venue (retrying what is transient)
+and journals what was missing, so that the journal holds every order's life and every
+fill exactly once; ``journal_memory`` reads what a restarted engine needs from its
+journal. Used by the engine process (processes/fused.py); no state of its own beyond the
+journal's memory it is given.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+
+from engine import schema
+from engine.execution.gateway import VenueError
+from engine.journal.journal import RK_EXEC
+
+log = logging.getLogger("cryptoscalp.recovery")
+
+
+class VenueSync:
+    def __init__(self, rest, gateway, journal, instruments, past: dict):
+        """past: ``journal_memory``'s dict (order_of, open, trades), kept current by the
+        engine as reports arrive."""
+        self.rest, self.gateway, self.journal = rest, gateway, journal
+        self.instruments = instruments
+        self.by_inst = {i.inst: i for i in instruments}
+        self.past = past
+
+    async def call(self, method: str, path: str, params: dict | None = None, signed: bool = True, attempts: int = 6):
+        """A REST call that retries what is transient (5xx, 429/418 after Retry-After, no
+        response) with backoff; a 4xx answer is final and raised."""
+        import aiohttp
+        delay = 0.1
+        for k in range(attempts):
+            try:
+                return await self.rest.call(method, path, params, signed)
+            except VenueError as e:
+                if e.status < 500 and e.status not in (429, 418) or k == attempts - 1:
+                    raise
+                await asyncio.sleep(max(delay, e.retry_after))
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                if k == attempts - 1:
+                    raise
+                await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    async def sync_fills(self) -> int:
+        """Journal every trade of ours the venue has and the journal does not (fills whose
+        user-stream event never arrived: a crash, a reconnect, a stop with a fill in flight).
+        Returns how many were added. Positions are not touched (``positions`` gives the
+        venue's)."""
+        n = 0
+        for ins in self.instruments:
+            from_id = 0
+            while True:
+                trades = await self.call("GET", "/fapi/v1/userTrades",
+                                         {"symbol": ins.symbol, "fromId": from_id, "limit": 1000})
+                for t in trades:
+                    cid = self.past["order_of"].get((ins.inst, int(t["orderId"])))
+                    if cid is None or (ins.inst, int(t["id"])) in self.past["trades"]:
+                        continue
+                    e = np.zeros(1, schema.EXEC_DTYPE)
+                    e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = schema.EX_PARTIAL, ins.inst, cid, int(t["orderId"])
+                    e["side"] = schema.SIDE_BUY if t["side"] == "BUY" else schema.SIDE_SELL
+                    e["liquidity"] = schema.LIQ_MAKER if t.get("maker") else schema.LIQ_TAKER
+                    e["px"], e["qty"] = ins.price_to_ticks(t["price"]), ins.qty_to_lots(t["qty"])
+                    e["fee"], e["trade_id"], e["exch_ts"] = float(t["commission"]), int(t["id"]), int(t["time"]) * 1_000_000
+                    self.journal.append_record(RK_EXEC, e)
+                    self.past["trades"].add((ins.inst, int(t["id"])))
+                    n += 1
+                if len(trades) < 1000:
+                    break
+                from_id = int(trades[-1]["id"]) + 1
+        if n:
+            self.journal.append_event({"event": "fills_recovered", "count": n})
+        return n
+
+    async def positions(self) -> list[tuple]:
+        """The venue's positions: (instrument, signed lots, entry price in ticks)."""
+        out = []
+        for p in await self.call("GET", "/fapi/v2/positionRisk"):
+            ins = self.gateway.by_symbol.get(p["symbol"])
+            if ins is None:
+                continue
+            lots = ins.qty_to_lots(p["positionAmt"].lstrip("-")) * (-1 if p["positionAmt"].startswith("-") else 1)
+            out.append((ins, lots, float(p["entryPrice"]) / float(ins.tick_size) if lots else 0.0))
+        return out
+
+    async def recover(self, seed_positions) -> dict:
+        """Before trading, after a crash or a restart:
+        - orders of ours the venue still holds (a previous run that died) are cancelled;
+        - orders the journal saw acknowledged but never saw end are looked up at the venue
+          and their end (filled, cancelled, expired) is journaled;
+        - fills that happened while nobody listened (the user stream was down) are fetched
+          from /fapi/v1/userTrades and journaled (EXEC records, ``mono_recv`` 0);
+        - positions are taken from the venue: ``seed_positions`` (the engine's: the position
+          book, the risk state, the strategy) is awaited and returns them by symbol, so that
+          nobody trades as if flat.
+        The journal then holds every order's life and every fill exactly once."""
+        venue = await self.call("GET", "/fapi/v1/openOrders")
+        orphans, foreign = [], []
+        for v in venue:
+            cid = self.gateway.parse_client_order_id(v.get("clientOrderId", ""))
+            if cid is not None:
+                try:
+                    await self.call("DELETE", "/fapi/v1/order", {"symbol": v["symbol"],
+                                                                 "origClientOrderId": v["clientOrderId"]})
+                except VenueError as e:
+                    if e.code != -2011:        # -2011: gone meanwhile (filled, or the countdown cancelled it)
+                        raise
+                orphans.append(v["clientOrderId"])
+            else:
+                foreign.append(v.get("clientOrderId"))
+        recovered_fills = await self.sync_fills()
+        ended = {}
+        # orders whose end the journal never saw
+        for cid, (inst, oid) in sorted(self.past["open"].items()):
+            ins = self.by_inst[inst]
+            cid_s = self.gateway.client_order_id(cid)
+            try:
+                q = await self.call("GET", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": cid_s})
+                status = q.get("status")
+            except Exception as ex:
+                status = f"unknown ({ex})"
+            kind = {"FILLED": schema.EX_FILL, "CANCELED": schema.EX_CANCELED, "EXPIRED": schema.EX_EXPIRED,
+                    "REJECTED": schema.EX_REJECT}.get(status)
+            if cid_s in orphans:
+                kind = schema.EX_CANCELED
+            if kind is None:
+                continue
+            e = np.zeros(1, schema.EXEC_DTYPE)
+            e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = kind, inst, cid, oid
+            self.journal.append_record(RK_EXEC, e)          # qty 0: the end of the order, its fills are above
+            ended[cid_s] = status
+        positions = await seed_positions()
+        if foreign:
+            log.warning("the venue holds %d open orders that are not ours (left alone): %s", len(foreign), foreign[:5])
+        rec = {"event": "recovered", "orphans_cancelled": orphans, "foreign_open_orders": len(foreign),
+               "positions_lots": positions, "fills_recovered": recovered_fills, "orders_ended": ended}
+        self.journal.append_event(rec)
+        return rec
+
+
+def journal_memory(path: str) -> tuple[int, dict]:
+    """What a restarted engine needs from its journal: how many runs came before (client id
+    blocks), which orders were acknowledged and never ended, each order's venue id, and the
+    trade ids already journaled."""
+    from engine.journal.journal import RK_EVENT as EV, JournalReader
+    runs = 0
+    order_of, open_, trades = {}, {}, set()
+    for e in JournalReader(path).entries():
+        if e.kind == EV:
+            if e.record().get("event") == "start":
+                runs += 1
+        elif e.kind == RK_EXEC:
+            r = e.record()
+            k, cid, inst, oid = int(r["kind"]), int(r["client_id"]), int(r["inst"]), int(r["exch_order_id"])
+            if k == schema.EX_ACK and oid:
+                order_of[(inst, oid)] = cid
+                open_[cid] = (inst, oid)
+            elif k in (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT):
+                open_.pop(cid, None)
+            if k in (schema.EX_FILL, schema.EX_PARTIAL) and int(r["qty"]):
+                trades.add((inst, int(r["trade_id"])))
+    return runs, {"order_of": order_of, "open": open_, "trades": trades}

@@ -23,6 +23,7 @@ EXEC records back.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import time
@@ -42,20 +43,20 @@ OTYPE = {schema.OT_LIMIT: ("LIMIT", "GTC"), schema.OT_POST_ONLY: ("LIMIT", "GTX"
 SIDE = {schema.SIDE_BUY: "BUY", schema.SIDE_SELL: "SELL"}
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*\Z")
+# keys and values joined by NUL: one match checks them all (NUL itself is counted, so a
+# NUL inside a key or value cannot pass for a separator)
+_UNRESERVED_ALL = re.compile("[A-Za-z0-9._~\x00-]*\\Z")
 
 
 def query(params: dict) -> str:
-    """``urllib.parse.urlencode(params)``, byte for byte, in ~1 us instead of ~10 when every
-    value is made of unreserved characters (an order's always are: symbol, side, type,
-    numbers, our client order id); anything else goes through urlencode."""
-    parts = []
-    for k, v in params.items():
-        s = v if isinstance(v, str) else str(v)
-        if not _UNRESERVED.match(s) or not _UNRESERVED.match(k):
-            return urllib.parse.urlencode(params)
-        parts.append(f"{k}={s}")
-    return "&".join(parts)
+    """``urllib.parse.urlencode(params)``, byte for byte, in ~2 us instead of ~10 when every
+    key and value is made of unreserved characters (an order's always are: symbol, side,
+    type, numbers, our client order id); anything else goes through urlencode."""
+    items = [(k, v if isinstance(v, str) else str(v)) for k, v in params.items()]
+    flat = "\x00".join([x for kv in items for x in kv])
+    if items and (not _UNRESERVED_ALL.match(flat) or flat.count("\x00") != 2 * len(items) - 1):
+        return urllib.parse.urlencode(params)
+    return "&".join([f"{k}={v}" for k, v in items])
 
 
 # Venue rejects that are the market's answer, not a sign of trouble with the venue or our
@@ -113,6 +114,7 @@ class BinanceRest:
             raise ValueError("API key contains a line break")
         self.base = base_url.rstrip("/")
         self.key, self.secret = api_key, api_secret.encode()
+        self._mac = hmac.new(self.secret, digestmod=hashlib.sha256)     # keyed once, copied per request
         self.order_links = order_links
         self.links = None                 # OrderLinks once open()
         self._key_header = f"X-MBX-APIKEY: {api_key}\r\n"
@@ -144,7 +146,9 @@ class BinanceRest:
     def sign(self, params: dict) -> str:
         q = query(params)
         q += f"&timestamp={int(time.time() * 1000) + self.time_offset_ms}&recvWindow={self.recv_window}"
-        return q + "&signature=" + hmac.digest(self.secret, q.encode(), "sha256").hex()
+        mac = self._mac.copy()
+        mac.update(q.encode())
+        return q + "&signature=" + mac.hexdigest()
 
     async def call(self, method: str, path: str, params: dict | None = None, signed: bool = True):
         now = time.monotonic()

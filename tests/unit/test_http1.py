@@ -125,6 +125,7 @@ def test_the_order_query_string_is_urlencode_byte_for_byte():
     cases = [{"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "quantity": "0.010", "price": "60000.00",
               "newClientOrderId": "cs-1f", "timeInForce": "GTX", "reduceOnly": "true", "n": 5, "b": True},
              {"symbol": "BTCUSDT", "origClientOrderId": "manual 1/2&x=y"},          # needs escaping
-             {"a": "~._-", "ü": "1"}, {}]
+             {"a": "~._-", "ü": "1"}, {},
+             {"a": "x\x00y"}, {"a\x00": "b"}, {"a": "\x00"}]                   # NUL is no separator here
     for p in cases:
         assert query(p) == urllib.parse.urlencode(p)

@@ -222,7 +222,10 @@ class JournalReader:
         self.path = path
         self.errors: list[str] = []
 
-    def entries(self, from_seq: int = 1, from_segment: int = 0):
+    def entries(self, from_seq: int = 1, from_segment: int = 0, from_offset: int = 0):
+        """Entries with ``seq >= from_seq``, in order. ``from_segment`` / ``from_offset``:
+        where to start reading (an entry's ``segment`` and ``offset``, for a reader that
+        follows a growing journal without rescanning it); entries before that are not read."""
         self.errors = []
         segs = segments(self.path)
         for i, (no, p) in enumerate(segs):
@@ -240,7 +243,8 @@ class JournalReader:
                     if magic != MAGIC:
                         self.errors.append(f"{p}: not a journal segment")
                         return
-                    for e in _scan(mm, no):
+                    start = from_offset if (no == from_segment and from_offset) else SEG_HEADER.size
+                    for e in _scan(mm, no, start):
                         if isinstance(e, JournalError):
                             self.errors.append(str(e))
                             return

@@ -83,6 +83,7 @@ class PgWriter:
         self.dsn, self.journal_path, self.name, self.batch = dsn, journal_path, name, batch
         self.conn = None
         self.written = 0
+        self._at = None             # (segment, offset, seq) of the last entry written: where the next sync reads on
 
     def connect(self):
         import psycopg
@@ -136,16 +137,23 @@ class PgWriter:
             rows: dict[int, list] = {}
             n = 0
             last = start - 1
-            for e in JournalReader(self.journal_path).entries(from_seq=start):
+            at = {}                    # a long-lived writer reads on from its last entry, not from the start
+            if self._at is not None and self._at[2] < start:
+                at = {"from_segment": self._at[0], "from_offset": self._at[1]}
+            e_last = None
+            for e in JournalReader(self.journal_path).entries(from_seq=start, **at):
                 rows.setdefault(e.kind, []).append((e.seq, e.wall_ns, e.payload))
                 n += 1
                 last = e.seq
+                e_last = e
                 if n >= self.batch:
                     self._flush(conn, rows, last)
+                    self._at = (e.segment, e.offset, e.seq)
                     sent += n
                     rows, n = {}, 0
             if n:
                 self._flush(conn, rows, last)
+                self._at = (e_last.segment, e_last.offset, e_last.seq)
                 sent += n
             self.written += sent
             return sent

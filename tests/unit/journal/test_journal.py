@@ -42,6 +42,11 @@ def test_rotation_keeps_the_sequence_and_every_record(tmp_path):
     got = list(JournalReader(str(tmp_path)).entries())
     assert [e.seq for e in got] == list(range(1, 501))
     assert [e.seq for e in JournalReader(str(tmp_path)).entries(from_seq=377)] == list(range(377, 501))
+    # a follower reads on from an entry's place (segment, offset) instead of rescanning
+    at = got[300]
+    assert at.segment > 1
+    tail = JournalReader(str(tmp_path)).entries(from_seq=at.seq + 1, from_segment=at.segment, from_offset=at.offset)
+    assert [e.seq for e in tail] == list(range(at.seq + 1, 501))
 
 
 def test_a_reopened_writer_continues_the_sequence(tmp_path):

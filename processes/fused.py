@@ -45,6 +45,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -546,10 +547,13 @@ class FusedEngine:
                                            f"{f' +{len(missing) - 3} more' if len(missing) > 3 else ''})")
         else:                                   # 3proc: the features are in the brain process
             warm = "" if self.link.brain_ready else "  (waiting for: the brain process's features)"
-        print(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
-              f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
-              f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "
-              f"t2t p50 {t2t['p50']:>7.1f} us p99 {t2t['p99']:>8.1f} us  {s['events_per_s']:>6.0f} ev/s{warm}", flush=True)
+        # one write with its newline: the processes of a group (and a supervisor) share stdout
+        sys.stdout.write(f"{ins.symbol} pos {ins.lots_to_qty(abs(q)) if q >= 0 else '-' + ins.lots_to_qty(-q):>7} "
+                         f"pnl {s['pnl']:>9.2f}  orders {s['orders_sent']:>5} fills {s['fills']:>4} "
+                         f"rejects {sum(s['rejects'].values()):>4}  risk {s['trading_state']:<8} "
+                         f"t2t p50 {t2t['p50']:>7.1f} us p99 {t2t['p99']:>8.1f} us  {s['events_per_s']:>6.0f} ev/s"
+                         f"{warm}\n")
+        sys.stdout.flush()
 
     async def _housekeeping(self) -> None:
         while not self.stopping:

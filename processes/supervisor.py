@@ -25,7 +25,10 @@ import time
 
 def _say(**kw) -> None:
     kw.setdefault("time", time.time())
-    print(json.dumps({"logger": "supervisor", **kw}), flush=True)
+    # one write with its newline (print() writes the newline apart when stdout is unbuffered):
+    # the engine shares this pipe, and a line must never be cut by one of its lines
+    sys.stdout.write(json.dumps({"logger": "supervisor", **kw}) + "\n")
+    sys.stdout.flush()
 
 
 def supervise(cmd: list[str], watchdog_s: float = 10.0, max_restarts: int = 20, backoff_s: float = 1.0) -> int:

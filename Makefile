@@ -35,6 +35,7 @@ test: $(TRAIN)
 
 bench: $(TRAIN) $(HBT)
 	$(PY) benchmarks/ring_latency.py
+	$(PY) benchmarks/loop_wake.py
 	$(PY) benchmarks/feed_parse.py
 	$(PY) benchmarks/risk_check.py
 	$(PY) benchmarks/features.py

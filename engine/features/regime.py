@@ -141,6 +141,18 @@ def detect_regimes(close: np.ndarray) -> dict:
     return out
 
 
+_warm = False
+
+
+def warmup() -> None:
+    """Compile the detector now (numba; from its disk cache when there is one) instead of
+    at the first closed minute, inside the trading loop: a cold compile takes seconds."""
+    global _warm
+    if not _warm:
+        detect_regimes(np.linspace(100.0, 101.0, 8))
+        _warm = True
+
+
 def regime_table(ts_ns: np.ndarray, regime: np.ndarray) -> dict:
     """Share of time in each regime, number of transitions, transitions per day."""
     n = regime.size
@@ -183,6 +195,7 @@ class OnlineRegime:
     it changes, else None. With less history than the detector needs it stays NORMAL."""
 
     def __init__(self, history=None):
+        warmup()
         self.closes = list(np.asarray(history, np.float64)) if history is not None else []
         self.minute = -1
         self.last_mid = 0.0

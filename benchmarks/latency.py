@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Tick-to-trade by stage, fused topology (without and with the ensemble) against 2proc and
-3proc (spin and hybrid waits), in one run:
+3proc (spin and hybrid waits) and 4proc (hybrid), in one run:
 the same harness as ``cryptoscalp bench latency`` (engine/latency.py: a sim process, the
 engine against it, stage stamps read back from the journal's orders, CPU and RSS per
 process from /proc). One JSON line per stage and per process (STYLE.md), PNG histograms
@@ -39,7 +39,8 @@ def main() -> int:
     out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench-out")
     os.makedirs(out, exist_ok=True)
     cases = [("fused", "hybrid", None)] + ([("fused", "hybrid", args.model)] if args.model else []) + \
-        [("2proc", "spin", None), ("2proc", "hybrid", None), ("3proc", "spin", None), ("3proc", "hybrid", None)]
+        [("2proc", "spin", None), ("2proc", "hybrid", None), ("3proc", "spin", None), ("3proc", "hybrid", None),
+         ("4proc", "hybrid", None)]           # 4proc spin: three spinning processes on a 2-core host, not run
     for topology, wait, model in cases:
         name = (topology if topology == "fused" else f"{topology}-{wait}") + ("-ensemble" if model else "")
         recs = latency.run(topology, seconds=seconds, wait=wait, model=model,

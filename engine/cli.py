@@ -18,7 +18,7 @@ sync, validation -> the 25 features, with a status line every second."""
 def _cmd_run(args) -> int:
     """Paper trading on the built-in simulated exchange (or a Binance-compatible URL), fused
     topology (one process), 2proc (feed process + engine process over a shared-memory ring)
-    or 3proc (feed, brain, engine: risk + gateway + journal)."""
+    3proc (feed, brain, engine: risk + gateway + journal) or 4proc (the gateway apart too)."""
     import uvloop
 
     from processes.fused import RunConfig, run_on_venue, run_paper_on_sim, run_paper_on_upstream
@@ -49,6 +49,10 @@ def _cmd_run(args) -> int:
         except (ValueError, TypeError) as e:
             print(f"run: --limit {item}: {e}", file=sys.stderr)
             return 2
+    if args.children == "systemd" and (args.topology in ("fused",) or not args.group):
+        print("run: --children systemd (one systemd unit per process) needs a split topology (2proc, 3proc, 4proc) "
+              "and --group NAME", file=sys.stderr)
+        return 2
     pkeys = None
     if args.publish:
         if not args.publish_keys:
@@ -73,15 +77,15 @@ def _cmd_run(args) -> int:
     cpus = {}
     for item in (args.cpus.split(";") if args.cpus else []):
         role, _, cs = item.partition("=")
-        if role not in ("engine", "feed", "brain", "journal") or not cs or not all(c.isdigit() for c in cs.split(",")):
-            print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine, feed or brain, "
+        if role not in ("engine", "feed", "brain", "gateway", "journal") or not cs or not all(c.isdigit() for c in cs.split(",")):
+            print(f"run: --cpus {args.cpus!r}: ROLE=CPU[,CPU];... with ROLE engine, feed, brain, gateway or journal, "
                   f"e.g. 'feed=0;brain=1;engine=2'",
                   file=sys.stderr)
             return 2
         cpus[role] = cs
     if cpus.get("engine"):
         os.sched_setaffinity(0, {int(c) for c in cpus["engine"].split(",")})
-    spinners = {"2proc": 1, "3proc": 2}.get(args.topology, 0) if args.wait == "spin" else 0
+    spinners = {"2proc": 1, "3proc": 2, "4proc": 3}.get(args.topology, 0) if args.wait == "spin" else 0
     cores = len(os.sched_getaffinity(0))
     if spinners and cores < spinners + 1:
         print(f"run: warning: --wait spin keeps {spinners} process(es) at 100 % on {cores} core(s), leaving "
@@ -94,6 +98,7 @@ def _cmd_run(args) -> int:
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                     topology=args.topology, wait=args.wait, cpus=cpus,
+                    children=args.children, group=args.group, manifest=args.manifest,
                     symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols
                     else (("BTCUSDT",) if args.venue == "binance" else ()),
                     max_future_ms=0.0 if (args.venue == "sim" and args.speed > 1) else args.feed_max_future_ms)
@@ -125,7 +130,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_bench(args) -> int:
     from engine import latency
-    tops = ["fused", "2proc", "3proc"] if args.topology == "all" else [args.topology]
+    tops = ["fused", "2proc", "3proc", "4proc"] if args.topology == "all" else [args.topology]
     for t in tops:
         plot = None
         if args.plot:
@@ -227,23 +232,45 @@ def _cmd_admin(args) -> int:
     return 0 if rep.get("ok") else 1
 
 
+DEPLOY_UNITS = {"fused": ["cryptoscalp-fused.service"],
+                "4proc": ["cryptoscalp-engine.service", "cryptoscalp-feed.service", "cryptoscalp-brain.service",
+                          "cryptoscalp-gateway.service", "cryptoscalp-journal.service"]}
+SPLIT_CPUS = "engine=2;feed=3;brain=4;gateway=5;journal=1"
+
+
 def _cmd_deploy(args) -> int:
-    """Write the systemd units of deploy/ with this installation's paths filled in."""
+    """Write the systemd units of deploy/ for one topology, with this installation's paths
+    and CPU sets filled in: fused (one unit) or 4proc (one unit per process)."""
     import getpass
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     src = os.path.join(here, "deploy")
     if not os.path.isdir(src):
         print(f"deploy: no unit templates at {src}", file=sys.stderr)
         return 1
+    units = DEPLOY_UNITS[args.topology]
     subs = {"@PREFIX@": os.path.abspath(args.prefix or here), "@BIN@": os.path.dirname(os.path.abspath(sys.argv[0]))
             if os.path.basename(sys.argv[0]) == "cryptoscalp" else os.path.join(sys.prefix, "bin"),
             "@USER@": args.user or getpass.getuser(), "@GROUP@": args.group or args.user or getpass.getuser(),
-            "@CPUS@": args.cpus}
+            # the target starts these; the journal unit only when enabled (the engine needs --pg for it)
+            "@SERVICES@": " ".join(u for u in units if u != "cryptoscalp-journal.service")}
+    cpus = args.cpus or ("2" if args.topology == "fused" else SPLIT_CPUS)
+    if args.topology == "fused":
+        if "=" in cpus or not all(c.isdigit() for c in cpus.split(",")):
+            print(f"deploy: --cpus {cpus!r}: a CPU set for the one process, e.g. '2' or '2,3'", file=sys.stderr)
+            return 2
+        subs["@CPUS@"] = cpus
+    else:
+        roles = dict(item.partition("=")[::2] for item in cpus.split(";"))
+        want = ("engine", "feed", "brain", "gateway", "journal")
+        if sorted(roles) != sorted(want) or not all(v and all(c.isdigit() for c in v.split(",")) for v in roles.values()):
+            print(f"deploy: --cpus {cpus!r}: ROLE=CPUS for each of {', '.join(want)}, e.g. '{SPLIT_CPUS}'",
+                  file=sys.stderr)
+            return 2
+        for role, v in roles.items():
+            subs[f"@CPUS_{role.upper()}@"] = v.replace(",", " ")
     os.makedirs(args.out, exist_ok=True)
     written = []
-    for name in sorted(os.listdir(src)):
-        if not name.endswith((".service", ".target")):
-            continue
+    for name in ["cryptoscalp.target", *units]:
         text = open(os.path.join(src, name)).read()
         for k, v in subs.items():
             text = text.replace(k, v)
@@ -252,6 +279,11 @@ def _cmd_deploy(args) -> int:
         written.append(os.path.join(args.out, name))
     print(json.dumps({"written": written, "substitutions": subs}, indent=1))
     return 0
+
+
+def _cmd_child(args) -> int:
+    from processes.supervisor import exec_child
+    return exec_child(args.role, os.path.abspath(args.manifest), wait_s=args.wait_s)
 
 
 def _cmd_supervise(args) -> int:
@@ -658,13 +690,20 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--metrics-port", type=int, default=9464,
                     help="Prometheus /metrics on 127.0.0.1:PORT (0: any free port, -1: off)")
     rn.add_argument("--log-format", choices=["json", "text"], default="json", help="log lines on stdout")
-    rn.add_argument("--topology", choices=["fused", "2proc", "3proc"], default="fused",
+    rn.add_argument("--topology", choices=["fused", "2proc", "3proc", "4proc"], default="fused",
                     help="fused (default: one process, nothing spins; right for small hosts), 2proc (a feed "
-                         "process publishing to a shared-memory ring + the engine process) or 3proc (feed, "
-                         "brain, and the engine: risk, gateway, journal)")
+                         "process publishing to a shared-memory ring + the engine process), 3proc (feed, "
+                         "brain, and the engine: risk, gateway, journal) or 4proc (feed, brain, the engine: "
+                         "risk and journal, and the gateway)")
     rn.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
                     help="split topologies: how ring readers wait (spin burns a core each; default hybrid)")
     rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;brain=1;engine=2' (default: not pinned)")
+    rn.add_argument("--children", choices=["engine", "systemd"], default="engine",
+                    help="split topologies: who starts and restarts the other processes: the engine (default) or "
+                         "systemd, one unit per process running `cryptoscalp child ROLE` (deploy/; needs --group)")
+    rn.add_argument("--group", help="--children systemd: the group's name (its segments are /cs.NAME.*)")
+    rn.add_argument("--manifest", default="run/group.json",
+                    help="--children systemd: where the processes' command lines are written (default run/group.json)")
     rn.add_argument("--feed-max-future-ms", type=float, default=1000.0,
                     help="drop market records stamped this far ahead of our clock (default 1000; 0: off, for a "
                          "sim running faster than real time, whose clock runs ahead by design; the built-in "
@@ -695,8 +734,18 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--prefix", help="where the repository lives (default: this one)")
     dp.add_argument("--user", help="the user the engine runs as (default: you)")
     dp.add_argument("--group")
-    dp.add_argument("--cpus", default="2", help="CPUAffinity of the engine (default 2)")
+    dp.add_argument("--topology", choices=["fused", "4proc"], default="fused",
+                    help="fused: one unit; 4proc: one unit per process (engine, feed, brain, gateway, journal)")
+    dp.add_argument("--cpus", help=f"CPUAffinity: fused, a CPU set (default 2); 4proc, per process (default "
+                                   f"'{SPLIT_CPUS}')")
     dp.set_defaults(func=_cmd_deploy)
+
+    ch = sub.add_parser("child", help="one process of a group whose engine runs with --children systemd (what each "
+                        "systemd unit runs): waits for the engine's manifest, then becomes that process")
+    ch.add_argument("role", choices=["feed", "brain", "gateway", "journal"])
+    ch.add_argument("--manifest", default="run/group.json", help="the engine's --manifest")
+    ch.add_argument("--wait-s", type=float, default=300.0, help="give up (exit 1) after this long")
+    ch.set_defaults(func=_cmd_child)
 
     sv = sub.add_parser("supervise", help="run a command, restart it when it dies or hangs (systemd notify protocol)")
     sv.add_argument("--watchdog-s", type=float, default=10.0, help="silent this long after READY: hung, restarted")
@@ -707,7 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="benchmarks: tick-to-trade latency per stage (bench latency)")
     be.add_argument("what", choices=["latency"])
-    be.add_argument("--topology", choices=["fused", "2proc", "3proc", "all"], default="fused")
+    be.add_argument("--topology", choices=["fused", "2proc", "3proc", "4proc", "all"], default="fused")
     be.add_argument("--seconds", type=float, default=60.0, help="engine run length (warm-up included)")
     be.add_argument("--speed", type=float, default=20.0, help="synthetic market speed (x real time)")
     be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid", help="split topologies: ring wait strategy")

@@ -1,4 +1,4 @@
-"""Tick-to-trade latency harness: ``cryptoscalp bench latency [--topology fused|2proc|3proc]``.
+"""Tick-to-trade latency harness: ``cryptoscalp bench latency [--topology fused|2proc|3proc|4proc]``.
 
 What it does, the way a user would measure it:
 1. starts the simulated exchange in a process of its own (``cryptoscalp sim``, synthetic
@@ -14,21 +14,22 @@ What it does, the way a user would measure it:
 
 Stages (an order's stamps, in path order):
     feed        mono_origin -> t_book       frame read off the socket -> parsed, validated,
-                                            book applied (2proc, 3proc: and published to the ring)
+                                            book applied (split topologies: and published to the ring)
     parse       mono_origin -> t_parse      fused only: the frame parsed into records
     book        t_parse -> t_book           fused only: validated, book applied, top read
-    features    t_book -> t_features        features updated (2proc, 3proc: includes the market
+    features    t_book -> t_features        features updated (split topologies: includes the market
                                             ring hop and the book-region read)
     inference   t_features -> t_infer       mark and regime updates and the ONNX ensemble
                                             (without --model: mark and regime only)
     strategy    t_infer -> t_strategy
-    risk        t_strategy -> t_risk        (3proc: the intent ring hop to the engine process,
+    risk        t_strategy -> t_risk        (3proc, 4proc: the intent ring hop to the engine process,
                                             the mark read from the book region, then) the gate,
                                             and the intents of the same
                                             message before this one, each gated and written
                                             (a requote is cancel bid, new bid, cancel ask, new
                                             ask: the new ask waits for three requests)
-    send        t_risk -> t_send            encoded, signed and written to a keep-alive
+    send        t_risk -> t_send            (4proc: the order ring hop to the gateway process, then)
+                                            encoded, signed and written to a keep-alive
                                             connection (``OrderGateway.start``: stamped after
                                             the write); with no idle connection, the stamp is
                                             taken as the aiohttp request starts (the count of
@@ -36,7 +37,8 @@ Stages (an order's stamps, in path order):
     tick_to_trade  mono_origin -> t_send    per NEW order
     send.sign, send.write                   the send stage's halves, timed by the engine around
                                             the signing and the write of every request written
-                                            at once (not order stamps: warm-up included)
+                                            at once (not order stamps: warm-up included; 4proc:
+                                            the gateway process's, from its stop line)
     first_order_out                         per market message that made orders: the frame
                                             read -> the first request written (NEW or CANCEL):
                                             how soon the engine reacts on the wire
@@ -152,7 +154,7 @@ def _proc(pid: int) -> dict | None:
     if not cmd[0]:                  # exited, not yet reaped (a zombie: no cmdline, no memory): keep the last sample
         return None
     tck = os.sysconf("SC_CLK_TCK")
-    name = "feed" if b"processes.feed" in cmd else "brain" if b"processes.brain" in cmd else "engine"
+    name = next((r for r in ("feed", "brain", "gateway", "journal") if f"processes.{r}".encode() in cmd), "engine")
     return {"pid": pid, "name": name, "cpu_s": (int(st[11]) + int(st[12])) / tck,
             "rss_mb": int(kv.get("VmRSS", "0 kB").split()[0]) / 1024, "hwm_mb": int(kv.get("VmHWM", "0 kB").split()[0]) / 1024}
 
@@ -229,10 +231,12 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
         eng = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         sampler = ProcSampler(eng.pid)
-        final, t_first_order, t_ready = None, None, None
+        final, gw_final, t_first_order, t_ready = None, None, None, None
         for line in eng.stdout:
             if line.startswith("{") and '"tick_to_trade_us"' in line:
                 final = json.loads(line)
+            elif line.startswith("{") and '"send_split_us"' in line and '"cryptoscalp.gateway"' in line:
+                gw_final = json.loads(line)            # 4proc: the gateway process's own stop line
             elif model and t_ready is None and line.startswith("BTCUSDT") and "waiting for" not in line:
                 t_ready = time.monotonic_ns()          # every feature ready: the ensemble scores from now
                 progress(f"  {topology}: features ready, the ensemble is in the path from here")
@@ -261,6 +265,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         t2t["per_s"] = final["events_per_s"]
         t2t["messages"] = final["messages"]
         t2t["orders_sent"] = final["orders_sent"]
+        if gw_final is not None:                       # 4proc: signing and writing happen in the gateway
+            final["send_split_us"] = gw_final["send_split_us"]
+            final.setdefault("faults_survived", {})["gateway"] = gw_final["stats"]
         gw = final.get("faults_survived", {}).get("gateway", {})
         t2t["orders_written_at_once"] = gw.get("fast_sent")   # the rest waited for the loop (aiohttp)
         t2t["excluded"] = (("orders before every feature was ready (the ensemble did not run yet); "

@@ -78,6 +78,12 @@ EX_FILL = 4
 EX_CANCELED = 5
 EX_EXPIRED = 6
 EX_REPLACED = 7
+# gateway process -> risk process only (4proc, engine.ipc.orderflow), never journaled:
+EX_SENT = 8           # an order's request is done: mono_send its t_send (0: never written),
+                      # qty how many EXEC records follow back to back (that order's results)
+EX_GATEWAY = 9        # the gateway's state: reason GW_RECONCILING or GW_READY
+GW_RECONCILING = 1    # its user data stream is down or being reconciled
+GW_READY = 2          # connected and reconciled: every report from here on arrives
 
 # Liquidity
 LIQ_NONE = 0

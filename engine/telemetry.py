@@ -93,7 +93,9 @@ def json_logging(level: int = logging.INFO, stream=None) -> logging.Handler:
 
 
 def sd_notify(msg: str) -> bool:
-    """Send a notification to systemd if this process runs under a Type=notify unit."""
+    """Send a notification to systemd if this process runs under a Type=notify unit. Never
+    blocks: if the receiver's queue is full (a stalled service manager), the message is
+    dropped and False returned, rather than stalling the trading loop that sends it."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
@@ -101,6 +103,7 @@ def sd_notify(msg: str) -> bool:
         addr = "\0" + addr[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
             s.connect(addr)
             s.sendall(msg.encode())
         return True

@@ -16,6 +16,15 @@ with the feed either in the same loop or in a process of its own (``RunConfig.to
   returns execution reports and positions over the exec ring and position region
   (engine.ipc.orderflow). A dead brain's quotes are cancelled at once; its successor
   starts with a fresh block of client ids, and what the dead one left unread is dropped.
+- ``4proc``: as 3proc, and the gateway (order sessions, the user data stream, the
+  cancel-on-disconnect countdown) in a process of its own (processes/gateway.py): this
+  process is risk and journal; it publishes each gated order on the order ring and gets
+  its results back on the gateway ring (engine.ipc.orderflow.GatewayLink). While the
+  gateway is down, restarting or reconciling, trading is HALTED; when it died, what it had
+  in flight is settled with the venue (VenueSync.recover: every open order of ours
+  cancelled, every unsure order looked up by client id, missed fills fetched, positions
+  from the venue) before the new one is used; cancels needed meanwhile go out through this
+  process's own REST session.
 
 Wiring (every piece is a component from engine/):
     LiveFeed (WebSocket + FeedHandler + books + FeatureEngine)  --on_message-->
@@ -57,6 +66,7 @@ from engine import schema
 from engine.brain import Brain
 from engine.execution.gateway import MARKET_OUTCOMES
 from engine.execution.recovery import VenueSync, journal_memory
+from engine.ipc.orderflow import GATEWAY_DOWN as GW_REFUSED
 from engine.features.vector import NAMES as FEATURE_NAMES
 from engine.journal.journal import RK_EXEC, RK_ORDER, RK_REJECT, JournalWriter
 from engine.risk.limits import RiskLimits
@@ -92,12 +102,16 @@ class RunConfig:
     pg_name: str | None = None               # the journal's name there (default: its absolute path)
     market: str | None = None                # tcp://HOST:PORT: market data from another host's fan-out
     market_keys: dict | None = None          # client_public, client_secret, server_public (CURVE)
-    topology: str = "fused"                  # fused | 2proc | 3proc (see the module's docstring)
+    topology: str = "fused"                  # fused | 2proc | 3proc | 4proc (see the module's docstring)
+    children: str = "engine"                 # split topologies: who starts the processes: engine | systemd
+    group: str | None = None                 # --children systemd: the group's name (segments /cs.NAME.*)
+    manifest: str = "run/group.json"         # --children systemd: the processes' command lines
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
-TOPOLOGIES = ("fused", "2proc", "3proc")
+TOPOLOGIES = ("fused", "2proc", "3proc", "4proc")
 RECONCILING = "user stream down or reconciling"
+GATEWAY_DOWN = "gateway process down or restarting"
 
 
 class FusedEngine:
@@ -130,7 +144,7 @@ class FusedEngine:
         self.venue = VenueSync(rest, gateway, self.journal, instruments, self.past)
         # the brain in this process (fused, 2proc), or in a process of its own (3proc: self.link)
         self.brain = None
-        if cfg.topology != "3proc":
+        if cfg.topology in ("fused", "2proc"):
             self.brain = Brain(instruments, quote_lots=cfg.quote_lots, max_inventory_lots=cfg.max_inventory_lots,
                                client_id_base=self.cid_base, model_dir=cfg.model_dir, on_event=self.journal.append_event)
         self.journal.append_event({"event": "start", "topology": cfg.topology, "wait": cfg.wait, "instruments": [i.symbol for i in instruments],
@@ -138,8 +152,12 @@ class FusedEngine:
                                    "pid": os.getpid(), "restart_cause": os.environ.get("CRYPTOSCALP_RESTART_CAUSE")})
         self.children = {}
         self.heartbeats = None
-        self.link = None                                   # 3proc: intents in, execs and positions out
-        self.book_region = None                            # 3proc: marks from the feed's book region
+        self.link = None                                   # 3proc, 4proc: intents in, execs and positions out
+        self.book_region = None                            # 3proc, 4proc: marks from the feed's book region
+        self.gw_link = None                                # 4proc: the gateway process's end (self.gateway)
+        self.gw_unsure: dict[int, int] = {}                # 4proc: client id -> inst, in flight when it died
+        self.gw_resync = False                             # 4proc: the venue must be asked before trading on
+        self.gw_life = 0
         self.feed_handler = None                           # fused: the FeedHandler (its t_parse stamp)
         if cfg.market:                                     # another host's feed: no feed of our own
             if cfg.topology != "fused":
@@ -192,47 +210,166 @@ class FusedEngine:
         import msgspec
 
         from engine.feed.ringfeed import RingFeed
-        from processes.supervisor import Child
         self._group_init()
         cmd = [sys.executable, "-m", "processes.feed", "--run", self.group, "--ws", ws_url, "--rest", rest_url,
                "--instruments", msgspec.json.encode(self.instruments).decode(), "--parent", str(os.getpid()),
                "--max-future-ms", str(self.cfg.max_future_ms)]
         if self.cfg.cpus.get("feed"):
             cmd += ["--cpus", self.cfg.cpus["feed"]]
-        self.children["feed"] = Child("feed", cmd)
+        self.children["feed"] = self._child("feed", cmd)
         if self.cfg.topology == "2proc":
             return RingFeed(self.group, self.instruments, on_message=self.on_message, wait=self.cfg.wait)
         from engine.ipc.orderflow import EngineLink
         self.link = EngineLink(self.group, max(i.inst for i in self.instruments) + 1)
         self._top = np.zeros(1, schema.BOOK_TOP_DTYPE)
-        self.children["brain"] = Child("brain", self._brain_cmd(self.link.next_life(self.cid_base)))
+        self.children["brain"] = self._child("brain", self._brain_cmd(self.link.next_life(self.cid_base)))
+        if self.cfg.topology == "4proc":
+            self._gateway_process()
         return self.link
+
+    def _gateway_process(self) -> None:
+        """4proc: the order ring and this end of the gateway ring; the gateway process, with
+        the API keys in its environment (never on a command line)."""
+        import sys
+
+        import msgspec
+
+        from engine.ipc.orderflow import GatewayLink
+        self.gw_link = self.gateway = GatewayLink(self.group, self.rest, self.instruments)
+        self.gateway.on_report = self.on_exec
+        self.gateway.on_state = self._gateway_state
+        cmd = [sys.executable, "-m", "processes.gateway", "--run", self.group, "--base", self.rest.base,
+               "--ws", self.ws_url, "--instruments", msgspec.json.encode(self.instruments).decode(),
+               "--parent", str(os.getpid()), "--wait", self.cfg.wait]
+        if self.cfg.cpus.get("gateway"):
+            cmd += ["--cpus", self.cfg.cpus["gateway"]]
+        env = dict(os.environ, CRYPTOSCALP_API_KEY=self.rest.key, CRYPTOSCALP_API_SECRET=self.rest.secret.decode())
+        self.children["gateway"] = self._child("gateway", cmd, env=env)
+
+    def _gateway_died(self, ev: dict) -> None:
+        """4proc: HALTED; what the dead gateway had in flight is settled with the venue once
+        its successor is READY (``_gateway_state``)."""
+        self.gw_life += 1
+        for order in self.gateway.down():
+            if int(order["action"][0]) in (schema.ACT_NEW, schema.ACT_REPLACE):
+                self.gw_unsure[int(order["client_id"][0])] = int(order["inst"][0])
+        self.gw_resync = True
+        self._hold(GATEWAY_DOWN)
+        self.journal.append_event({"event": "gateway_down", "cause": ev.get("cause", ""),
+                                   "unsure_orders": sorted(self.gw_unsure)})
+
+    def _gateway_state(self, state: int) -> None:
+        if self.stopping:
+            return
+        if state == schema.GW_RECONCILING:
+            if self.gateway.up:                          # it was trading: its user stream dropped
+                self.user_reconnects += 1
+                self.journal.append_event({"event": "user_stream_lost", "process": "gateway"})
+            self._hold(RECONCILING)
+        elif state == schema.GW_READY:
+            task = asyncio.ensure_future(self._gateway_ready(self.gw_life))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _gateway_ready(self, life: int) -> None:
+        """The gateway is connected and reconciled its own orders: fetch the fills nobody
+        heard (and, after its death, settle everything it had in flight), take the venue's
+        positions, trade again. Retried until it succeeds: trading stays HALTED until then."""
+        async with self.gw_lock:
+            while not self.stopping and life == self.gw_life:
+                try:
+                    if self.gw_resync:
+                        rec = await self.venue.recover(self.seed_positions, unsure=dict(self.gw_unsure),
+                                                       emit=self.on_exec)
+                        self.gw_unsure.clear()
+                        self.gw_resync = False
+                        ended = len(rec["orders_ended"])
+                    else:
+                        if await self.venue.sync_fills():
+                            await self.seed_positions()
+                        ended = 0
+                except Exception as e:
+                    log.error("reconciling after the gateway's READY: %s (HALTED; again in 2 s)", e)
+                    self.journal.append_event({"event": "reconcile_failed", "error": str(e)[:200]})
+                    await asyncio.sleep(2.0)
+                    continue
+                if life != self.gw_life:                 # it died again meanwhile: its successor's READY
+                    return
+                self.gateway.up = True
+                self.journal.append_event({"event": "reconciled", "by": "gateway", "orders_ended": ended})
+                self._release(GATEWAY_DOWN)
+                self._release(RECONCILING)
+                return
 
     def _group_init(self) -> None:
         """The group's name and its heartbeat region, for the processes this engine owns."""
         if self.heartbeats is not None:
             return
-        from cext.shm_core import cleanup_stale
+        from cext.shm_core import cleanup_stale, find_segments, pid_alive, segment_owner
         from engine.feed.ringfeed import segments
         from engine.ipc import run_prefix
         from engine.ipc.heartbeat import Heartbeats
-        cleanup_stale("/cs.g")                        # segments of groups whose processes died
-        self.group = f"g{os.getpid()}"
+        if self.cfg.children == "systemd":            # a fixed name: the units' processes find it
+            if not self.cfg.group:
+                raise ValueError("--children systemd needs --group NAME (the group the units' processes join)")
+            self.group = self.cfg.group
+            live = {n: segment_owner(n)[1] for n in find_segments(run_prefix(self.group))}
+            live = {n: p for n, p in live.items() if pid_alive(p)}
+            if live:
+                raise RuntimeError(f"group {self.group!r}: segments of live processes exist ({live}): another engine "
+                                   f"of this group, or its processes, still run")
+            cleanup_stale(run_prefix(self.group))     # a dead predecessor's
+        else:
+            cleanup_stale("/cs.g")                    # segments of groups whose processes died
+            self.group = f"g{os.getpid()}"
         self.heartbeats = Heartbeats.create(segments(self.group)[2])
         self.segment_prefix = run_prefix(self.group)
+
+    def _child(self, name: str, cmd: list[str], env: dict | None = None):
+        """A process of the group: started and restarted by this engine (``Child``), or by
+        systemd, one unit per process (``ExternalChild``: ``--children systemd``; its
+        command line is in the group's manifest, ``cryptoscalp child ROLE`` reads it)."""
+        from processes.supervisor import Child, ExternalChild
+        if self.cfg.children == "systemd":
+            return ExternalChild(name, cmd)
+        return Child(name, cmd, env=env)
+
+    def _write_manifest(self) -> None:
+        """--children systemd: each process's command line (``--parent 0``: systemd is its
+        parent) and the last dead pid of each that this engine has dealt with, written
+        atomically (0600) for ``cryptoscalp child ROLE``. No secret is in it: the gateway's
+        keys come from its unit's EnvironmentFile (the built-in sim's public test keys
+        excepted)."""
+        import json
+
+        from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
+        roles = {}
+        for name, c in self.children.items():
+            args = list(c.cmd[3:])                    # after: python -m processes.NAME
+            if "--parent" in args:
+                args[args.index("--parent") + 1] = "0"
+            roles[name] = {"module": c.cmd[2], "args": args, "after_pid": c.after_pid}
+        if "gateway" in roles and self.rest.key == TEST_API_KEY:
+            roles["gateway"]["env"] = {"CRYPTOSCALP_API_KEY": TEST_API_KEY, "CRYPTOSCALP_API_SECRET": TEST_API_SECRET}
+        path = os.path.abspath(self.cfg.manifest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"group": self.group, "engine_pid": os.getpid(), "roles": roles}, f)
+        os.replace(tmp, path)
 
     def _journal_writer(self) -> None:
         """--pg: the journal process copies the journal into PostgreSQL as it grows."""
         import sys
 
-        from processes.supervisor import Child
         self._group_init()
         cmd = [sys.executable, "-m", "processes.journal", "--run", self.group, "--journal",
                os.path.abspath(self.cfg.journal_dir), "--dsn", self.cfg.pg_dsn, "--name", self.pg_name,
                "--parent", str(os.getpid())]
         if self.cfg.cpus.get("journal"):
             cmd += ["--cpus", self.cfg.cpus["journal"]]
-        self.children["journal"] = Child("journal", cmd)
+        self.children["journal"] = self._child("journal", cmd)
 
     def _brain_cmd(self, cid_start: int) -> list[str]:
         import sys
@@ -287,7 +424,7 @@ class FusedEngine:
         self._need_model()
         c = self.children["brain"]
         if c.alive:
-            c.proc.terminate()
+            os.kill(c.pid, signal.SIGTERM)
         self.journal.append_event({"event": "brain_restart", "why": why})
         return {"brain_restarting": True, "why": why}
 
@@ -387,7 +524,7 @@ class FusedEngine:
     async def _send(self, order, pending) -> None:
         execs = await pending
         self.journal.append_record(RK_ORDER, order)     # with its t_send
-        if int(order["action"][0]) == schema.ACT_NEW and int(order["mono_origin"][0]):
+        if int(order["action"][0]) == schema.ACT_NEW and int(order["mono_origin"][0]) and int(order["t_send"][0]):
             t2t = int(order["t_send"][0]) - int(order["mono_origin"][0])
             if len(self.t2t_ns) < 1_000_000:
                 self.t2t_ns.append(t2t)
@@ -397,7 +534,7 @@ class FusedEngine:
             if int(e["kind"]) == schema.EX_REJECT:
                 self.counts["venue_rejects"] += 1
                 self.metrics.venue_rejects.inc()
-                if int(e["reason"]) not in MARKET_OUTCOMES:        # a venue or request problem
+                if int(e["reason"]) not in MARKET_OUTCOMES and int(e["reason"]) != GW_REFUSED:   # a venue problem
                     self.monitor.on_exchange_error(time.monotonic_ns())
             self.on_exec(e)
 
@@ -407,13 +544,16 @@ class FusedEngine:
                 and (inst, int(e["trade_id"])) in self.past["trades"]):
             return                          # already journaled (recovered from userTrades earlier)
         self.journal.append_record(RK_EXEC, np.asarray(e).reshape(1))
+        cid = int(e["client_id"])
         if k == schema.EX_ACK and int(e["exch_order_id"]):
-            self.past["order_of"][(inst, int(e["exch_order_id"]))] = int(e["client_id"])
+            self.past["order_of"][(inst, int(e["exch_order_id"]))] = cid
+            self.past["open"][cid] = (inst, int(e["exch_order_id"]))
         elif k in (schema.EX_FILL, schema.EX_PARTIAL) and int(e["qty"]):
             self.past["trades"].add((inst, int(e["trade_id"])))
-        if int(e["kind"]) in (schema.EX_PARTIAL, schema.EX_FILL):
             self.counts["fills"] += 1
             self.metrics.fills.inc()
+        if k in (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT):
+            self.past["open"].pop(cid, None)
         self.book.on_exec(e)
         if self.link is not None and k in (schema.EX_FILL, schema.EX_PARTIAL):
             self.link.set_position(inst, self.book.positions[inst].qty)
@@ -487,14 +627,14 @@ class FusedEngine:
                 "venue_rejects": self.counts["venue_rejects"],
                 "tick_to_trade_us": None if t2t is None else {"p50": round(float(np.percentile(t2t, 50)) / 1e3, 1),
                                                               "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
-                "send_split_us": {"sign": _pcts_us(self.rest.sign_ns), "write": _pcts_us(self.rest.write_ns)},
+                "send_split_us": self.rest.send_split(),         # 4proc: in the gateway process (its stop line)
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
                 "journal_seq": self.journal.seq,
                 "postgres": self._pg_status(),
                 "topology": self.cfg.topology,
                 "faults_survived": {**self.feed.fault_stats(), "user_stream_reconnects": self.user_reconnects,
                                     "process_restarts": {n: c.restarts for n, c in self.children.items()},
-                                    "gateway": dict(self.gateway.stats)}}
+                                    "gateway": {**self.gateway.stats, **(self.gw_link.counts if self.gw_link else {})}}}
 
     def _pg_status(self) -> dict | None:
         """--pg: rows the journal process wrote (this run of it) and its outages."""
@@ -533,6 +673,10 @@ class FusedEngine:
                 self.journal.append_event(ev)
                 if name == "brain" and ev["event"] in ("process_died", "process_given_up"):
                     self._brain_died(ev)
+                if name == "gateway" and ev["event"] in ("process_died", "process_given_up"):
+                    self._gateway_died(ev)
+                if ev["event"] == "process_died" and self.cfg.children == "systemd":
+                    self._write_manifest()              # its successor may start now (after_pid)
 
     def print_status(self) -> None:
         s = self.status()
@@ -678,11 +822,18 @@ class FusedEngine:
         self.pg_final = self._pg_status()
         if self.cfg.topology != "fused":
             self.feed.close()                       # 3proc: the link (unlinks the exec ring, position region)
+        if self.gw_link is not None:
+            self.gw_link.close()                    # 4proc: unlinks the order ring
         if self.book_region is not None:
             self.book_region.close()
         self.heartbeats.unlink()
         self.heartbeats.close()
         cleanup_stale(self.segment_prefix)          # the rings and book region: their writers have exited
+        if self.cfg.children == "systemd":
+            try:                                    # no unit may start a process for this engine now
+                os.unlink(os.path.abspath(self.cfg.manifest))
+            except FileNotFoundError:
+                pass
 
     def _ins(self, inst: int):
         return next(i for i in self.instruments if i.inst == inst)
@@ -709,7 +860,17 @@ class FusedEngine:
             o = np.zeros(1, schema.ORDER_DTYPE)
             o["action"], o["inst"], o["client_id"] = schema.ACT_CANCEL_ALL, ins.inst, 0
             try:
-                for e in await self.gateway.send(o):
+                try:
+                    execs = await asyncio.wait_for(self.gateway.send(o), 10.0)
+                except asyncio.TimeoutError:
+                    if self.gw_link is None:
+                        raise
+                    # 4proc: the gateway process died unseen or hangs: cancel through our own session
+                    log.error("cancel-all on %s: no answer from the gateway process in 10 s: sent through "
+                              "this process's own session", ins.symbol)
+                    o["client_id"] = 0
+                    execs = await self.gw_link.send_own(o)
+                for e in execs:
                     cancelled += 1
                     self.on_exec(e)
             except Exception as e:
@@ -719,8 +880,8 @@ class FusedEngine:
     async def shutdown(self) -> None:
         """Stop quoting, cancel everything, journal it."""
         self.stopping = True
-        for t in list(self.tasks):
-            await asyncio.wait([t], timeout=5)
+        if self.tasks:                  # orders on their way: their answers (at most 5 s in all)
+            await asyncio.wait(list(self.tasks), timeout=5)
         cancelled = await self.cancel_all()
         try:
             await asyncio.sleep(0.2)           # a fill racing the cancel reaches the venue's trade list
@@ -761,12 +922,24 @@ class FusedEngine:
                 self.journal.append_event({"event": "metrics", "port": port})
             except OSError as e:
                 log.error("metrics endpoint on port %s: %s (running without it)", self.cfg.metrics_port, e)
-        us = asyncio.ensure_future(self.user_stream())
+        self.gw_lock = asyncio.Lock()
+        if self.gw_link is not None:           # 4proc: the gateway process owns the user stream
+            self._hold(GATEWAY_DOWN)
+            us = asyncio.ensure_future(self.gw_link.run(self.cfg.wait, lambda: True))
+            us.add_done_callback(self._input_died)
+        else:
+            us = asyncio.ensure_future(self.user_stream())
         hk = asyncio.ensure_future(self._housekeeping())
         hk.add_done_callback(_log_death)
+        if self.children and self.cfg.children == "systemd":
+            self._write_manifest()
         for c in self.children.values():
             c.start()
-            self.journal.append_event({"event": "process_started", "process": c.name, "pid": c.pid})
+            if self.cfg.children == "systemd":       # its unit starts it; process_up when it beats
+                self.journal.append_event({"event": "process_awaited", "process": c.name, "by": "systemd",
+                                           "manifest": os.path.abspath(self.cfg.manifest)})
+            else:
+                self.journal.append_event({"event": "process_started", "process": c.name, "pid": c.pid})
         if self.link is not None:
             feed = asyncio.ensure_future(self.link.run(self.on_intent, self.cfg.wait, lambda: not self.stopping))
         else:
@@ -819,14 +992,6 @@ class FusedEngine:
         out["venue_open_orders_after_stop"] = self.venue_open_after_stop
         out["fatal"] = self.fatal
         return out
-
-
-def _pcts_us(ns: list) -> dict:
-    if not ns:
-        return {"n": 0}
-    a = np.asarray(ns[-20000:], dtype=np.float64) / 1e3
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"n": len(ns), "p50": round(float(p50), 1), "p90": round(float(p90), 1), "p99": round(float(p99), 1)}
 
 
 def _log_death(task: asyncio.Task) -> None:

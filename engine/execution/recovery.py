@@ -88,17 +88,23 @@ class VenueSync:
             out.append((ins, lots, float(p["entryPrice"]) / float(ins.tick_size) if lots else 0.0))
         return out
 
-    async def recover(self, seed_positions) -> dict:
-        """Before trading, after a crash or a restart:
-        - orders of ours the venue still holds (a previous run that died) are cancelled;
-        - orders the journal saw acknowledged but never saw end are looked up at the venue
-          and their end (filled, cancelled, expired) is journaled;
+    async def recover(self, seed_positions, unsure: dict | None = None, emit=None) -> dict:
+        """Before trading: at start (after a crash or a restart), and in the 4proc topology
+        after the gateway process died:
+        - orders of ours the venue still holds are cancelled;
+        - orders the journal saw acknowledged but never saw end, and the ``unsure`` ones
+          (client id -> instrument: sent while the gateway died, answer never seen) are
+          looked up at the venue by client id and their end (filled, cancelled, expired;
+          an unsure order the venue never had: REJECT -2013) is reported;
         - fills that happened while nobody listened (the user stream was down) are fetched
           from /fapi/v1/userTrades and journaled (EXEC records, ``mono_recv`` 0);
         - positions are taken from the venue: ``seed_positions`` (the engine's: the position
           book, the risk state, the strategy) is awaited and returns them by symbol, so that
           nobody trades as if flat.
-        The journal then holds every order's life and every fill exactly once."""
+        Ends go to ``emit`` (an EXEC record; default: the journal; the engine passes its
+        ``on_exec`` when it runs with a position book that must see them too), after the
+        fills. The journal then holds every order's life and every fill exactly once."""
+        emit = emit or (lambda e: self.journal.append_record(RK_EXEC, np.asarray(e).reshape(1)))
         venue = await self.call("GET", "/fapi/v1/openOrders")
         orphans, foreign = [], []
         for v in venue:
@@ -113,32 +119,49 @@ class VenueSync:
                 orphans.append(v["clientOrderId"])
             else:
                 foreign.append(v.get("clientOrderId"))
-        recovered_fills = await self.sync_fills()
-        ended = {}
-        # orders whose end the journal never saw
-        for cid, (inst, oid) in sorted(self.past["open"].items()):
+        look = {cid: (inst, oid) for cid, (inst, oid) in self.past["open"].items()}
+        for cid, inst in (unsure or {}).items():
+            look.setdefault(cid, (inst, 0))
+        ended, ends, unresolved = {}, [], []
+        for cid, (inst, oid) in sorted(look.items()):
             ins = self.by_inst[inst]
             cid_s = self.gateway.client_order_id(cid)
             try:
                 q = await self.call("GET", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": cid_s})
                 status = q.get("status")
+                if q.get("orderId") is not None:
+                    oid = int(q["orderId"])
+                    self.past["order_of"][(inst, oid)] = cid     # its fills, below, are ours
+            except VenueError as ex:
+                status = "NEVER_PLACED" if ex.code == -2013 and cid not in self.past["open"] else f"unknown ({ex})"
             except Exception as ex:
                 status = f"unknown ({ex})"
             kind = {"FILLED": schema.EX_FILL, "CANCELED": schema.EX_CANCELED, "EXPIRED": schema.EX_EXPIRED,
-                    "REJECTED": schema.EX_REJECT}.get(status)
+                    "REJECTED": schema.EX_REJECT, "NEVER_PLACED": schema.EX_REJECT}.get(status)
             if cid_s in orphans:
                 kind = schema.EX_CANCELED
             if kind is None:
+                unresolved.append(cid_s)
                 continue
             e = np.zeros(1, schema.EXEC_DTYPE)
             e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = kind, inst, cid, oid
-            self.journal.append_record(RK_EXEC, e)          # qty 0: the end of the order, its fills are above
+            if status == "NEVER_PLACED":
+                e["reason"] = -2013
+            ends.append(e[0])                                # qty 0: the end of the order, its fills come first
             ended[cid_s] = status
+        recovered_fills = await self.sync_fills()
+        for e in ends:
+            self.past["open"].pop(int(e["client_id"]), None)
+            emit(e)
         positions = await seed_positions()
         if foreign:
             log.warning("the venue holds %d open orders that are not ours (left alone): %s", len(foreign), foreign[:5])
+        if unresolved:
+            log.error("%d orders of ours the venue could not tell us about (left as they are): %s",
+                      len(unresolved), unresolved[:5])
         rec = {"event": "recovered", "orphans_cancelled": orphans, "foreign_open_orders": len(foreign),
-               "positions_lots": positions, "fills_recovered": recovered_fills, "orders_ended": ended}
+               "positions_lots": positions, "fills_recovered": recovered_fills, "orders_ended": ended,
+               "unsure": len(unsure or {}), "unresolved": unresolved}
         self.journal.append_event(rec)
         return rec
 

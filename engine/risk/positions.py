@@ -70,7 +70,8 @@ class PositionBook:
         inst = int(ex["inst"])
         o = self.orders.get(cid)
         if kind in (schema.EX_PARTIAL, schema.EX_FILL):
-            self._fill(inst, int(ex["side"]), int(ex["px"]), int(ex["qty"]), float(ex["fee"]))
+            if int(ex["qty"]):              # a recovered order's end is a FILL of 0 (its fills came apart)
+                self._fill(inst, int(ex["side"]), int(ex["px"]), int(ex["qty"]), float(ex["fee"]))
             if o is not None:
                 o.leaves = int(ex["leaves_qty"])
                 if o.leaves <= 0 or kind == schema.EX_FILL:

@@ -1,5 +1,6 @@
-"""`cryptoscalp bench latency --topology 3proc` end to end: a sim process, the engine, its
-feed and brain processes, every stage measured from the orders actually sent."""
+"""`cryptoscalp bench latency --topology 4proc` end to end: a sim process, the engine (risk,
+journal), its feed, brain and gateway processes, every stage measured from the orders
+actually sent (the send stage's halves from the gateway process's stop line)."""
 import json
 import os
 import subprocess
@@ -7,9 +8,9 @@ import subprocess
 from test_kill9 import CLI
 
 
-def test_bench_latency_3proc(tmp_path):
+def test_bench_latency_4proc(tmp_path):
     png = tmp_path / "lat.png"
-    r = subprocess.run([CLI, "bench", "latency", "--topology", "3proc", "--seconds", "25", "--warmup", "2",
+    r = subprocess.run([CLI, "bench", "latency", "--topology", "4proc", "--seconds", "25", "--warmup", "2",
                         "--plot", str(png)], capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
@@ -20,7 +21,7 @@ def test_bench_latency_3proc(tmp_path):
         assert stages[half]["n"] > 10 and 0 < stages[half]["p50"] <= stages[half]["p99"]
     assert stages["parse"]["n"] == stages["book"]["n"] == 0      # split: the parse stamp stays in the feed process
     e2e = stages["tick_to_trade"]
-    assert e2e["n"] > 10 and e2e["case"] == "3proc, wait hybrid"
+    assert e2e["n"] > 10 and e2e["case"] == "4proc, wait hybrid"
     assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["p999"] <= e2e["max"]
     parts = sum(stages[s]["p50"] for s in ("feed", "features", "inference", "strategy", "risk", "send"))
     assert parts > 0.5 * e2e["p50"]                 # the stages account for the path
@@ -29,6 +30,6 @@ def test_bench_latency_3proc(tmp_path):
     first = stages["first_order_out"]          # per message (cancel-only messages too: another population)
     assert first["n"] > 0 and 0 < first["p50"] <= first["max"]
     procs = {x["process"]: x for x in recs if x["stage"] == "process"}
-    assert set(procs) == {"engine", "feed", "brain"} and all(p["rss_mb"] > 10 for p in procs.values())
+    assert set(procs) == {"engine", "feed", "brain", "gateway"} and all(p["rss_mb"] > 10 for p in procs.values())
     assert recs[0]["host"]["cores"] == os.cpu_count()
     assert png.stat().st_size > 10_000

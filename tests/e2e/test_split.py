@@ -8,6 +8,9 @@ with it, the supervisor restarts the engine, which recovers and starts a new fee
 cancelled, a new brain with a new block of client ids trades on, and nothing the dead one
 published reaches the venue afterwards.
 
+4proc (feed -> brain -> engine: risk, journal -> gateway): kill -9 the gateway with orders
+in flight: HALTED, a new gateway, the dead one's orders settled with the venue, trading on.
+
 At the end of each: journal fills = the sim's trades, each once; every acknowledged order
 ended; nothing open at the venue; the final position is the venue's; no shared-memory
 segment left behind."""
@@ -176,6 +179,81 @@ def test_3proc_kill_brain(tmp_path):
         ev = journal_agrees_with_venue(j, port)
         assert sorted(x["process"] for x in ev if x["event"] == "process_stopped") == ["brain", "feed"]
         assert find_segments(f"/cs.g{eng.pid}.") == [], "the stopped group left segments behind"
+    except BaseException:
+        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
+        print("--- engine ---\n" + (out.tail(200) if out else ""))
+        raise
+    finally:
+        if eng is not None and eng.poll() is None:
+            eng.kill()
+            eng.wait()
+        sim.close()
+
+
+def test_4proc_kill_gateway(tmp_path):
+    """4proc (feed, brain, engine: risk + journal, gateway): kill -9 the gateway while orders
+    are in flight (the sim answers each after 150 ms): trading HALTS, a new gateway starts,
+    every order the dead one had in flight is settled with the venue (never placed, or
+    placed and then cancelled), and trading resumes; at the stop the journal agrees with
+    the venue, and no order went out twice."""
+    sim = SimProcess(CLI, speed=10, seed=7, faults="ack_delay_ms=150")
+    port = sim.port
+    eng = out = None
+    try:
+        j = str(tmp_path / "journal")
+        ep = f"ipc://{tmp_path / 'admin.sock'}"
+        env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
+        eng = subprocess.Popen([CLI, "run", "--topology", "4proc", "--venue", f"http://127.0.0.1:{port}", "--journal", j,
+                                "--admin", ep, "--metrics-port", "-1", "--log-format", "text",
+                                "--feed-max-future-ms", "0", "--limit", "max_consecutive_losses=1000000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        out = Lines(eng.stdout)
+        wait_for(lambda: len(fills(entries(j))) >= 2, 300, "two fills before the kill")
+        st = admin(ep, "status")
+        assert st["topology"] == "4proc" and st["trading_state"] == "ACTIVE"
+        procs = {p["name"]: p for p in st["processes"]}
+        assert set(procs) == {"engine", "feed", "brain", "gateway"}
+        gw = procs["gateway"]
+        assert gw["alive"] and gw["restarts"] == 0 and gw["events"] > 0 and gw["last_heartbeat_age_s"] < 3
+        assert TEST_API_SECRET not in " ".join(open(f"/proc/{gw['pid']}/cmdline").read().split("\0"))
+
+        os.kill(gw["pid"], signal.SIGKILL)
+        down = wait_for(lambda: [x for x in events(j) if x["event"] == "gateway_down"], 30, "the gateway's death")[0]
+        assert down["cause"] == "killed by signal 9"
+        halted = [x for x in events(j) if x["event"] == "trading_state" and x["to"] == "HALTED"]
+        assert any("gateway process down or restarting" in x["reasons"] for x in halted)
+        wait_for(lambda: [x for x in events(j) if x["event"] == "process_restarted" and x["process"] == "gateway"], 30,
+                 "the gateway's restart")
+
+        def resync():
+            ev = events(j)
+            i = next(k for k, x in enumerate(ev) if x["event"] == "gateway_down")
+            return [x for x in ev[i:] if x["event"] == "recovered"]
+        rec = wait_for(resync, 60, "the venue resync after the gateway's restart")[0]
+        assert rec["unsure"] == len(down["unsure_orders"]) and rec["unresolved"] == []
+        # every order the dead gateway had in flight has its end in the journal
+        es = entries(j)
+        ends = {int(e.record()["client_id"]) for e in es if e.kind == RK_EXEC and int(e.record()["kind"]) in
+                (schema.EX_FILL, schema.EX_CANCELED, schema.EX_EXPIRED, schema.EX_REJECT)}
+        assert set(down["unsure_orders"]) <= ends
+        at = next(i for i, e in enumerate(es) if e.kind == RK_EVENT and e.record()["event"] == "gateway_down")
+        n_before = len([e for e in es[at:] if e.kind == RK_ORDER and int(e.record()["t_send"])])
+        wait_for(lambda: len([e for e in entries(j)[at:] if e.kind == RK_ORDER and int(e.record()["t_send"])]) >= n_before + 4,
+                 120, "orders through the new gateway")
+        st = admin(ep, "status")
+        assert st["trading_state"] == "ACTIVE"
+        gw2 = next(p for p in st["processes"] if p["name"] == "gateway")
+        assert gw2["alive"] and gw2["restarts"] == 1 and gw2["pid"] != gw["pid"] and gw2["last_cause"] == "killed by signal 9"
+
+        eng.send_signal(signal.SIGTERM)
+        assert eng.wait(60) == 0
+        ev = journal_agrees_with_venue(j, port)
+        es = entries(j)
+        news = [int(e.record()["client_id"]) for e in es if e.kind == RK_ORDER and int(e.record()["action"]) == schema.ACT_NEW]
+        assert len(news) == len(set(news)), "an order was sent twice"
+        assert sorted(x["process"] for x in ev if x["event"] == "process_stopped") == ["brain", "feed", "gateway"]
+        assert find_segments(f"/cs.g{eng.pid}.") == [], "the stopped group left segments behind"
+        print(f"in flight at the kill: {len(down['unsure_orders'])}, ended: {rec['orders_ended']}")
     except BaseException:
         print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
         print("--- engine ---\n" + (out.tail(200) if out else ""))

@@ -13,6 +13,13 @@ import pytest
 CLI = shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
 
 
+def _verify(written):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here: the units were generated but not verified")
+    v = subprocess.run(["systemd-analyze", "verify", *written], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+
+
 def test_generated_units_pass_systemd_analyze_verify(tmp_path):
     r = subprocess.run([CLI, "deploy", "units", "--out", str(tmp_path), "--cpus", "1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -23,10 +30,37 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path):
     unit = open(tmp_path / "cryptoscalp-fused.service").read()
     for line in ("Type=notify", "WatchdogSec=10", "Restart=on-failure", "CPUAffinity=1", "NoNewPrivileges=yes"):
         assert line in unit
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed here: the units were generated but not verified")
-    v = subprocess.run(["systemd-analyze", "verify", *written], capture_output=True, text=True)
-    assert v.returncode == 0, v.stderr
+    assert "Wants=cryptoscalp-fused.service" in open(tmp_path / "cryptoscalp.target").read()
+    _verify(written)
+
+
+def test_one_unit_per_process_for_4proc(tmp_path):
+    r = subprocess.run([CLI, "deploy", "units", "--topology", "4proc", "--out", str(tmp_path),
+                        "--cpus", "engine=1;feed=2;brain=3;gateway=4,5;journal=0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    written = json.loads(r.stdout)["written"]
+    names = {os.path.basename(p) for p in written}
+    assert names == {"cryptoscalp.target", "cryptoscalp-engine.service", "cryptoscalp-feed.service",
+                     "cryptoscalp-brain.service", "cryptoscalp-gateway.service", "cryptoscalp-journal.service"}
+    for p in written:
+        assert "@" not in open(p).read().replace("ipc:///", ""), p
+    engine = open(tmp_path / "cryptoscalp-engine.service").read()
+    assert "--children systemd --group main --manifest /run/cryptoscalp/group.json" in engine
+    assert "CPUAffinity=1\n" in engine and "Type=notify" in engine and "Restart=on-failure" in engine
+    for role, cpus in (("feed", "2"), ("brain", "3"), ("gateway", "4 5"), ("journal", "0")):
+        unit = open(tmp_path / f"cryptoscalp-{role}.service").read()
+        for line in ("ExecStart=", f"cryptoscalp child {role} --manifest /run/cryptoscalp/group.json",
+                     "Type=notify", "WatchdogSec=10", "BindsTo=cryptoscalp-engine.service", "Restart=always",
+                     "RestartPreventExitStatus=3", f"CPUAffinity={cpus}\n", "NoNewPrivileges=yes"):
+            assert line in unit, (role, line)
+    assert "EnvironmentFile=-/etc/cryptoscalp/keys.env" in open(tmp_path / "cryptoscalp-gateway.service").read()
+    target = open(tmp_path / "cryptoscalp.target").read()
+    assert "Wants=cryptoscalp-engine.service cryptoscalp-feed.service cryptoscalp-brain.service " \
+           "cryptoscalp-gateway.service\n" in target          # the journal unit: when enabled (--pg)
+    bad = subprocess.run([CLI, "deploy", "units", "--topology", "4proc", "--out", str(tmp_path / "x"),
+                          "--cpus", "engine=1;feed=2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "ROLE=CPUS for each of" in bad.stderr
+    _verify(written)
 
 
 def test_the_engine_notifies_systemd(tmp_path):
@@ -77,3 +111,19 @@ def test_grafana_dashboard_uses_only_metrics_the_engine_exports():
         for t in p["targets"]:
             used |= set(re.findall(r"cryptoscalp_[a-z_]+", t["expr"]))
     assert used and used <= exported, used - exported
+
+
+def test_sd_notify_never_blocks_on_a_stalled_service_manager(tmp_path, monkeypatch):
+    """A receiver that reads nothing (its queue holds a few datagrams): notifications beyond
+    that are dropped (False), never a stalled trading loop."""
+    from engine.telemetry import sd_notify
+    path = str(tmp_path / "stalled.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    t0 = time.monotonic()
+    sent = [sd_notify("WATCHDOG=1") for _ in range(2000)]
+    assert time.monotonic() - t0 < 30                 # (blocking, the first call past the queue never returns)
+    assert sent[0] and not sent[-1]
+    assert s.recv(4096) == b"WATCHDOG=1"
+    s.close()

@@ -238,10 +238,11 @@ class SimProcess:
     port is read from its banner, and its output is drained into ``lines`` (a pipe nobody
     reads fills up and stalls the sim)."""
 
-    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1):
+    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1, faults: str = ""):
         import subprocess
         import threading
-        self.proc = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", str(seed)],
+        self.proc = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", str(seed)]
+                                     + (["--faults", faults] if faults else []),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.port = None

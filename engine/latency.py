@@ -35,6 +35,9 @@ Stages (an order's stamps, in path order):
                                             taken as the aiohttp request starts (the count of
                                             orders written at once is reported)
     tick_to_trade  mono_origin -> t_send    per NEW order
+    send.order_hop                          4proc: the order ring hop, t_risk -> the order read
+                                            in the gateway process (its own clock reading, the
+                                            same CLOCK_MONOTONIC; from its stop line)
     send.sign, send.write                   the send stage's halves, timed by the engine around
                                             the signing and the write of every request written
                                             at once (not order stamps: warm-up included; 4proc:
@@ -274,11 +277,14 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
                             if model else "") +
                            f"orders in the first {warmup_s:g} s after the first order (warm-up); numba "
                                "compilation and ORT session creation happen before trading")
-        for part, v in (final.get("send_split_us") or {}).items():      # the send stage's two halves
+        for part, v in (final.get("send_split_us") or {}).items():      # the send stage's parts
             if v.get("n"):
+                note = ("the gateway process's clock reading at each order read off the order ring minus its "
+                        "t_risk (warm-up included; the first 100,000)" if part == "order_hop" else
+                        "the engine's own clock around sign / write, every request written at once "
+                        "(warm-up included; the last 20,000)")
                 out.append({"bench": "latency", "case": case, "stage": f"send.{part}", "unit": "us", **v, "host": h,
-                            "note": "the engine's own clock around sign / write, every request written at once "
-                                    "(warm-up included; the last 20,000)"})
+                            "note": note})
         for p in procs:
             out.append({"bench": "latency", "case": case, "stage": "process", **p, "host": h})
         if plot:

@@ -54,7 +54,7 @@ async def _run(args, key: str, secret: str) -> int:
     import numpy as np
 
     from engine import schema
-    from engine.execution.gateway import BinanceRest, OrderGateway
+    from engine.execution.gateway import BinanceRest, OrderGateway, pcts_us
     from engine.feed.ringfeed import segments
     from engine.ipc.heartbeat import Heartbeats
     from engine.ipc.orderflow import GatewaySide, gateway_segments, sent_record, state_record
@@ -86,7 +86,11 @@ async def _run(args, key: str, secret: str) -> int:
         execs = np.asarray(execs, schema.EXEC_DTYPE).reshape(-1)
         side.publish(np.concatenate([sent_record(order, len(execs)), execs]))
 
+    hop_ns: list[int] = []                        # t_risk (engine) -> read here: the order ring hop
+
     def on_order(order) -> None:
+        if len(hop_ns) < 100_000 and int(order["t_risk"][0]):
+            hop_ns.append(time.monotonic_ns() - int(order["t_risk"][0]))
         pending = gw.start(order)                 # written now (t_send stamped), answered later
         t = asyncio.ensure_future(finish(order, pending))
         tasks.add(t)
@@ -163,7 +167,8 @@ async def _run(args, key: str, secret: str) -> int:
         hb.close()
         # the latency harness reads the send stage's halves from this line (4proc: they happen here)
         log.info("gateway stopped after %.0f s", time.monotonic() - t0,
-                 extra={"stats": gw.stats, "send_split_us": rest.send_split(), **side.counts})
+                 extra={"stats": gw.stats, "send_split_us": {"order_hop": pcts_us(hop_ns), **rest.send_split()},
+                        **side.counts})
     return 0
 
 

@@ -64,6 +64,15 @@ def query(params: dict) -> str:
 MARKET_OUTCOMES = {-5022: "post-only order would have taken liquidity (GTX)"}
 
 
+def pcts_us(ns: list) -> dict:
+    """{"n", "p50", "p90", "p99"} in microseconds of durations in ns (the last 20,000)."""
+    if not ns:
+        return {"n": 0}
+    a = np.asarray(ns[-20000:], dtype=np.float64) / 1e3
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"n": len(ns), "p50": round(float(p50), 1), "p90": round(float(p90), 1), "p99": round(float(p99), 1)}
+
+
 class VenueError(Exception):
     def __init__(self, status: int, code: int, msg: str, retry_after: float = 0.0):
         super().__init__(f"HTTP {status} {code}: {msg}")
@@ -152,16 +161,7 @@ class BinanceRest:
 
     def send_split(self) -> dict:
         """p50/p90/p99 (us) of signing and writing the requests written at once (the last 20,000)."""
-        out = {}
-        for name, ns in (("sign", self.sign_ns), ("write", self.write_ns)):
-            if not ns:
-                out[name] = {"n": 0}
-                continue
-            a = np.asarray(ns[-20000:], dtype=np.float64) / 1e3
-            p50, p90, p99 = np.percentile(a, [50, 90, 99])
-            out[name] = {"n": len(ns), "p50": round(float(p50), 1), "p90": round(float(p90), 1),
-                         "p99": round(float(p99), 1)}
-        return out
+        return {"sign": pcts_us(self.sign_ns), "write": pcts_us(self.write_ns)}
 
     async def call(self, method: str, path: str, params: dict | None = None, signed: bool = True):
         now = time.monotonic()

@@ -16,8 +16,8 @@ def test_bench_latency_4proc(tmp_path):
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     stages = {x["stage"]: x for x in recs if x["stage"] != "process"}
     assert list(stages) == ["feed", "parse", "book", "features", "inference", "strategy", "risk", "send",
-                            "tick_to_trade", "first_order_out", "send.sign", "send.write"]
-    for half in ("send.sign", "send.write"):     # the engine's own split of the send stage
+                            "tick_to_trade", "first_order_out", "send.order_hop", "send.sign", "send.write"]
+    for half in ("send.order_hop", "send.sign", "send.write"):     # the gateway's own split of the send stage
         assert stages[half]["n"] > 10 and 0 < stages[half]["p50"] <= stages[half]["p99"]
     assert stages["parse"]["n"] == stages["book"]["n"] == 0      # split: the parse stamp stays in the feed process
     e2e = stages["tick_to_trade"]

@@ -309,6 +309,7 @@ class FusedEngine:
         from engine.feed.ringfeed import segments
         from engine.ipc import run_prefix
         from engine.ipc.heartbeat import Heartbeats
+        from engine.ipc.waits import remove_bells
         if self.cfg.children == "systemd":            # a fixed name: the units' processes find it
             if not self.cfg.group:
                 raise ValueError("--children systemd needs --group NAME (the group the units' processes join)")
@@ -319,8 +320,10 @@ class FusedEngine:
                 raise RuntimeError(f"group {self.group!r}: segments of live processes exist ({live}): another engine "
                                    f"of this group, or its processes, still run")
             cleanup_stale(run_prefix(self.group))     # a dead predecessor's
+            remove_bells(self.group)
         else:
             cleanup_stale("/cs.g")                    # segments of groups whose processes died
+            remove_bells()                            # and the doorbells of groups whose engine died
             self.group = f"g{os.getpid()}"
         self.heartbeats = Heartbeats.create(segments(self.group)[2])
         self.segment_prefix = run_prefix(self.group)
@@ -829,6 +832,8 @@ class FusedEngine:
         self.heartbeats.unlink()
         self.heartbeats.close()
         cleanup_stale(self.segment_prefix)          # the rings and book region: their writers have exited
+        from engine.ipc.waits import remove_bells
+        remove_bells(self.group)                    # and the doorbells beside them
         if self.cfg.children == "systemd":
             try:                                    # no unit may start a process for this engine now
                 os.unlink(os.path.abspath(self.cfg.manifest))

@@ -57,8 +57,8 @@ async def _run(args, key: str, secret: str) -> int:
     from engine.execution.gateway import BinanceRest, OrderGateway, pcts_us
     from engine.feed.ringfeed import segments
     from engine.ipc.heartbeat import Heartbeats
-    from engine.ipc.orderflow import GatewaySide, gateway_segments, sent_record, state_record
-    from engine.ipc.waits import RingWaker, poll_loop
+    from engine.ipc.orderflow import GatewaySide, sent_record, state_record
+    from engine.ipc.waits import loop_waker, poll_loop
     from engine.venues.instruments import Instrument
 
     instruments = msgspec.json.decode(args.instruments.encode(), type=list[Instrument])
@@ -146,9 +146,7 @@ async def _run(args, key: str, secret: str) -> int:
     beat()
     us = asyncio.ensure_future(user_stream())
     hk = asyncio.ensure_future(housekeeping())
-    waker = None
-    if args.wait != "spin":
-        waker = RingWaker(gateway_segments(args.run)[0], schema.ORDER_DTYPE, loop)
+    waker = loop_waker(args.run, "order", args.wait)
     t0 = time.monotonic()
     try:
         await poll_loop([lambda: side.poll_orders(on_order)], args.wait, 200_000, lambda: not stop.is_set(),

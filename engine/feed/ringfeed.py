@@ -30,7 +30,7 @@ from cext.ring import RingOverrun, RingReader
 from engine import schema
 from engine.features.vector import FeatureEngine
 from engine.ipc import region_of, ring_writer, segment_name, segment_not_ready
-from engine.ipc.waits import RingWaker, check_wait, poll_loop
+from engine.ipc.waits import Doorbell, check_wait, loop_waker, poll_loop
 
 RING_CAPACITY = 1 << 16
 
@@ -48,15 +48,18 @@ class MarketRingWriter:
         ring, book, _ = segments(run)
         self.ring, self.took_over = ring_writer(ring, schema.MARKET_DTYPE, capacity)
         self.region, _ = region_of(book, schema.BOOK_TOP_DTYPE, n_instruments)
+        self.bell = Doorbell.for_ring(run, "market")     # wakes a reader asleep in its event loop
         self.messages = 0
 
     def publish(self, inst: int, records: np.ndarray, top: np.ndarray) -> None:
         top["mono_pub"] = time.monotonic_ns()
         self.region.write(inst, top)
         self.ring.publish_many(records)
+        self.bell.ring()
         self.messages += 1
 
     def close(self) -> None:
+        self.bell.close()
         self.ring.close()
         self.region.close()
 
@@ -179,9 +182,7 @@ class RingFeed:
             await self.attach()
         buf = np.zeros(4096, schema.MARKET_DTYPE)
         carry: list = []
-        waker = None                      # hybrid, block: sleep until the feed publishes
-        if self.wait != "spin":
-            waker = RingWaker(segments(self.run_name)[0], schema.MARKET_DTYPE, asyncio.get_running_loop())
+        waker = loop_waker(self.run_name, "market", self.wait)     # hybrid, block: asleep until the feed rings
         try:
             await poll_loop([lambda: self.poll(buf, carry)], self.wait, self.spin_ns, lambda: not self._stop, seconds,
                             waker=waker)

@@ -32,7 +32,7 @@ from cext.ring import RingOverrun, RingReader, RingWriter
 from engine import schema
 from engine.ipc import ring_writer, segment_name, segment_not_ready
 from engine.execution.gateway import OrderGateway, _ready
-from engine.ipc.waits import RingWaker, poll_loop
+from engine.ipc.waits import Doorbell, loop_waker, poll_loop
 
 INTENT_CAPACITY = 1 << 12
 EXEC_CAPACITY = 1 << 12
@@ -67,6 +67,7 @@ class BrainLink:
     def __init__(self, run: str):
         intent, exec_, position = segments(run)
         self.intents, self.took_over = ring_writer(intent, schema.ORDER_DTYPE, INTENT_CAPACITY)
+        self.bell = Doorbell.for_ring(run, "intent")
         self.execs = RingReader(exec_, schema.EXEC_DTYPE, wait="spin", start="next")
         self.positions = Region.attach(position, schema.POSITION_DTYPE)
         self._buf = np.zeros(256, schema.EXEC_DTYPE)
@@ -76,6 +77,8 @@ class BrainLink:
     def publish(self, intents: list) -> None:
         for it in intents:
             self.intents.publish(it)
+        if intents:
+            self.bell.ring()
         self.counts["intents"] += len(intents)
 
     def poll_execs(self, on_exec) -> int:
@@ -88,6 +91,7 @@ class BrainLink:
         return int(self._pos["qty"][0])
 
     def close(self) -> None:
+        self.bell.close()
         self.intents.close()
         self.execs.close()
         self.positions.close()
@@ -144,9 +148,7 @@ class EngineLink:
             if not running():
                 return
             await asyncio.sleep(0.01)
-        waker = None
-        if wait != "spin":
-            waker = RingWaker(segments(self.run_name)[0], schema.ORDER_DTYPE, asyncio.get_running_loop())
+        waker = loop_waker(self.run_name, "intent", wait)
         try:
             await poll_loop([lambda: self.poll_intents(on_intent)], wait, int(spin_us * 1000), running, waker=waker)
         finally:
@@ -208,6 +210,7 @@ class GatewaySide:
     def __init__(self, run: str):
         order, gw = gateway_segments(run)
         self.out, self.took_over = ring_writer(gw, schema.EXEC_DTYPE, GATEWAY_CAPACITY)
+        self.bell = Doorbell.for_ring(run, "gwexec")
         self.orders = RingReader(order, schema.ORDER_DTYPE, wait="spin", start="next")
         self._buf = np.zeros(256, schema.ORDER_DTYPE)
         self.counts = {"orders": 0, "reports": 0, "overruns": 0, "lost": 0}
@@ -221,9 +224,11 @@ class GatewaySide:
         """Records back to back, visible at once (one cursor update)."""
         if len(recs):
             self.out.publish_many(np.ascontiguousarray(recs, dtype=schema.EXEC_DTYPE))
+            self.bell.ring()
             self.counts["reports"] += len(recs)
 
     def close(self) -> None:
+        self.bell.close()
         self.orders.close()
         self.out.close()
 
@@ -244,6 +249,7 @@ class GatewayLink(OrderGateway):
         super().__init__(rest, instruments)
         self.run_name = run
         self.ring = RingWriter.create(gateway_segments(run)[0], schema.ORDER_DTYPE, ORDER_CAPACITY)
+        self.bell = Doorbell.for_ring(run, "order")
         self.reader: RingReader | None = None
         self.up = False
         self.pending: dict[int, tuple] = {}        # client id -> (future, order)
@@ -271,6 +277,7 @@ class GatewayLink(OrderGateway):
         fut = asyncio.get_running_loop().create_future()
         self.pending[int(o["client_id"])] = (fut, order)
         self.ring.publish(order)
+        self.bell.ring()
         self.counts["published"] += 1
         return fut
 
@@ -366,9 +373,7 @@ class GatewayLink(OrderGateway):
             if not running():
                 return
             await asyncio.sleep(0.01)
-        waker = None
-        if wait != "spin":
-            waker = RingWaker(gateway_segments(self.run_name)[1], schema.EXEC_DTYPE, asyncio.get_running_loop())
+        waker = loop_waker(self.run_name, "gwexec", wait)
         try:
             await poll_loop([self.poll], wait, int(spin_us * 1000), running, waker=waker)
         finally:
@@ -378,5 +383,6 @@ class GatewayLink(OrderGateway):
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
+        self.bell.close()
         self.ring.unlink()
         self.ring.close()

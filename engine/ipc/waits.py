@@ -5,18 +5,18 @@ their loop with sockets: the gateway, the user stream, the admin).
 for ``spin_ns`` after the last record, then sleeps; ``block`` sleeps at once (for hosts
 where nothing may spin). Sleeping is either a nap of 1 ms (the event loop's timer
 resolution: the first record after a quiet spell waits up to 1 ms), or, with a
-``RingWaker``, until the writer publishes: a thread asleep on the ring's futex wakes the
-loop (a futex wake-up plus the loop's self-pipe, tens of microseconds, no core burnt).
+``BellWaker``, until the writer publishes: the writer rings the ring's ``Doorbell`` (a
+FIFO) and the loop, asleep in epoll on the FIFO's fd, wakes at once (one wake-up, no
+thread, no core burnt). ``benchmarks/loop_wake.py`` compares it with a futex-watching
+thread (what hybrid used before: a second wake-up and the loop's self-pipe), naps, spin.
+A process without an event loop (the brain) sleeps on the ring's futex instead.
 """
 from __future__ import annotations
 
 import asyncio
-import threading
+import os
+import stat
 import time
-
-import numpy as np
-
-from cext.ring import RingOverrun, RingReader
 
 WAITS = ("spin", "hybrid", "block")
 
@@ -27,37 +27,73 @@ def check_wait(wait: str) -> str:
     return wait
 
 
-class RingWaker:
-    """Wakes an asyncio loop when a ring has new records: a daemon thread with a reader of
-    its own (blocking: futex) that only watches the ring, never hands records over (the
-    loop's own reader reads them). A wake-up is never lost: ``wait`` creates its future
-    before the loop can run the thread's callback."""
+BELL_DIR = "/dev/shm"
 
-    def __init__(self, ring: str, dtype, loop: asyncio.AbstractEventLoop):
-        self.reader = RingReader(ring, dtype, wait="block", start="next")
+
+class Doorbell:
+    """A named FIFO beside a ring, for a reader whose event loop must sleep until the writer
+    publishes: the writer ``ring``s it after each publish (one non-blocking write of one
+    byte; a full FIFO means wake-ups are pending anyway), the reader's loop watches its fd
+    (``add_reader``): one wake-up of the loop itself, no thread, no GIL hand-over (the
+    ``RingWaker``'s futex thread costs a second wake-up and the loop's self-pipe).
+
+    The reader creates the FIFO (mode 0600) and also holds it open for writing, so that it
+    never reads end-of-file when writers come and go. A writer opens it lazily (no reader
+    yet: ``ring`` does nothing, and tries again at most every 100 ms); a reader that went
+    away makes the writer's next write fail with EPIPE: it closes and reopens the same way.
+    FIFOs live in /dev/shm as ``csbell.<run>.<ring>`` (never under the ``/cs.`` prefix of the
+    segments, whose cleanup maps what it finds)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = -1
+        self._retry_at = 0.0
+        self.rung = 0
+
+    @staticmethod
+    def path_for(run: str, what: str) -> str:
+        return f"{BELL_DIR}/csbell.{run}.{what}"
+
+    @classmethod
+    def for_ring(cls, run: str, what: str) -> "Doorbell":
+        return cls(cls.path_for(run, what))
+
+    # -------------------------------------------------------------- writer
+    def ring(self) -> None:
+        if self.fd < 0:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:                      # no FIFO, or no reader yet (ENXIO)
+                self._retry_at = now + 0.1
+                return
+        try:
+            os.write(self.fd, b"\x01")
+            self.rung += 1
+        except BlockingIOError:                  # full: the reader has wake-ups pending
+            pass
+        except OSError:                          # EPIPE: the reader went away
+            os.close(self.fd)
+            self.fd = -1
+            self._retry_at = time.monotonic() + 0.1
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LoopWake:
+    """A loop's sleep until something wakes it: ``wait`` returns when ``_wake`` is called
+    (from a callback of the same loop) or after the timeout. A wake-up is never lost: the
+    future exists before the loop can run the callback that sets it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.fut: asyncio.Future | None = None
         self.wakeups = 0
-        self._stop = False
-        self._buf = np.zeros(256, dtype)
-        self._thread = threading.Thread(target=self._watch, name=f"waker {ring}", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        one = self._buf[:1]
-        while not self._stop:
-            try:
-                got = self.reader.read(one, 100_000_000)        # GIL released while asleep
-                while self.reader.read_many(self._buf):         # the rest of the burst: one wake-up
-                    pass
-            except RingOverrun:
-                self.reader.recover()
-                got = 1
-            if got and not self._stop:
-                try:
-                    self.loop.call_soon_threadsafe(self._wake)
-                except RuntimeError:                            # the loop is closed
-                    return
 
     def _wake(self) -> None:
         f = self.fut
@@ -73,14 +109,46 @@ class RingWaker:
         finally:
             h.cancel()
 
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(1.0)
-        self.reader.close()
+
+class BellWaker(LoopWake):
+    """The reader's side of a ``Doorbell``: the FIFO's fd in the loop (``add_reader``)."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop):
+        super().__init__(loop)
+        try:
+            os.mkfifo(path, 0o600)
+        except FileExistsError:
+            if not stat.S_ISFIFO(os.stat(path).st_mode):
+                raise ValueError(f"{path} exists and is not a FIFO")
+        self.path = path
+        self.rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)    # never EOF when writers come and go
+        loop.add_reader(self.rfd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            while os.read(self.rfd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self._wake()
+
+    def close(self, unlink: bool = False) -> None:
+        try:
+            self.loop.remove_reader(self.rfd)
+        except Exception:
+            pass
+        os.close(self.rfd)
+        os.close(self.keep)
+        if unlink:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 async def poll_loop(polls, wait: str, spin_ns: int, running, seconds: float | None = None,
-                    waker: RingWaker | None = None) -> None:
+                    waker: LoopWake | None = None) -> None:
     """Call every ``polls`` function (each returns how many records it handled) until
     ``running()`` is false or ``seconds`` passed, waiting between empty rounds as ``wait`` says."""
     check_wait(wait)
@@ -99,3 +167,37 @@ async def poll_loop(polls, wait: str, spin_ns: int, running, seconds: float | No
             await waker.wait(0.05)
         else:
             await asyncio.sleep(0.001)
+
+
+def loop_waker(run: str, what: str, wait: str) -> BellWaker | None:
+    """The waker a reader of ring ``what`` of run ``run`` sleeps on (none for ``spin``);
+    call it inside the running loop."""
+    if check_wait(wait) == "spin":
+        return None
+    return BellWaker(Doorbell.path_for(run, what), asyncio.get_running_loop())
+
+
+def remove_bells(run: str | None = None) -> list[str]:
+    """Unlink the bells of run ``run`` (its processes are gone), or, with no run, those of
+    engine-owned groups (``g<pid>``) whose engine is dead. Returns what was removed."""
+    from cext.shm_core import pid_alive
+    out = []
+    try:
+        names = os.listdir(BELL_DIR)
+    except FileNotFoundError:
+        return out
+    for n in names:
+        if not n.startswith("csbell."):
+            continue
+        grp = n.split(".")[1] if n.count(".") >= 2 else ""
+        if run is not None:
+            if grp != run:
+                continue
+        elif not (grp[:1] == "g" and grp[1:].isdigit()) or pid_alive(int(grp[1:])):
+            continue
+        try:
+            os.unlink(f"{BELL_DIR}/{n}")
+            out.append(n)
+        except FileNotFoundError:
+            pass
+    return out

@@ -31,3 +31,25 @@ def drop_journal_rows(dsn: str, name: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as c:
         for t in JOURNAL_TABLES:
             c.execute(f"DELETE FROM {t} WHERE journal = %s", (name,))
+
+
+def assert_pg_holds_journal(dsn: str, name: str, entries) -> None:
+    """After a run with the journal process (``run --pg``): PostgreSQL holds every journal
+    record once, up to the journal process's own stop event (the last record, which its
+    next start copies), orders in journal order."""
+    import psycopg
+
+    from engine.journal.journal import RK_EVENT, RK_EXEC, RK_ORDER, RK_REJECT
+    es = list(entries)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        last = c.execute("SELECT last_seq FROM cs_journal_progress WHERE journal = %s", (name,)).fetchone()[0]
+        assert last == es[-1].seq - 1, (last, es[-1].seq)
+        assert es[-1].kind == RK_EVENT and es[-1].record()["event"] == "process_stopped" \
+            and es[-1].record()["process"] == "journal", es[-1].record()
+        for table, kind in (("cs_orders", RK_ORDER), ("cs_execs", RK_EXEC), ("cs_rejects", RK_REJECT),
+                            ("cs_events", RK_EVENT)):
+            n = c.execute(f"SELECT count(*) FROM {table} WHERE journal = %s", (name,)).fetchone()[0]
+            assert n == sum(1 for e in es[:-1] if e.kind == kind), table
+        seqs = [r[0] for r in c.execute("SELECT journal_seq FROM cs_orders WHERE journal = %s ORDER BY journal_seq",
+                                        (name,))]
+        assert seqs == [e.seq for e in es if e.kind == RK_ORDER]

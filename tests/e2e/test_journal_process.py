@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 
 from test_kill9 import CLI, Lines, entries, wait_for
 
-from engine.journal.journal import RK_EVENT, RK_EXEC, RK_ORDER, RK_REJECT
-from engine.testing.pg import drop_journal_rows, pg_dsn
+from engine.journal.journal import RK_ORDER
+from engine.testing.pg import assert_pg_holds_journal, drop_journal_rows, pg_dsn
 
 
 class Proxy:
@@ -82,20 +82,8 @@ def test_journal_process_writes_the_backlog_when_postgres_returns(tmp_path):
         final = json.loads(out.lines[-1])
         assert final["postgres"]["journal"] == name and final["postgres"]["outages"] == 1
         es = entries(j)
-        import psycopg
-        with psycopg.connect(dsn, autocommit=True) as c:
-            last = c.execute("SELECT last_seq FROM cs_journal_progress WHERE journal = %s", (name,)).fetchone()[0]
-            # everything up to the journal process's own stop event, which the next start copies
-            assert last == es[-1].seq - 1
-            assert es[-1].kind == RK_EVENT and es[-1].record() == {"event": "process_stopped", "process": "journal",
-                                                                   "rc": 0}
-            for table, kind in (("cs_orders", RK_ORDER), ("cs_execs", RK_EXEC), ("cs_rejects", RK_REJECT),
-                                ("cs_events", RK_EVENT)):
-                n = c.execute(f"SELECT count(*) FROM {table} WHERE journal = %s", (name,)).fetchone()[0]
-                assert n == sum(1 for e in es[:-1] if e.kind == kind), table
-            seqs = [r[0] for r in c.execute("SELECT journal_seq FROM cs_orders WHERE journal = %s ORDER BY journal_seq",
-                                            (name,))]
-            assert seqs == [e.seq for e in es if e.kind == RK_ORDER]
+        assert es[-1].record() == {"event": "process_stopped", "process": "journal", "rc": 0}
+        assert_pg_holds_journal(dsn, name, es)
     except BaseException:
         print("--- engine ---\n" + (out.tail(120) if out else ""))
         raise

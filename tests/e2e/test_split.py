@@ -213,8 +213,10 @@ def test_4proc_kill_gateway(tmp_path):
         assert st["topology"] == "4proc" and st["trading_state"] == "ACTIVE"
         procs = {p["name"]: p for p in st["processes"]}
         assert set(procs) == {"engine", "feed", "brain", "gateway"}
-        gw = procs["gateway"]
-        assert gw["alive"] and gw["restarts"] == 0 and gw["events"] > 0 and gw["last_heartbeat_age_s"] < 3
+        # its heartbeat (once a second) counts the orders it sent
+        gw = wait_for(lambda: [p for p in admin(ep, "status")["processes"] if p["name"] == "gateway" and p["events"] > 0],
+                      10, "the gateway's heartbeat to count its orders")[0]
+        assert gw["alive"] and gw["restarts"] == 0 and gw["last_heartbeat_age_s"] < 3
         assert TEST_API_SECRET not in " ".join(open(f"/proc/{gw['pid']}/cmdline").read().split("\0"))
 
         os.kill(gw["pid"], signal.SIGKILL)
@@ -253,6 +255,7 @@ def test_4proc_kill_gateway(tmp_path):
         assert len(news) == len(set(news)), "an order was sent twice"
         assert sorted(x["process"] for x in ev if x["event"] == "process_stopped") == ["brain", "feed", "gateway"]
         assert find_segments(f"/cs.g{eng.pid}.") == [], "the stopped group left segments behind"
+        assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"csbell.g{eng.pid}.")], "doorbells left behind"
         print(f"in flight at the kill: {len(down['unsure_orders'])}, ended: {rec['orders_ended']}")
     except BaseException:
         print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())

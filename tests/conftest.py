@@ -19,6 +19,20 @@ def shm_prefix():
             pass
 
 
+@pytest.fixture
+def shm_run():
+    """A unique run name for the process-group segments (/cs.<run>.*) and doorbells
+    (csbell.<run>.*); all of them are removed after."""
+    from engine.ipc.waits import remove_bells
+    name = f"t{os.getpid()}x{uuid.uuid4().hex[:8]}"
+    yield name
+    for seg in find_segments(f"/cs.{name}."):
+        try:
+            os.unlink("/dev/shm/" + seg.lstrip("/"))
+        except FileNotFoundError:
+            pass
+    remove_bells(name)
+
 
 @pytest.fixture
 def btc_capture():

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from test_admin import admin
-from test_kill9 import CLI, Lines, entries, fills, wait_for
+from test_kill9 import CLI, Lines, entries, fills, kill, show, wait_for
 from test_split import events, journal_agrees_with_venue
 
 from cext.shm_core import find_segments, pid_alive
@@ -96,12 +96,9 @@ def test_kill_each_process_of_the_group_in_turn(tmp_path):
                 (name, schema.EX_PARTIAL, schema.EX_FILL)))
         assert pg_trades == sorted(int(r["trade_id"]) for r in fills(es))
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
-        print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
+        show(sim, out, "supervisor and engine")
         raise
     finally:
-        if sup is not None and sup.poll() is None:
-            sup.kill()
-            sup.wait()
+        kill(sup)
         sim.close()
         drop_journal_rows(dsn, name)

@@ -10,7 +10,7 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from test_kill9 import CLI, Lines, entries, wait_for
+from test_kill9 import CLI, Lines, entries, kill, show, wait_for
 
 from engine.journal.journal import RK_ORDER
 from engine.testing.pg import assert_pg_holds_journal, drop_journal_rows, pg_dsn
@@ -85,11 +85,9 @@ def test_journal_process_writes_the_backlog_when_postgres_returns(tmp_path):
         assert es[-1].record() == {"event": "process_stopped", "process": "journal", "rc": 0}
         assert_pg_holds_journal(dsn, name, es)
     except BaseException:
-        print("--- engine ---\n" + (out.tail(120) if out else ""))
+        show(out=out, n=120)
         raise
     finally:
-        if eng is not None and eng.poll() is None:
-            eng.kill()
-            eng.wait()
+        kill(eng)
         proxy.close()
         drop_journal_rows(dsn, name)

@@ -44,6 +44,20 @@ class Lines:
         return out
 
 
+def show(sim=None, out=None, label="engine", n=200):
+    """On a failure: what the sim and the process said, so that it can be read from the CI log."""
+    if sim is not None:
+        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
+    print(f"--- {label} ---\n" + (out.tail(n) if out else ""))
+
+
+def kill(proc):
+    """At the end of a test, whatever happened: the process is gone."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def entries(j):
     return list(JournalReader(j).entries()) if os.path.isdir(j) else []
 
@@ -154,9 +168,7 @@ def _run_kill9(tmp_path, port, sim):
                 from engine.testing.pg import drop_journal_rows
                 drop_journal_rows(dsn, name)
     except BaseException:
-        print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
+        show(out=out, label="supervisor and engine")
         raise
     finally:
-        if sup is not None and sup.poll() is None:
-            sup.kill()
-            sup.wait()
+        kill(sup)

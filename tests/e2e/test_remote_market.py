@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from test_kill9 import CLI, Lines, entries, fills, wait_for
+from test_kill9 import CLI, Lines, entries, fills, kill, show, wait_for
 from test_split import journal_agrees_with_venue
 
 from engine.ipc.admin import generate_keys
@@ -83,12 +83,10 @@ def test_engine_on_another_hosts_market_data(tmp_path):
         assert 0 < final["tick_to_trade_us"]["p50"] < 50_000
         journal_agrees_with_venue(j, sim.port)
     except BaseException:
-        print(f"--- sim ---\n{sim.tail()}\n--- engine ---\n{out.tail(200) if out else ''}")
+        show(sim, out)
         raise
     finally:
-        if eng is not None and eng.poll() is None:
-            eng.kill()
-            eng.wait()
+        kill(eng)
         feed.close()
         pub.close()
         time.sleep(0.2)

@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from test_admin import admin
-from test_kill9 import CLI, Lines, entries, fills, sim_call, wait_for
+from test_kill9 import CLI, Lines, entries, fills, kill, show, sim_call, wait_for
 
 from cext.shm_core import find_segments, pid_alive
 from engine import schema
@@ -117,13 +117,10 @@ def test_2proc_kill_feed_then_engine(tmp_path):
         assert [x["process"] for x in ev if x["event"] == "process_stopped"] == ["feed"]
         assert find_segments(f"/cs.g{new_engine}.") == [], "the stopped group left segments behind"
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
-        print("--- supervisor and engine ---\n" + (out.tail(200) if out else ""))
+        show(sim, out, "supervisor and engine")
         raise
     finally:
-        if sup is not None and sup.poll() is None:
-            sup.kill()
-            sup.wait()
+        kill(sup)
         sim.close()
 
 
@@ -180,13 +177,10 @@ def test_3proc_kill_brain(tmp_path):
         assert sorted(x["process"] for x in ev if x["event"] == "process_stopped") == ["brain", "feed"]
         assert find_segments(f"/cs.g{eng.pid}.") == [], "the stopped group left segments behind"
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
-        print("--- engine ---\n" + (out.tail(200) if out else ""))
+        show(sim, out)
         raise
     finally:
-        if eng is not None and eng.poll() is None:
-            eng.kill()
-            eng.wait()
+        kill(eng)
         sim.close()
 
 
@@ -258,11 +252,8 @@ def test_4proc_kill_gateway(tmp_path):
         assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"csbell.g{eng.pid}.")], "doorbells left behind"
         print(f"in flight at the kill: {len(down['unsure_orders'])}, ended: {rec['orders_ended']}")
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
-        print("--- engine ---\n" + (out.tail(200) if out else ""))
+        show(sim, out)
         raise
     finally:
-        if eng is not None and eng.poll() is None:
-            eng.kill()
-            eng.wait()
+        kill(eng)
         sim.close()

@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 from test_admin import admin
-from test_kill9 import CLI, Lines, entries, fills, wait_for
+from test_kill9 import CLI, Lines, entries, fills, kill, show, wait_for
 from test_split import events, journal_agrees_with_venue
 
 from cext.shm_core import find_segments, pid_alive
@@ -137,15 +137,12 @@ def test_4proc_with_one_unit_per_process(tmp_path):
                            text=True, env=env, timeout=60)
         assert r.returncode == 1 and "no manifest" in r.stderr
     except BaseException:
-        print(f"--- sim (exit {sim.poll()}) ---\n" + sim.tail())
-        print("--- engine ---\n" + (out.tail(200) if out else ""))
+        show(sim, out)
         for role, u in units.items():
             print(f"--- {role} ---\n" + open(tmp_path / f"{role}.log").read()[-3000:])
         raise
     finally:
-        if eng is not None and eng.poll() is None:
-            eng.kill()
-            eng.wait()
+        kill(eng)
         for u in units.values():
             u.close()
         for seg in find_segments(f"/cs.{group}."):

@@ -5,14 +5,11 @@ apart. When the gateway dies with an order unread, that order is settled with th
 (VenueSync.recover: never placed -> REJECT -2013), a NEW is refused, and a cancel still
 reaches the venue through the risk process's own session."""
 import asyncio
-import os
 import time
-import uuid
 
 import numpy as np
 import pytest
 
-from cext.shm_core import find_segments
 from engine import schema
 from engine.execution.gateway import BinanceRest, OrderGateway
 from engine.execution.recovery import VenueSync
@@ -34,14 +31,6 @@ def sim():
     s.close()
 
 
-@pytest.fixture
-def run():
-    name = f"t{os.getpid()}g{uuid.uuid4().hex[:8]}"
-    yield name
-    for seg in find_segments(f"/cs.{name}."):
-        os.unlink("/dev/shm/" + seg.lstrip("/"))
-
-
 def order(cid, action=schema.ACT_NEW, px=0, ref=0):
     a = np.zeros(1, schema.ORDER_DTYPE)
     a["action"], a["client_id"], a["side"], a["qty"], a["px"], a["otype"], a["inst"], a["ref_client_id"] = \
@@ -50,11 +39,11 @@ def order(cid, action=schema.ACT_NEW, px=0, ref=0):
     return a
 
 
-def test_orders_over_the_rings_and_a_dead_gateway(sim, run, tmp_path):
+def test_orders_over_the_rings_and_a_dead_gateway(sim, shm_run, tmp_path):
     async def go():
         risk_rest = BinanceRest(sim.base, sim.key, sim.secret)
-        link = GatewayLink(run, risk_rest, [DEFAULT_BTC])
-        side = GatewaySide(run)                       # the gateway process's end
+        link = GatewayLink(shm_run, risk_rest, [DEFAULT_BTC])
+        side = GatewaySide(shm_run)                       # the gateway process's end
         gw = OrderGateway(BinanceRest(sim.base, sim.key, sim.secret), [DEFAULT_BTC])
         reports, states = [], []
         link.on_report, link.on_state = reports.append, states.append

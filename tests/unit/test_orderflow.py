@@ -1,8 +1,6 @@
 """The 3proc order links (engine.ipc.orderflow): intents brain -> engine in order, a dead
 brain's intents dropped after its successor's client-id block is set, execution reports
 and positions engine -> brain, overruns counted, segments gone after close."""
-import os
-import uuid
 
 import numpy as np
 import pytest
@@ -14,25 +12,17 @@ from engine.ipc.orderflow import CID_LIFE_GAP, INTENT_CAPACITY, BrainLink, Engin
 BASE = 1 << 40
 
 
-@pytest.fixture
-def run():
-    name = f"t{os.getpid()}x{uuid.uuid4().hex[:8]}"
-    yield name
-    for seg in find_segments(f"/cs.{name}."):
-        os.unlink("/dev/shm/" + seg.lstrip("/"))
-
-
 def intent(cid, action=schema.ACT_NEW, px=100):
     it = np.zeros(1, schema.ORDER_DTYPE)
     it["action"], it["client_id"], it["px"], it["qty"], it["inst"] = action, cid, px, 1, 0
     return it
 
 
-def test_intents_in_order_and_a_dead_brains_dropped(run):
-    eng = EngineLink(run, 2)
+def test_intents_in_order_and_a_dead_brains_dropped(shm_run):
+    eng = EngineLink(shm_run, 2)
     first = eng.next_life(BASE)
     assert first == BASE                      # the run's own block, nothing seen yet
-    brain = BrainLink(run)
+    brain = BrainLink(shm_run)
     got = []
     brain.publish([intent(first + k) for k in range(5)])
     assert eng.poll_intents(got.append) == 5
@@ -42,7 +32,7 @@ def test_intents_in_order_and_a_dead_brains_dropped(run):
     brain.close()
     second = eng.next_life(BASE)
     assert second == first + 4 + 1 + CID_LIFE_GAP    # above every id the engine saw, with a gap
-    successor = BrainLink(run)                # takes the intent ring over: the engine's cursor stays valid
+    successor = BrainLink(shm_run)                # takes the intent ring over: the engine's cursor stays valid
     assert successor.took_over
     successor.publish([intent(second), intent(second + 1, action=schema.ACT_CANCEL)])
     got.clear()
@@ -53,9 +43,9 @@ def test_intents_in_order_and_a_dead_brains_dropped(run):
     eng.close()
 
 
-def test_execs_and_positions_reach_the_brain(run):
-    eng = EngineLink(run, 3)
-    brain = BrainLink(run)
+def test_execs_and_positions_reach_the_brain(shm_run):
+    eng = EngineLink(shm_run, 3)
+    brain = BrainLink(shm_run)
     eng.set_position(2, -7)
     assert brain.position(2) == -7 and brain.position(0) == 0
     e = np.zeros(1, schema.EXEC_DTYPE)
@@ -66,12 +56,12 @@ def test_execs_and_positions_reach_the_brain(run):
     assert seen == [(schema.EX_FILL, BASE + 3, 4)]
     brain.close()
     eng.close()
-    assert find_segments(f"/cs.{run}.") == [f"/cs.{run}.intent"]   # the brain's ring: its writer cleans it
+    assert find_segments(f"/cs.{shm_run}.") == [f"/cs.{shm_run}.intent"]   # the brain's ring: its writer cleans it
 
 
-def test_a_lapped_engine_counts_what_it_lost(run):
-    eng = EngineLink(run, 1)
-    brain = BrainLink(run)
+def test_a_lapped_engine_counts_what_it_lost(shm_run):
+    eng = EngineLink(shm_run, 1)
+    brain = BrainLink(shm_run)
     assert eng.poll_intents(lambda it: None) == 0          # attached, nothing yet
     brain.publish([intent(BASE + k) for k in range(INTENT_CAPACITY + 10)])
     got = []
@@ -89,14 +79,14 @@ def test_a_lapped_engine_counts_what_it_lost(run):
     eng.close()
 
 
-def test_a_half_made_segment_is_not_ready_and_is_made_again(run):
+def test_a_half_made_segment_is_not_ready_and_is_made_again(shm_run):
     """Created, not yet sized (empty) or sized but its header not written (bad magic): a
     reader waits (segment_not_ready), a restarted writer makes it again; a real layout
     mismatch is an error, never "not ready"."""
     from cext.region import Region
-    from cext.ring import RingReader, RingWriter
+    from cext.ring import RingReader
     from engine.ipc import region_of, ring_writer, segment_not_ready
-    name = f"/cs.{run}.half"
+    name = f"/cs.{shm_run}.half"
     path = "/dev/shm" + name
     open(path, "wb").close()                                   # shm_open'd, not yet sized
     with pytest.raises(ValueError) as e:

@@ -59,7 +59,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 
 from cext.risk import RiskGate, RiskState
 from engine import schema
@@ -567,36 +566,25 @@ class FusedEngine:
         """Execution reports from the venue's user data stream. Until it is connected and
         reconciled (open orders, missed fills, positions), at start and after every loss,
         trading is HALTED: nothing new goes out while the engine may not know its orders."""
-        import aiohttp
-        while not self.stopping:
+        def down(err) -> None:
             self._hold(RECONCILING)
-            try:
-                lk = (await self.rest.call("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
-                async with aiohttp.ClientSession() as s, s.ws_connect(f"{self.ws_url}/ws/{lk}") as ws:
-                    rec = await self.gateway.reconcile()
-                    for e in rec["gone"]:
-                        self.on_exec(e)
-                    if await self.venue.sync_fills():  # fills that happened while we were not listening
-                        await self.seed_positions()
-                    self.journal.append_event({"event": "reconciled", "gone": int(len(rec["gone"])),
-                                               "unknown": len(rec["unknown"]), "positions": rec["positions"]})
-                    self._release(RECONCILING)
-                    async for msg in ws:
-                        if msg.type != aiohttp.WSMsgType.TEXT:
-                            raise ConnectionError(f"user stream closed ({msg.type.name})")
-                        ev = orjson.loads(msg.data)
-                        for e in self.gateway.on_user_event(ev):
-                            self.on_exec(e)
-                    raise ConnectionError("user stream ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:           # the venue went away: reconnect, reconcile
-                if self.stopping:
-                    return
+            if err is not None:
                 self.user_reconnects += 1
-                log.warning("user stream: %s: reconnecting", e)
-                self.journal.append_event({"event": "user_stream_lost", "error": str(e)[:200]})
-                await asyncio.sleep(1.0)
+                self.journal.append_event({"event": "user_stream_lost", "error": str(err)[:200]})
+
+        async def reconciled(rec) -> None:
+            for e in rec["gone"]:
+                self.on_exec(e)
+            if await self.venue.sync_fills():          # fills that happened while we were not listening
+                await self.seed_positions()
+            self.journal.append_event({"event": "reconciled", "gone": int(len(rec["gone"])),
+                                       "unknown": len(rec["unknown"]), "positions": rec["positions"]})
+            self._release(RECONCILING)
+
+        def reports(execs) -> None:
+            for e in execs:
+                self.on_exec(e)
+        await self.gateway.follow_user_stream(self.ws_url, lambda: self.stopping, down, reconciled, reports)
 
     # ------------------------------------------------------------------ recovery
     async def seed_positions(self) -> dict:

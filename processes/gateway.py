@@ -96,36 +96,19 @@ async def _run(args, key: str, secret: str) -> int:
         tasks.add(t)
         t.add_done_callback(tasks.discard)
 
-    async def user_stream() -> None:
-        """Reports from the venue; after every (re)connect the open orders are reconciled
-        (the gone ones reported CANCELED) before READY: the risk process then fetches the
-        fills it missed and the positions, and trades again."""
-        import aiohttp
-        import orjson
-        while not stop.is_set():
-            st["state"] = schema.PS_STARTING
-            side.publish(state_record(schema.GW_RECONCILING))
-            try:
-                lk = (await rest.call("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
-                async with aiohttp.ClientSession() as s, s.ws_connect(f"{args.ws}/ws/{lk}") as ws:
-                    rec = await gw.reconcile()
-                    side.publish(rec["gone"])
-                    st["state"] = schema.PS_READY
-                    side.publish(state_record(schema.GW_READY))
-                    beat()
-                    async for msg in ws:
-                        if msg.type != aiohttp.WSMsgType.TEXT:
-                            raise ConnectionError(f"user stream closed ({msg.type.name})")
-                        side.publish(gw.on_user_event(orjson.loads(msg.data)))
-                    raise ConnectionError("user stream ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if stop.is_set():
-                    return
-                st["user_reconnects"] += 1
-                log.warning("user stream: %s: reconnecting", e)
-                await asyncio.sleep(1.0)
+    def down(err) -> None:                        # the engine HALTS until READY
+        st["state"] = schema.PS_STARTING
+        side.publish(state_record(schema.GW_RECONCILING))
+        if err is not None:
+            st["user_reconnects"] += 1
+
+    async def reconciled(rec) -> None:
+        """The gone orders reported CANCELED, then READY: the engine fetches the fills it
+        missed and the positions, and trades again."""
+        side.publish(rec["gone"])
+        st["state"] = schema.PS_READY
+        side.publish(state_record(schema.GW_READY))
+        beat()
 
     async def housekeeping() -> None:
         while not stop.is_set():
@@ -144,7 +127,7 @@ async def _run(args, key: str, secret: str) -> int:
     log.info("gateway up: %s", "took the gateway ring over" if side.took_over else "new gateway ring",
              extra={"pid": os.getpid(), "venue": args.base, "wait": args.wait})
     beat()
-    us = asyncio.ensure_future(user_stream())
+    us = asyncio.ensure_future(gw.follow_user_stream(args.ws, stop.is_set, down, reconciled, side.publish))
     hk = asyncio.ensure_future(housekeeping())
     waker = loop_waker(args.run, "order", args.wait)
     t0 = time.monotonic()

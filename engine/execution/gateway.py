@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import time
 import urllib.parse
@@ -41,6 +42,7 @@ from engine.venues.instruments import Instrument
 OTYPE = {schema.OT_LIMIT: ("LIMIT", "GTC"), schema.OT_POST_ONLY: ("LIMIT", "GTX"), schema.OT_IOC: ("LIMIT", "IOC"),
          schema.OT_FOK: ("LIMIT", "FOK"), schema.OT_MARKET: ("MARKET", None)}
 SIDE = {schema.SIDE_BUY: "BUY", schema.SIDE_SELL: "SELL"}
+log = logging.getLogger("cryptoscalp.gateway")
 
 
 # keys and values joined by NUL: one match checks them all (NUL itself is counted, so a
@@ -458,6 +460,35 @@ class OrderGateway:
         pos = await self.rest.call("GET", "/fapi/v2/positionRisk")
         return {"gone": np.concatenate(gone) if gone else np.zeros(0, schema.EXEC_DTYPE), "unknown": unknown,
                 "positions": {p["symbol"]: p["positionAmt"] for p in pos}}
+
+    async def follow_user_stream(self, ws_base: str, stopped, on_down, on_reconciled, on_reports) -> None:
+        """The venue's user data stream until ``stopped()``: before every (re)connect
+        ``on_down(error)`` (None the first time); once connected, the open orders reconciled
+        (``reconcile``) and ``await on_reconciled(result)``: only then may the caller trade;
+        then every message's EXEC records to ``on_reports``. A lost stream is reconnected
+        after 1 s. Used by the fused engine and by the gateway process alike."""
+        err = None
+        while not stopped():
+            on_down(err)
+            try:
+                lk = (await self.rest.call("POST", "/fapi/v1/listenKey", signed=False))["listenKey"]
+                async with aiohttp.ClientSession() as s, s.ws_connect(f"{ws_base}/ws/{lk}") as ws:
+                    await on_reconciled(await self.reconcile())
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            raise ConnectionError(f"user stream closed ({msg.type.name})")
+                        execs = self.on_user_event(orjson.loads(msg.data))
+                        if len(execs):
+                            on_reports(execs)
+                    raise ConnectionError("user stream ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:           # the venue went away: reconnect, reconcile
+                if stopped():
+                    return
+                err = e
+                log.warning("user stream: %s: reconnecting", e)
+                await asyncio.sleep(1.0)
 
     async def heartbeat(self) -> None:
         """Renew the venue's cancel-on-disconnect countdown for every instrument."""

@@ -44,3 +44,6 @@ cdef class MatchingEngine:
     cdef void _shrink(self) noexcept
     cdef int64_t _ours_ahead(self, SimOrder *me) noexcept
     cdef int on_record(self, MarketRecord *r) noexcept
+    cdef int submit_c(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,
+                      int64_t qty, int flags, int64_t ts) except -1
+    cdef bint cancel_c(self, int64_t order_id, int64_t ts) noexcept

@@ -234,7 +234,12 @@ cdef class MatchingEngine:
                int64_t qty, int flags=0, int64_t ts=0):
         """Match a new order against the public book; the rest rests (LIMIT, POST_ONLY) or
         expires (IOC, FOK, MARKET). Returns SUBMIT_*; fills are in drain()."""
+        return self.submit_c(order_id, client_id, inst, side, otype, px, qty, flags, ts)
+
+    cdef int submit_c(self, int64_t order_id, uint64_t client_id, uint32_t inst, int side, int otype, int64_t px,
+                      int64_t qty, int flags, int64_t ts) except -1:
         cdef OrderBook b
+        cdef bint crosses
         cdef SimOrder tmp
         cdef SimOrder *o
         cdef int i, slot = -1
@@ -308,6 +313,9 @@ cdef class MatchingEngine:
 
     def cancel(self, int64_t order_id, int64_t ts=0):
         """Cancel a resting order: True (CANCELED record emitted) or False if not open."""
+        return self.cancel_c(order_id, ts)
+
+    cdef bint cancel_c(self, int64_t order_id, int64_t ts) noexcept:
         cdef int i
         cdef SimOrder *o
         for i in range(self.max_orders):

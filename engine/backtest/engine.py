@@ -30,24 +30,20 @@ and the bootstrap interval (``engine.backtest.report``).
 """
 from __future__ import annotations
 
-import heapq
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cext.matching import SUBMIT_POST_ONLY_REJECTED, MatchingEngine
+from cext.backtest import EventLoop
+from cext.matching import MatchingEngine
 from cext.risk import RiskGate, RiskState
-from engine import schema
+from cext.strategies import CompiledStrategy
 from engine.accounting import apply_fill
 from engine.features.regime import NAMES as REGIMES, SEVERITY, OnlineRegime
 from engine.features.vector import FeatureEngine
 from engine.risk.limits import RiskLimits
 from engine.risk.positions import PositionBook
 
-MKT_EXCH, MKT_LOCAL, ORDER_ARRIVE, EXEC_LOCAL = 0, 1, 2, 3
-FUNDING_PERIOD_NS = 8 * 3600 * 1_000_000_000
-EQUITY_GRID_NS = 1_000_000_000
 
 
 @dataclass
@@ -179,196 +175,79 @@ class Backtester:
             tables = [tables]
         if len(tables) != len(self.ins):
             raise ValueError(f"{len(tables)} tables for {len(self.ins)} instruments")
-        # Market events of all instruments, in (time, sequence) order, merged below with the
-        # heap of order and execution events (those always carry a later sequence number, so
-        # a market event goes first at equal time: the order a single heap would give).
-        mt, mseq, mkind, mk, mi = [], [], [], [], []
-        per = []                                  # per table: python lists for the hot loop
-        events = 0
-        seq = 0
-        feed = self.latency.feed_ns
-        for k, tab in enumerate(tables):
-            recs, starts, ends, tops = tab["recs"], tab["starts"], tab["ends"], tab["tops"]
-            kinds = recs["kind"]
-            events += int(np.count_nonzero((kinds == schema.MK_DEPTH) | (kinds == schema.MK_TRADE)))
-            n = len(starts)
-            times = np.maximum(recs["exch_ts"][np.maximum(ends - 1, 0)], tops["exch_ts"]).astype(np.int64)
-            idx = np.arange(n)
-            mt += [times, times + feed]
-            mseq += [seq + 2 * idx, seq + 2 * idx + 1]
-            mkind += [np.full(n, MKT_EXCH), np.full(n, MKT_LOCAL)]
-            mk += [np.full(n, k), np.full(n, k)]
-            mi += [idx, idx]
-            seq += 2 * n
-            rate_rec = ((kinds == schema.MK_MARK) | (kinds == schema.MK_FUNDING)).astype(np.int64)
-            cs = np.concatenate([[0], np.cumsum(rate_rec)])
-            per.append({"starts": starts.tolist(), "ends": ends.tolist(),
-                        "has_rate": (cs[ends] - cs[starts] > 0).tolist(),
-                        "bid": tops["bid_px"][:, 0].tolist(), "ask": tops["ask_px"][:, 0].tolist(),
-                        "invalid": ((tops["flags"] & schema.F_BOOK_INVALID) != 0).tolist()})
-        T = np.concatenate(mt) if mt else np.zeros(0, np.int64)
-        order = np.lexsort((np.concatenate(mseq), T)) if mt else np.zeros(0, np.int64)
-        m_t = T[order].tolist()
-        m_kind = np.concatenate(mkind)[order].tolist() if mt else []
-        m_k = np.concatenate(mk)[order].tolist() if mt else []
-        m_i = np.concatenate(mi)[order].tolist() if mt else []
-        n_market = len(m_t)
-        heap: list = []
-        heappush, heappop = heapq.heappush, heapq.heappop
-        trades: list[dict] = []
-        equity: list[tuple[int, float]] = []
-        sbooks: dict[tuple[int, int], _StratBook] = {}
-        orders_sent = rejects = model_calls = 0
-        signal_sum = 0.0
-        rej_layers: dict[str, int] = {}
-        funding_paid: list[dict] = []
-        nk = len(self.ins)
-        next_sample = [0] * nk
-        funding_rate = [self.funding_rate] * nk
-        next_funding = [None] * nk
-        mid_of = [0] * nk
-        inv_area = [0.0] * nk               # integral of |position| dt (lots x s)
-        inv_max = [0] * nk
-        last_t = [None] * nk
-        next_grid = None
-        regime_changes: list[dict] = []
-        ack = self.latency.ack_ns
-        t = 0
-        m = 0
-        while m < n_market or heap:
-            if m < n_market and (not heap or m_t[m] <= heap[0][0]):
-                t, kind, k, i = m_t[m], m_kind[m], m_k[m], m_i[m]
-                m += 1
-            else:
-                t, _, kind, payload = heappop(heap)
-            if next_grid is None:
-                next_grid = (t // EQUITY_GRID_NS + 1) * EQUITY_GRID_NS
-            while t >= next_grid:
-                equity.append((next_grid, self.book.equity()))
-                next_grid += EQUITY_GRID_NS
-            if kind == MKT_EXCH:
-                pk = per[k]
-                r = tables[k]["recs"][pk["starts"][i]:pk["ends"][i]]
-                self.engine.on_market(r)
-                for e in self.engine.drain():
-                    heappush(heap, (t + ack, seq, EXEC_LOCAL, e))
-                    seq += 1
-                if pk["has_rate"][i]:
-                    kinds = r["kind"]
-                    rr = r[(kinds == schema.MK_MARK) | (kinds == schema.MK_FUNDING)]
-                    funding_rate[k] = float(rr["aux2"][-1]) / 1e9
-                if next_funding[k] is None:
-                    next_funding[k] = (t // FUNDING_PERIOD_NS + 1) * FUNDING_PERIOD_NS
-                if t >= next_funding[k] and mid_of[k] > 0:
-                    inst = self.ins[k].inst
-                    amount = self.book.on_funding(inst, funding_rate[k], mid_of[k])
-                    for (owner, ii), sb in sbooks.items():
-                        if ii == inst:
-                            sb.funding += -sb.qty * mid_of[k] * sb.v * funding_rate[k]
-                    funding_paid.append({"time_ns": next_funding[k], "symbol": self.ins[k].symbol,
-                                         "rate": funding_rate[k], "position_lots": self.book.positions[inst].qty,
-                                         "amount": round(amount, 8)})
-                    next_funding[k] += FUNDING_PERIOD_NS
-            elif kind == MKT_LOCAL:
-                ins = self.ins[k]
-                inst = ins.inst
-                tab = tables[k]
-                pk = per[k]
-                fe = self.features[k]
-                fe.on_message(tab["recs"][pk["starts"][i]:pk["ends"][i]], tab["tops"][i:i + 1])
-                bb, ba = pk["bid"][i], pk["ask"][i]
-                valid = not pk["invalid"][i] and bb > 0 and ba > bb
-                q = self.book.positions[inst].qty
-                if last_t[k] is not None:
-                    inv_area[k] += abs(q) * (t - last_t[k]) / 1e9
-                last_t[k] = t
-                if valid:
-                    mid = (bb + ba) // 2
-                    mid_of[k] = mid
-                    self.state.set_market(inst, mark_px=mid, mark_ns=t, data_ns=t, book_valid=True)
-                    self.book.on_mark(inst, mid)
-                    reg = self.regimes[k]
-                    if reg is not None:
-                        changed = reg.on_mid(t, float(mid))
-                        if changed is not None:
-                            self._apply_regime(k, changed)
-                            regime_changes.append({"time_ns": t, "symbol": ins.symbol, "regime": REGIMES[changed]})
-                signal = 0.0
-                rt = self.models[k]
-                if rt is not None and fe.all_ready:
-                    commit = t >= next_sample[k]
-                    if commit:
-                        next_sample[k] = (t // self.sample_ns + 1) * self.sample_ns
-                    p = rt.predict(fe.out, commit)
-                    signal = float(p[2] - p[0])
-                    model_calls += 1
-                    signal_sum += signal
-                for it in self.strategies[k].on_market(t, bb, ba, fe.out, fe.ready, valid, signal):
-                    it["mono_origin"] = t
-                    ok, res = self.gate.check(it, self.state, t)
-                    if not ok:
-                        rejects += 1
-                        name = RiskGate.reason_name(int(res["reason"][0]))
-                        rej_layers[name] = rej_layers.get(name, 0) + 1
-                        e = np.zeros(1, schema.EXEC_DTYPE)[0]
-                        e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], inst
-                        self.strategies[k].on_exec(e)
-                        continue
-                    order = res.copy()
-                    self.book.on_order_sent(order[0])
-                    orders_sent += 1
-                    heappush(heap, (t + self.latency.order(self.rng), seq, ORDER_ARRIVE, (k, order[0])))
-                    seq += 1
-            elif kind == ORDER_ARRIVE:
-                k, o = payload
-                inst = self.ins[k].inst
-                if int(o["action"]) == schema.ACT_NEW:
-                    res = self.engine.submit(int(o["client_id"]), int(o["client_id"]), inst, int(o["side"]),
-                                             int(o["otype"]), int(o["px"]), int(o["qty"]), int(o["flags"]), t)
-                    if res == SUBMIT_POST_ONLY_REJECTED:
-                        e = np.zeros(1, schema.EXEC_DTYPE)[0]
-                        e["kind"], e["client_id"], e["inst"], e["side"], e["reason"] = \
-                            schema.EX_REJECT, o["client_id"], inst, o["side"], -5022
-                        heappush(heap, (t + ack, seq, EXEC_LOCAL, e))
-                        seq += 1
-                elif int(o["action"]) == schema.ACT_CANCEL:
-                    self.engine.cancel(int(o["ref_client_id"]), t)
-                for e in self.engine.drain():
-                    heappush(heap, (t + ack, seq, EXEC_LOCAL, e))
-                    seq += 1
-            else:
-                e = payload.copy()
-                inst = int(e["inst"])
-                k = next(j for j, x in enumerate(self.ins) if x.inst == inst)
-                if int(e["kind"]) in (schema.EX_PARTIAL, schema.EX_FILL):
-                    maker = int(e["liquidity"]) == schema.LIQ_MAKER
-                    px, qty = int(e["px"]), int(e["qty"])
-                    e["fee"] = px * qty * self.value[inst] * (self.maker_fee if maker else self.taker_fee)
-                    if last_t[k] is not None:
-                        inv_area[k] += abs(self.book.positions[inst].qty) * (t - last_t[k]) / 1e9
-                        last_t[k] = t
-                    self.book.on_exec(e)
-                    owner = int(e["client_id"]) >> 40
-                    sb = sbooks.get((owner, inst))
-                    if sb is None:
-                        sb = sbooks[(owner, inst)] = _StratBook(self.value[inst])
-                    dq = qty if int(e["side"]) == schema.SIDE_BUY else -qty
-                    sb.fill(dq, px, float(e["fee"]))
-                    pos = self.book.positions[inst].qty
-                    inv_max[k] = max(inv_max[k], abs(pos))
-                    trades.append({"time_ns": t, "symbol": self.ins[k].symbol,
-                                   "strategy": self.owner_name.get(owner, str(owner)),
-                                   "side": "BUY" if dq > 0 else "SELL",
-                                   "price": self.ins[k].ticks_to_price(px), "qty": self.ins[k].lots_to_qty(qty),
-                                   "fee": round(float(e["fee"]), 8), "liquidity": "maker" if maker else "taker",
-                                   "position_lots": pos})
-                else:
-                    self.book.on_exec(e)
-                self.strategies[k].on_exec(e)
-        if next_grid is not None:
-            equity.append((next_grid, self.book.equity()))
-        return self._result(tables, trades, equity, sbooks, orders_sent, rejects, rej_layers, events, model_calls,
-                            signal_sum, funding_paid, inv_area, inv_max, last_t, regime_changes)
+        # Python per message only where a Python component needs it: the strategy (its
+        # features), the model, the regime detector; a compiled strategy alone runs in C.
+        self._tables = tables
+        self._feat_on = [not isinstance(s, CompiledStrategy) or m is not None
+                         for s, m in zip(self.strategies, self.models)]
+        hooks = [f or r is not None for f, r in zip(self._feat_on, self.regimes)]
+        self._trades, self._sbooks, self._funding_paid, self._regime_changes = [], {}, [], []
+        self._model_calls, self._signal_sum = 0, 0.0
+        self._next_sample = [0] * len(self.ins)
+        lat = self.latency
+        loop = EventLoop(self, self.engine, self.gate, self.state, self.book, list(self.strategies),
+                         list(self.features), list(tables), [i.inst for i in self.ins],
+                         [self.value[i.inst] for i in self.ins], hooks, feed_ns=lat.feed_ns,
+                         order_ns=lat.order_ns, ack_ns=lat.ack_ns,
+                         order_drawn=lat.order_samples is not None and len(lat.order_samples) > 0,
+                         maker_fee=self.maker_fee, taker_fee=self.taker_fee,
+                         funding_rates=[self.funding_rate] * len(self.ins))
+        loop.run()
+        rej_layers = {(RiskGate.reason_name(r) if isinstance(r, int) else r): c for r, c in loop.reject_reasons.items()}
+        per = loop.per_instrument()
+        equity = list(zip(loop.equity_t, loop.equity_v))
+        return self._result(tables, self._trades, equity, self._sbooks, loop.orders_sent, loop.rejects, rej_layers,
+                            loop.events, self._model_calls, self._signal_sum, self._funding_paid, [p[0] for p in per],
+                            [p[1] for p in per], [p[2] for p in per], self._regime_changes)
+
+    # ---- what the event loop calls back (Python components, rare events)
+    def _local(self, k: int, i: int, t: int, valid: bool, mid: int) -> float:
+        """Features, regime and model for message i of table k at local time t: the signal."""
+        fe = self.features[k]
+        if self._feat_on[k]:
+            tab = self._tables[k]
+            s, e = int(tab["starts"][i]), int(tab["ends"][i])
+            fe.on_message(tab["recs"][s:e], tab["tops"][i:i + 1])
+        reg = self.regimes[k]
+        if valid and reg is not None:
+            changed = reg.on_mid(t, float(mid))
+            if changed is not None:
+                self._apply_regime(k, changed)
+                self._regime_changes.append({"time_ns": t, "symbol": self.ins[k].symbol, "regime": REGIMES[changed]})
+        rt = self.models[k]
+        if rt is None or not fe.all_ready:
+            return 0.0
+        commit = t >= self._next_sample[k]
+        if commit:
+            self._next_sample[k] = (t // self.sample_ns + 1) * self.sample_ns
+        p = rt.predict(fe.out, commit)
+        signal = float(p[2] - p[0])
+        self._model_calls += 1
+        self._signal_sum += signal
+        return signal
+
+    def _order_latency(self) -> int:
+        return self.latency.order(self.rng)
+
+    def _fill(self, k: int, t: int, owner: int, dq: int, px: int, fee: float, maker: bool, pos: int) -> None:
+        inst = self.ins[k].inst
+        sb = self._sbooks.get((owner, inst))
+        if sb is None:
+            sb = self._sbooks[(owner, inst)] = _StratBook(self.value[inst])
+        sb.fill(dq, px, fee)
+        self._trades.append({"time_ns": t, "symbol": self.ins[k].symbol,
+                             "strategy": self.owner_name.get(owner, str(owner)), "side": "BUY" if dq > 0 else "SELL",
+                             "price": self.ins[k].ticks_to_price(px), "qty": self.ins[k].lots_to_qty(abs(dq)),
+                             "fee": round(fee, 8), "liquidity": "maker" if maker else "taker", "position_lots": pos})
+
+    def _funding(self, k: int, due: int, rate: float, mid: int) -> None:
+        inst = self.ins[k].inst
+        amount = self.book.on_funding(inst, rate, mid)
+        for (owner, ii), sb in self._sbooks.items():
+            if ii == inst:
+                sb.funding += -sb.qty * mid * sb.v * rate
+        self._funding_paid.append({"time_ns": due, "symbol": self.ins[k].symbol, "rate": rate,
+                                   "position_lots": self.book.positions[inst].qty, "amount": round(amount, 8)})
 
     # ------------------------------------------------------------------ results
     def _result(self, tables, trades, equity, sbooks, orders_sent, rejects, rej_layers, events, model_calls,

@@ -26,7 +26,6 @@ def book(equity=100_000.0):
 
 def test_pnl_is_the_sum_of_fills():
     st, pb = book()
-    pb.on_fill = None
     fills = [(schema.SIDE_BUY, 600_000, 10, 0.6), (schema.SIDE_BUY, 601_000, 10, 0.6),
              (schema.SIDE_SELL, 602_000, 15, -0.2), (schema.SIDE_SELL, 599_000, 10, 0.5),
              (schema.SIDE_BUY, 598_000, 5, 0.1)]

@@ -97,3 +97,38 @@ def test_switcher_enables_by_regime_and_sizes_by_profile():
     assert {int(o["strategy"][0]) for o in out} == {1, 2}
     with pytest.raises(ValueError):
         RegimeSwitcher({"x": mm})
+
+
+def test_touch_quoter_rule():
+    """One bid one tick behind the bid, one ask one tick behind the ask; cancel/replace a side
+    whose wanted price changed; the position limit; quotes cleared by their ends."""
+    from engine.strategies.touch import TouchQuoter
+    q = TouchQuoter(0, quote_lots=2, max_position_lots=3, strategy_id=4, client_id_base=4 << 40)
+    base = 4 << 40
+
+    def acts(out):
+        return [(int(a["action"][0]), int(a["side"][0]), int(a["px"][0]), int(a["qty"][0]), int(a["client_id"][0]),
+                 int(a["ref_client_id"][0]), int(a["otype"][0])) for a in out]
+
+    po = schema.OT_POST_ONLY
+    assert acts(q.on_market(1, 100, 101, None, None, True)) == [
+        (schema.ACT_NEW, schema.SIDE_BUY, 99, 2, base, 0, po), (schema.ACT_NEW, schema.SIDE_SELL, 102, 2, base + 1, 0, po)]
+    assert q.on_market(2, 100, 101, None, None, True) == []                  # nothing changed: nothing sent
+    assert acts(q.on_market(3, 101, 102, None, None, True)) == [
+        (schema.ACT_CANCEL, schema.SIDE_BUY, 99, 0, base + 2, base, po), (schema.ACT_NEW, schema.SIDE_BUY, 100, 2, base + 3, 0, po),
+        (schema.ACT_CANCEL, schema.SIDE_SELL, 102, 0, base + 4, base + 1, po),
+        (schema.ACT_NEW, schema.SIDE_SELL, 103, 2, base + 5, 0, po)]
+    e = np.zeros(1, schema.EXEC_DTYPE)[0]
+    e["kind"], e["client_id"], e["side"], e["qty"], e["px"] = schema.EX_FILL, base + 3, schema.SIDE_BUY, 2, 100
+    q.on_exec(e)                                                              # bought 2: another 2 would pass 3
+    assert q.position == 2 and q.quotes[schema.SIDE_BUY] is None
+    assert acts(q.on_market(4, 101, 102, None, None, True)) == []            # no new bid at the limit
+    other = e.copy()
+    other["client_id"] = (5 << 40) + 1                                       # not ours: ignored
+    q.on_exec(other)
+    assert q.position == 2
+    assert acts(q.on_market(5, 101, 102, None, None, False)) == [            # invalid book: pull everything
+        (schema.ACT_CANCEL, schema.SIDE_SELL, 103, 0, base + 6, base + 5, po)]
+    assert q.quotes_sent == 4 and q.cancels_sent == 3
+    with pytest.raises(ValueError):
+        TouchQuoter(0, quote_lots=3, max_position_lots=2)

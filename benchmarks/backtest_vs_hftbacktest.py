@@ -146,7 +146,8 @@ def main():
         train([cap], model_dir, TrainConfig(seed=0), log=lambda *x: None)
     from engine.models.registry import ModelRegistry
     reg = ModelRegistry(model_dir)
-    cases = (("TouchQuoter (compiled), regime fixed", lambda: TouchQuoter(0), None, "NORMAL"),
+    cases = (("TouchQuoter (compiled, 3 lots: 1 is under the 100 USDT minimum notional), regime fixed",
+              lambda: TouchQuoter(0, quote_lots=3, max_position_lots=30), None, "NORMAL"),
              ("MarketMaker (Python, features, regime detector), no model",
               lambda: MarketMaker(0, float(DEFAULT_BTC.tick_size)), None, "auto"),
              ("MarketMaker, ensemble in the loop", lambda: MarketMaker(0, float(DEFAULT_BTC.tick_size)), reg.load,

@@ -41,24 +41,12 @@ from engine.features.dataset import message_table  # noqa: E402
 from engine.risk.limits import RiskLimits  # noqa: E402
 from engine.strategies.touch import TouchQuoter  # noqa: E402
 from engine.testing.data import REPO, shared_path, USDM_CAPTURES  # noqa: E402
+from engine.testing.strategies import PythonPath  # noqa: E402
 from engine.venues.instruments import Instrument  # noqa: E402
 
 BTC = Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tick_units=10, min_notional="0",
                  max_qty_lots=1_000_000)
 WIDE = RiskLimits(max_daily_trades=10**9, order_rate=1e9, order_burst=1e9, max_consecutive_losses=10**9)
-
-
-class PythonPath:
-    """The compiled rule behind a Python object: the event loop calls it through Python."""
-
-    def __init__(self, q):
-        self.q, self.owner = q, q.owner
-
-    def on_market(self, *args):
-        return self.q.on_market(*args)
-
-    def on_exec(self, e):
-        self.q.on_exec(e)
 
 
 def ours(table, python_path=False):

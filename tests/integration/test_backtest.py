@@ -11,6 +11,7 @@ from engine.backtest.engine import Backtester, LatencyModel
 from engine.backtest.report import write_report
 from engine.features.dataset import message_table
 from engine.strategies.market_making import MarketMaker
+from engine.testing.strategies import PythonPath
 from engine.venues.instruments import Instrument
 
 INS = Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tick_units=10, min_notional="5",
@@ -158,23 +159,6 @@ def test_two_instruments_with_the_model_in_the_loop(table, trained_registry):
 
 
 # ---------------------------------------------------------------- the compiled loop's two paths
-class PythonTouch:
-    """The compiled TouchQuoter seen through its Python methods only: the event loop takes the
-    Python path for it (the feature engine runs, intents come as arrays, reports as records)."""
-
-    def __init__(self, q):
-        self.q, self.owner = q, q.owner
-
-    def on_market(self, *args):
-        return self.q.on_market(*args)
-
-    def on_exec(self, e):
-        self.q.on_exec(e)
-
-    quotes_sent = property(lambda self: self.q.quotes_sent)
-    cancels_sent = property(lambda self: self.q.cancels_sent)
-
-
 def test_compiled_and_python_strategy_paths_give_the_same_backtest(table):
     """The same rule once as a compiled strategy (no Python per message) and once through the
     Python path: every order, fill, equity point and rejection the same."""
@@ -184,7 +168,7 @@ def test_compiled_and_python_strategy_paths_give_the_same_backtest(table):
     part = {k: (v[:40_000] if k != "recs" else v[:int(table["ends"][39_999])]) if isinstance(v, np.ndarray) else v
             for k, v in table.items()}
     res = []
-    for wrap in (lambda q: q, PythonTouch):
+    for wrap in (lambda q: q, PythonPath):
         bt = Backtester(INS, wrap(TouchQuoter(0, max_position_lots=5)), limits=lim, regime="NORMAL",
                         latency=LatencyModel(order_samples=np.array([2_000_000, 9_000_000], np.int64)), seed=3)
         res.append(bt.run(part))
@@ -192,7 +176,7 @@ def test_compiled_and_python_strategy_paths_give_the_same_backtest(table):
     assert a.summary["fills"] > 20 and a.summary["risk_rejects"] > 0 and a.summary["orders_sent"] > 100
 
     def same(x):             # the per-strategy name is the class's
-        return json.dumps([x.summary, x.trades, x.rejects], sort_keys=True).replace("PythonTouch", "TouchQuoter")
+        return json.dumps([x.summary, x.trades, x.rejects], sort_keys=True).replace("PythonPath", "TouchQuoter")
     assert same(a) == same(b)
     assert np.array_equal(a.equity, b.equity)
 

@@ -54,12 +54,26 @@ class VenueSync:
         n = 0
         for ins in self.instruments:
             from_id = 0
+            foreign: set[int] = set()
             while True:
                 trades = await self.call("GET", "/fapi/v1/userTrades",
                                          {"symbol": ins.symbol, "fromId": from_id, "limit": 1000})
                 for t in trades:
-                    cid = self.past["order_of"].get((ins.inst, int(t["orderId"])))
-                    if cid is None or (ins.inst, int(t["id"])) in self.past["trades"]:
+                    if (ins.inst, int(t["id"])) in self.past["trades"]:
+                        continue
+                    oid = int(t["orderId"])
+                    cid = self.past["order_of"].get((ins.inst, oid))
+                    if cid is None and oid not in foreign:
+                        # an order the journal never saw: sent, then the engine died before
+                        # it journaled the order (it does so after the write). The venue
+                        # knows its client id: ours (our prefix) -> its fills are ours.
+                        q = await self.call("GET", "/fapi/v1/order", {"symbol": ins.symbol, "orderId": oid})
+                        cid = self.gateway.parse_client_order_id(q.get("clientOrderId", ""))
+                        if cid is None:
+                            foreign.add(oid)
+                        else:
+                            self.past["order_of"][(ins.inst, oid)] = cid
+                    if cid is None:
                         continue
                     e = np.zeros(1, schema.EXEC_DTYPE)
                     e["kind"], e["inst"], e["client_id"], e["exch_order_id"] = schema.EX_PARTIAL, ins.inst, cid, int(t["orderId"])

@@ -36,7 +36,8 @@ cdef class CompiledStrategy:
 
     cdef int quote(self, int64_t ts, int64_t bb, int64_t ba, bint valid, double signal,
                    OrderRecord *out, int cap) except -1:
-        raise NotImplementedError
+        # the base has no rule of its own: a subclass that forgets quote() fails loudly
+        raise TypeError(f"{type(self).__name__} is a CompiledStrategy without a quote() of its own")
 
     cdef void execution(self, const ExecRecord *e) noexcept:
         pass

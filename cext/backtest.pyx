@@ -129,7 +129,7 @@ cdef class EventLoop:
     cdef int64_t *inv_max
     cdef double *inv_area
     # results
-    cdef readonly int64_t orders_sent, rejects, events_done
+    cdef readonly int64_t orders_sent, rejects
     cdef readonly int64_t events        # book level updates and trades applied (hftbacktest's row unit)
     cdef readonly dict reject_reasons
     cdef readonly list equity_t, equity_v
@@ -377,7 +377,6 @@ cdef class EventLoop:
                 self.nfree += 1
             else:
                 market = self._next_market(&mt, &mseq, &mkind, &mk, &i)
-            self.events_done += 1
         if have_grid:
             self.equity_t.append(next_grid)
             self.equity_v.append(self.book.equity())

@@ -45,7 +45,6 @@ from engine.risk.limits import RiskLimits
 from engine.risk.positions import PositionBook
 
 
-
 @dataclass
 class LatencyModel:
     feed_ns: int = 5_000_000

@@ -42,6 +42,7 @@ bench: $(TRAIN) $(HBT)
 	$(PY) benchmarks/sim_exchange.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/backtest_vs_hftbacktest.py
+	$(PY) benchmarks/hot_path.py
 	$(PY) benchmarks/latency.py
 
 train-env: $(TRAIN)

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Tick-to-trade by stage, fused topology (without and with the ensemble) against 2proc and
-3proc (spin and hybrid waits) and 4proc (hybrid), in one run:
+"""Tick-to-trade by stage, fused topology (without and with the ensemble; with the ensemble
+also busy-polling, unpinned and pinned) against 2proc and 3proc (spin and hybrid waits) and
+4proc (hybrid), in one run:
 the same harness as ``cryptoscalp bench latency`` (engine/latency.py: a sim process, the
 engine against it, stage stamps read back from the journal's orders, CPU and RSS per
 process from /proc). One JSON line per stage and per process (STYLE.md), PNG histograms
@@ -38,16 +39,25 @@ def main() -> int:
     seconds = 20.0 if args.quick else args.seconds
     out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench-out")
     os.makedirs(out, exist_ok=True)
-    cases = [("fused", "hybrid", None)] + ([("fused", "hybrid", args.model)] if args.model else []) + \
-        [("2proc", "spin", None), ("2proc", "hybrid", None), ("3proc", "spin", None), ("3proc", "hybrid", None),
-         ("4proc", "hybrid", None)]           # 4proc spin: three spinning processes on a 2-core host, not run
-    for topology, wait, model in cases:
-        name = (topology if topology == "fused" else f"{topology}-{wait}") + ("-ensemble" if model else "")
-        recs = latency.run(topology, seconds=seconds, wait=wait, model=model,
+    # fused, event loop asleep between frames (hybrid) or busy-polling (spin: one core, the model and
+    # the order path rehearsed between messages); the last fused case pins the engine to CPU 1 and
+    # the sim to CPU 0 (the other CPUs, if any, stay free)
+    pin = ("engine=1", "0") if os.cpu_count() >= 2 else (None, None)
+    fused = [("fused", "hybrid", None, (None, None))]
+    if args.model:
+        fused += [("fused", "hybrid", args.model, (None, None)), ("fused", "spin", args.model, (None, None)),
+                  ("fused", "spin", args.model, pin)]
+    cases = fused + [(t, w, None, (None, None)) for t, w in
+                     (("2proc", "spin"), ("2proc", "hybrid"), ("3proc", "spin"), ("3proc", "hybrid"), ("4proc", "hybrid"))]
+    # 4proc spin: three spinning processes on a 2-core host, not run
+    for topology, wait, model, (cpus, sim_cpus) in cases:
+        name = (topology if topology == "fused" and wait == "hybrid" else f"{topology}-{wait}") + \
+            ("-ensemble" if model else "") + ("-pinned" if cpus else "")
+        recs = latency.run(topology, seconds=seconds, wait=wait, model=model, cpus=cpus, sim_cpus=sim_cpus,
                            plot=os.path.join(out, f"latency-{name}.png"),
                            progress=lambda m: print(m, file=sys.stderr, flush=True))
         for r in recs:
-            if (topology != "fused" or model) and r["stage"] == "tick_to_trade":
+            if (topology != "fused" or model or wait != "hybrid") and r["stage"] == "tick_to_trade":
                 r["vs"] = "fused"
             if model and r["stage"] == "tick_to_trade":
                 r["target_us"] = {"p50": 40, "p99": 150}          # issue 10: fused, ensemble in the path

@@ -18,7 +18,10 @@ same as they were when this was a dataclass.
 """
 from libc.stdint cimport int64_t, uint64_t
 
+from cpython.buffer cimport PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
 from cext.risk cimport RiskState
+from cext.schema cimport OrderRecord
 
 cdef enum:
     SIDE_BUY = 1
@@ -99,7 +102,20 @@ cdef class PositionBook:
 
     # ---------------------------------------------------------------- orders
     def on_order_sent(self, o):
-        """An order the gate accepted and the gateway sent (ORDER_DTYPE record)."""
+        """An order the gate accepted and the gateway sent: an ORDER_DTYPE record or a
+        1-element array (read in place: ~0.2 us instead of ~2 for seven numpy fields)."""
+        cdef Py_buffer b
+        cdef const OrderRecord *r
+        if PyObject_CheckBuffer(o):
+            PyObject_GetBuffer(o, &b, PyBUF_SIMPLE)
+            try:
+                if b.len != sizeof(OrderRecord):
+                    raise ValueError(f"one ORDER_DTYPE record ({sizeof(OrderRecord)} bytes) expected, got {b.len}")
+                r = <const OrderRecord *>b.buf
+                self.order_sent(r.action, r.client_id, r.ref_client_id, r.inst, r.side, r.px, r.qty)
+            finally:
+                PyBuffer_Release(&b)
+            return
         self.order_sent(int(o["action"]), int(o["client_id"]), int(o["ref_client_id"]), int(o["inst"]),
                         int(o["side"]), int(o["px"]), int(o["qty"]))
 

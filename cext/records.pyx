@@ -5,7 +5,35 @@
 offsets); the ``view_*`` functions take typed memoryviews, so passing a numpy array
 whose dtype does not match the struct raises ValueError ("Buffer dtype mismatch").
 """
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE
+
+from libc.stdint cimport int64_t
+
 from cext.schema cimport *
+
+cdef object _MARKET_DTYPE = None
+
+
+cdef MarketRecord *market_ptr(object a, Py_ssize_t *n) except? NULL:
+    """The records of a C-contiguous, writable MARKET_DTYPE array and their count in ``n``
+    (ValueError for another dtype, TypeError for something that is not an array)."""
+    global _MARKET_DTYPE
+    cdef Py_buffer b
+    cdef MarketRecord *p
+    if _MARKET_DTYPE is None:
+        from engine.schema import MARKET_DTYPE
+        _MARKET_DTYPE = MARKET_DTYPE
+    try:
+        dt = a.dtype
+    except AttributeError:
+        raise TypeError(f"MARKET_DTYPE records: a numpy array, got {type(a).__name__}") from None
+    if dt is not _MARKET_DTYPE and dt != _MARKET_DTYPE:
+        raise ValueError(f"Buffer dtype mismatch: MARKET_DTYPE records expected, got {dt}")
+    PyObject_GetBuffer(a, &b, PyBUF_ANY_CONTIGUOUS | PyBUF_WRITABLE)
+    n[0] = b.len // sizeof(MarketRecord)
+    p = <MarketRecord *>b.buf
+    PyBuffer_Release(&b)          # numpy keeps the data where it is while the caller holds ``a``
+    return p
 
 
 cdef inline size_t _off(void *base, void *field):
@@ -83,3 +111,40 @@ def view_risk_state(a):
     _size_check(a, sizeof(RiskState), "RiskState")
     cdef RiskState[::1] v = a
     return v.shape[0], (v[v.shape[0] - 1].state_since_ns if v.shape[0] else 0)
+
+
+cdef object _ORDER_DTYPE = None
+
+
+def stamp_orders(list orders, int64_t origin, int64_t t_book, int64_t t_features, int64_t t_infer,
+                 int64_t t_strategy):
+    """The brain's stage stamps onto each intent (1-element ORDER_DTYPE arrays), in place:
+    five numpy field assignments per intent cost ~1 us each."""
+    global _ORDER_DTYPE
+    cdef Py_buffer b
+    cdef OrderRecord *o
+    if _ORDER_DTYPE is None:
+        from engine.schema import ORDER_DTYPE
+        _ORDER_DTYPE = ORDER_DTYPE
+    for a in orders:
+        if a.dtype is not _ORDER_DTYPE and a.dtype != _ORDER_DTYPE:
+            raise ValueError(f"Buffer dtype mismatch: ORDER_DTYPE records expected, got {a.dtype}")
+        PyObject_GetBuffer(a, &b, PyBUF_ANY_CONTIGUOUS | PyBUF_WRITABLE)
+        try:
+            if b.len != sizeof(OrderRecord):
+                raise ValueError(f"an intent is one ORDER_DTYPE record, got {b.len // sizeof(OrderRecord)}")
+            o = <OrderRecord *>b.buf
+            o.mono_origin, o.t_book, o.t_features, o.t_infer, o.t_strategy = \
+                origin, t_book, t_features, t_infer, t_strategy
+        finally:
+            PyBuffer_Release(&b)
+
+
+def message_times(recs):
+    """(mono_origin of the first record, exch_ts of the last) of one message's
+    MARKET_DTYPE records, read in place (0, 0 for none)."""
+    cdef Py_ssize_t n
+    cdef MarketRecord *r = market_ptr(recs, &n)
+    if n == 0:
+        return 0, 0
+    return r[0].mono_origin, r[n - 1].exch_ts

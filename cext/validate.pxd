@@ -45,6 +45,7 @@ cdef class Validator:
     cdef readonly int spike_warmup
     cdef uint64_t counts[11]
     cdef readonly uint64_t checked
+    cdef public object results              # check_records: the last call's result per record (uint8)
 
     cdef int check(self, MarketRecord *r) noexcept nogil
     cdef int _price(self, InstState *s, double px) noexcept nogil

@@ -17,6 +17,9 @@ from libc.stdint cimport int64_t, uint64_t, INT64_MIN
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
+import numpy as np
+
+from cext.records cimport market_ptr
 from cext.schema cimport MarketRecord
 
 cdef int MK_DEPTH = 1
@@ -60,6 +63,7 @@ cdef class Validator:
             raise ValueError("ewm_alpha must be in (0, 1)")
         if jump_k <= 0 or spike_k <= 0 or jump_confirm < 1:
             raise ValueError("jump_k and spike_k must be > 0 and jump_confirm >= 1")
+        self.results = np.zeros(256, np.uint8)
         self.st = <InstState *>calloc(n_inst, sizeof(InstState))
         if self.st == NULL:
             raise MemoryError()
@@ -180,14 +184,29 @@ cdef class Validator:
     # -------------------------------------------------------------- Python API
     def check_array(self, recs):
         """Check each record of a MARKET_DTYPE array; returns a uint8 array of results."""
-        import numpy as np
-        cdef MarketRecord[::1] v = recs
-        out = np.zeros(v.shape[0], np.uint8)
+        cdef Py_ssize_t i, n
+        cdef MarketRecord *v = market_ptr(recs, &n)
+        out = np.zeros(n, np.uint8)
         cdef unsigned char[::1] o = out
-        cdef Py_ssize_t i
-        for i in range(v.shape[0]):
+        for i in range(n):
             o[i] = self.check(&v[i])
         return out
+
+    def check_records(self, recs):
+        """Check each record of a MARKET_DTYPE array (as ``check_array``); returns how many
+        are not OK, their results in ``results[:len(recs)]`` (no array made per call: the
+        feed calls this on every message)."""
+        cdef Py_ssize_t i, n, bad = 0
+        cdef MarketRecord *v = market_ptr(recs, &n)
+        cdef unsigned char r
+        if n > self.results.shape[0]:
+            self.results = np.zeros(max(n, 2 * self.results.shape[0]), np.uint8)
+        cdef unsigned char[::1] o = self.results
+        for i in range(n):
+            r = self.check(&v[i])
+            o[i] = r
+            bad += r != 0
+        return bad
 
     def check_stale(self, int64_t now_mono):
         """Instruments with no update for stale_after_ns (each counted once per stall)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from cext.book import top_fields
+from cext.records import message_times, stamp_orders
 from engine import schema
 from engine.features.regime import NAMES as REGIMES, OnlineRegime
 
@@ -30,23 +32,29 @@ class Brain:
         if model_dir:
             from engine.models.registry import ModelRegistry
             self.registry = ModelRegistry(model_dir)
-            self.models = {i.inst: self.registry.load() for i in instruments}
+            self.models = {i.inst: self._loaded(self.registry.load()) for i in instruments}
         self.on_event = on_event or (lambda ev: None)
+        self.features = {}               # inst -> the FeatureEngine of its last message (rehearse)
         self.next_sample = {i.inst: 0 for i in instruments}
         # the last message's outcome, for the caller's risk side and stage metrics
         self.mid = 0                     # book mid (ticks) when the book was valid, else 0
-        self.t_feat = self.t_inf = self.t_str = 0
+        self.origin = self.t_feat = self.t_inf = self.t_str = 0     # origin: the message's frame read
         self.scored = False              # the ensemble ran on the last message
 
     def on_message(self, inst: int, records, fe, top) -> list:
         """One exchange message (its market records, the instrument's FeatureEngine already
         updated, the book top): the strategy's intents, each stamped with the message's
         origin and the brain's stages."""
-        origin = int(records["mono_origin"][0])
+        origin, ts = message_times(records)
+        return self.on_state(inst, origin, ts, fe, *top_fields(top))
+
+    def on_state(self, inst: int, origin: int, ts: int, fe, bb: int, ba: int, flags: int, t_book: int) -> list:
+        """``on_message`` for the instrument's current state: ``origin`` the frame read time
+        (CLOCK_MONOTONIC ns) of the last message in it, ``ts`` that message's exchange time,
+        the book top's best bid and ask (ticks), flags and publication time (``top_fields``)."""
         self.t_feat = t_feat = time.monotonic_ns()
-        bb, ba = int(top["bid_px"][0, 0]), int(top["ask_px"][0, 0])
-        valid = bool(not (int(top["flags"][0]) & schema.F_BOOK_INVALID) and bb > 0 and ba > bb)
-        ts = int(records["exch_ts"][-1])
+        valid = not (flags & schema.F_BOOK_INVALID) and bb > 0 and ba > bb
+        self.origin = origin
         self.mid = 0
         if valid:
             self.mid = (bb + ba) // 2
@@ -57,7 +65,8 @@ class Brain:
                     self.models[inst].set_regime(changed)
         signal_ = 0.0
         rt = self.models.get(inst)
-        self.scored = rt is not None and bool(fe.all_ready)
+        self.features[inst] = fe
+        self.scored = rt is not None and fe.all_ready
         if self.scored:
             commit = t_feat >= self.next_sample[inst]
             if commit:
@@ -67,11 +76,23 @@ class Brain:
         self.t_inf = t_inf = time.monotonic_ns()
         intents = self.strategies[inst].on_market(ts, bb, ba, fe.out, fe.ready, valid, signal_)
         self.t_str = t_str = time.monotonic_ns()
-        t_book = int(top["mono_pub"][0])
-        for it in intents:
-            it["mono_origin"], it["t_book"], it["t_features"], it["t_infer"], it["t_strategy"] = \
-                origin, t_book, t_feat, t_inf, t_str
+        if intents:
+            stamp_orders(intents, origin, t_book, t_feat, t_inf, t_str)
         return intents
+
+    def rehearse(self) -> None:
+        """Between messages in a busy-polling engine: each model run on its instrument's
+        current features, the result thrown away (EnsembleRuntime.rehearse), so that the
+        next message finds the trees in the caches."""
+        for inst, rt in self.models.items():
+            fe = self.features.get(inst)
+            if fe is not None and fe.all_ready:
+                rt.rehearse(fe.out)
+
+    @staticmethod
+    def _loaded(rt):
+        rt.rehearse(times=200)           # ORT's first runs allocate: not on the first scored message
+        return rt
 
     def on_exec(self, e) -> None:
         s = self.strategies.get(int(e["inst"]))
@@ -92,7 +113,7 @@ class Brain:
         if self.registry is None:
             raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
         for inst in list(self.models):
-            rt = self.registry.load()
+            rt = self._loaded(self.registry.load())
             rt.set_regime(self.models[inst].regime)
             self.models[inst] = rt
         out = self.model_versions()

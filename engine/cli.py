@@ -139,7 +139,8 @@ def _cmd_bench(args) -> int:
         print(f"latency: {t} topology, {args.seconds:g} s at {args.speed:g}x market speed", file=sys.stderr, flush=True)
         try:
             recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
-                               model=args.model, cpus=args.cpus if t != "fused" else None, plot=plot,
+                               model=args.model, cpus=_fused_cpus(args.cpus) if t == "fused" else args.cpus,
+                               sim_cpus=args.sim_cpus, plot=plot,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
         except RuntimeError as e:
             print(f"bench latency: {e}", file=sys.stderr)
@@ -149,6 +150,17 @@ def _cmd_bench(args) -> int:
         if plot:
             print(f"histogram: {plot}", file=sys.stderr)
     return 0
+
+
+def _fused_cpus(cpus: str | None) -> str | None:
+    """bench --cpus for the fused topology: only the engine's entry counts (it has no other
+    process); a bare CPU list means the engine's."""
+    if not cpus:
+        return None
+    if "=" not in cpus:
+        return f"engine={cpus}"
+    eng = [x for x in cpus.split(";") if x.strip().startswith("engine=")]
+    return eng[0].strip() if eng else None
 
 
 def _api_keys(path: str | None):
@@ -469,6 +481,7 @@ def _cmd_sim(args) -> int:
 
     import uvloop
 
+    from engine.pauses import GcPauses
     from engine.venues.sim.run import SimRunner
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET, Faults
 
@@ -487,10 +500,22 @@ def _cmd_sim(args) -> int:
         print(f"symbols   {', '.join(i.symbol for i in runner.instruments)}", flush=True)
         if not args.api_key:
             print(f"api key   {TEST_API_KEY}\napi secret {TEST_API_SECRET}", flush=True)
+        # the venue stand-in answers orders without the collector's pauses in between (a
+        # stalled sim holds every order connection of the engine under test)
+        pauses = GcPauses()
+        pauses.start()
+
+        async def collect():
+            while True:
+                await asyncio.sleep(1.0)
+                pauses.tick()
+        gc_task = asyncio.ensure_future(collect())
         await runner.run()
         if not runner._stop.is_set() and args.replay:
             print("replay finished; still serving (Ctrl-C to stop)", flush=True)
             await runner._stop.wait()
+        gc_task.cancel()
+        pauses.stop()
         await runner.server.close()
 
     uvloop.run(main())
@@ -759,10 +784,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--topology", choices=["fused", "2proc", "3proc", "4proc", "all"], default="fused")
     be.add_argument("--seconds", type=float, default=60.0, help="engine run length (warm-up included)")
     be.add_argument("--speed", type=float, default=20.0, help="synthetic market speed (x real time)")
-    be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid", help="split topologies: ring wait strategy")
+    be.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
+                    help="split topologies: ring wait strategy; fused: spin = the event loop busy-polls")
     be.add_argument("--warmup", type=float, default=5.0, help="seconds after the first order left out")
     be.add_argument("--model", help="model registry directory: the ensemble in the path")
-    be.add_argument("--cpus", help="split topologies: CPU sets, e.g. 'feed=0;engine=1'")
+    be.add_argument("--cpus", help="CPU sets, e.g. 'feed=0;engine=1' (fused: 'engine=1' or just '1')")
+    be.add_argument("--sim-cpus", help="CPU set for the sim process, e.g. '0' (default: not pinned)")
     be.add_argument("--plot", help="PNG histogram path (per topology with --topology all)")
     be.set_defaults(func=_cmd_bench)
 

@@ -17,8 +17,10 @@ Stages (an order's stamps, in path order):
                                             book applied (split topologies: and published to the ring)
     parse       mono_origin -> t_parse      fused only: the frame parsed into records
     book        t_parse -> t_book           fused only: validated, book applied, top read
-    features    t_book -> t_features        features updated (split topologies: includes the market
-                                            ring hop and the book-region read)
+    features    t_book -> t_features        features updated, and the wait for the brain's pass (fused,
+                                            2proc: the brain decides once per batch of frames read
+                                            together, on the latest one; split topologies: includes
+                                            the market ring hop and the book-region read)
     inference   t_features -> t_infer       mark and regime updates and the ONNX ensemble
                                             (without --model: mark and regime only)
     strategy    t_infer -> t_strategy
@@ -45,6 +47,12 @@ Stages (an order's stamps, in path order):
     first_order_out                         per market message that made orders: the frame
                                             read -> the first request written (NEW or CANCEL):
                                             how soon the engine reacts on the wire
+
+Waits (``wait``): fused ``hybrid`` sleeps in epoll between frames; fused ``spin`` busy-polls
+the event loop (one core at 100 %) and rehearses the ensemble and the order encoding between
+messages (processes/fused.py ``_busy_poll``). ``cpus`` pins the engine (``engine=1``, the
+engine process's ``--cpus``), ``sim_cpus`` the sim process: on a 2-core host, engine on one
+CPU and sim on the other.
 
 Warm-up is excluded: orders in the first ``warmup_s`` seconds after the first order (numba
 compilation and the ONNX session happen before trading starts; the features need 60 s of
@@ -208,13 +216,15 @@ class ProcSampler:
 # ------------------------------------------------------------------ the run
 def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
         warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
-        cli: str | None = None, progress=print) -> list[dict]:
-    """One measured run; returns the JSON-line records (see the module docstring)."""
+        cli: str | None = None, progress=print, sim_cpus: str | None = None) -> list[dict]:
+    """One measured run; returns the JSON-line records (see the module docstring).
+    ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1')."""
     cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
     from engine.venues.sim.run import SimProcess
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
     scratch = tempfile.mkdtemp(prefix="cs-latency-")
-    sim = SimProcess(cli, speed=speed, seed=7)
+    sim_set = {int(c) for c in sim_cpus.split(",")} if sim_cpus else None
+    sim = SimProcess(cli, speed=speed, seed=7, cpus=sim_set)
     eng = None
     try:
         j = os.path.join(scratch, "journal")
@@ -258,7 +268,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
             raise RuntimeError(f"no order to measure: {final['orders_sent']} orders sent in {seconds:g} s, none after "
                                f"the warm-up (the final status: {json.dumps(final)[:400]})")
         h = host()
-        case = f"{topology}, wait {wait}" if topology != "fused" else "fused"
+        case = f"{topology}, wait {wait}" if topology != "fused" or wait == "spin" else "fused"
+        if cpus or sim_cpus:
+            case += f", pinned ({cpus or 'engine unpinned'}; sim={sim_cpus or 'unpinned'})"
         if model:
             case += ", ensemble"
         out = []
@@ -285,6 +297,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
                         "(warm-up included; the last 20,000)")
                 out.append({"bench": "latency", "case": case, "stage": f"send.{part}", "unit": "us", **v, "host": h,
                             "note": note})
+        gc = final.get("gc")
+        if gc:
+            t2t["gc"] = gc                             # the collector's pauses, taken once a second (engine/pauses.py)
         for p in procs:
             out.append({"bench": "latency", "case": case, "stage": "process", **p, "host": h})
         if plot:

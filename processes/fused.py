@@ -60,6 +60,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cext.book import top_fields
+from cext.records import message_times
 from cext.risk import RiskGate, RiskState
 from engine import schema
 from engine.brain import Brain
@@ -105,7 +107,9 @@ class RunConfig:
     children: str = "engine"                 # split topologies: who starts the processes: engine | systemd
     group: str | None = None                 # --children systemd: the group's name (segments /cs.NAME.*)
     manifest: str = "run/group.json"         # --children systemd: the processes' command lines
-    wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block)
+    wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block);
+                                             # fused: spin = the event loop busy-polls (one core)
+    rehearse_us: float = 200.0               # fused spin: rehearse the model and the order path this often (0: off)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
 TOPOLOGIES = ("fused", "2proc", "3proc", "4proc")
@@ -184,8 +188,13 @@ class FusedEngine:
         self.stopping = False
         self.tasks: set[asyncio.Task] = set()
         self.t2t_ns: list[int] = []
+        from engine.pauses import GcPauses
+        self.gc = GcPauses()
         self.data_ns: dict[int, int] = {}
-        self.counts = {"intents": 0, "orders_sent": 0, "fills": 0, "rejects": 0, "venue_rejects": 0, "cancels": 0}
+        self.counts = {"intents": 0, "orders_sent": 0, "fills": 0, "rejects": 0, "venue_rejects": 0, "cancels": 0,
+                       "conflated": 0}
+        self._latest: dict = {}                            # inst -> its latest message's state, for _brain_pass
+        self._pass_due = False
         self.rejects_by_layer: dict[str, int] = {}
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
@@ -194,9 +203,8 @@ class FusedEngine:
         self.stop_event: asyncio.Event | None = None
         from engine.telemetry import Metrics
         self.metrics = Metrics()
+        self.stage_ns = self.metrics.stage_ns               # stage -> list of nanoseconds (flushed each second)
         # labelled children looked up once (``labels()`` costs a few us per call)
-        self.stage_obs = {n: self.metrics.stage.labels(n)
-                          for n in ("features", "inference", "strategy", "risk", "send", "tick_to_trade")}
         self.order_ctr = {schema.ACT_NEW: self.metrics.orders.labels("new"),
                           schema.ACT_CANCEL: self.metrics.orders.labels("cancel"), -1: self.metrics.orders.labels("other")}
 
@@ -432,29 +440,60 @@ class FusedEngine:
 
     # ------------------------------------------------------------------ brain + risk
     def on_message(self, inst: int, records, fe, top) -> None:
-        """fused, 2proc: one market message through the brain, its intents through the gate."""
+        """fused, 2proc: one market message (book and features already updated by the feed).
+        The brain does not run here but once the frames read together are all applied
+        (``_brain_pass``, next in the event loop): a burst of messages for an instrument
+        becomes one decision on its latest state (the rest are counted, ``conflated``), so
+        the engine cannot fall behind the market by scoring every message of a burst."""
         if self.publisher is not None:
             self.publisher.publish(self._sym(inst), records, top)
+        self.metrics.messages_pending += 1
         if self.stopping:
             return
+        origin, ts = message_times(records)
+        t_parse = self.feed_handler.t_parse if self.feed_handler is not None else 0   # fused only
+        if inst in self._latest:
+            self.counts["conflated"] += 1
+        # the top's fields, not the array: a ring reader hands every instrument the same buffer
+        self._latest[inst] = (origin, ts, t_parse, fe, top_fields(top))
+        if not self._pass_due:
+            self._pass_due = True
+            asyncio.get_running_loop().call_soon(self._brain_pass)
+
+    def _brain_pass(self) -> None:
+        self._pass_due = False
+        latest, self._latest = self._latest, {}
+        if self.stopping:
+            return
+        for inst, (origin, ts, t_parse, fe, top) in latest.items():
+            self._decide(inst, origin, ts, t_parse, fe, top)
+
+    def _decide(self, inst: int, origin: int, ts: int, t_parse: int, fe, top: tuple) -> None:
+        """The brain on an instrument's latest state, its intents through the gate."""
         b = self.brain
-        intents = b.on_message(inst, records, fe, top)
+        intents = b.on_state(inst, origin, ts, fe, *top)
         t_feat = b.t_feat
         self.data_ns[inst] = t_feat
         if b.mid:
             self.state.set_market(inst, mark_px=b.mid, mark_ns=t_feat, data_ns=t_feat, book_valid=True)
             self.book.on_mark(inst, b.mid)
-        t_parse = self.feed_handler.t_parse if self.feed_handler is not None else 0   # fused only
-        for it in intents:                  # orders out first, the stage metrics after
-            self.counts["intents"] += 1
-            it["t_parse"] = t_parse
-            self._submit(it)
-        self.metrics.messages.inc()
-        st = self.stage_obs
-        st["features"].observe((t_feat - int(records["mono_origin"][0])) / 1e9)
+        if intents:
+            self.counts["intents"] += len(intents)
+            # every intent gated and written in order first, then their tasks and metrics
+            out = []
+            try:
+                for it in intents:
+                    it["t_parse"] = t_parse
+                    out.append(self._gate_and_write(it))
+            finally:                        # an order written is always awaited and journaled
+                for sent in out:
+                    if sent is not None:
+                        self._sent(*sent)
+        st = self.stage_ns
+        st["features"].append(t_feat - origin)
         if b.scored:
-            st["inference"].observe((b.t_inf - t_feat) / 1e9)
-        st["strategy"].observe((b.t_str - b.t_inf) / 1e9)
+            st["inference"].append(b.t_inf - t_feat)
+        st["strategy"].append(b.t_str - b.t_inf)
 
     def on_intent(self, it) -> None:
         """3proc: one intent from the brain process. The instrument's mark is read from the
@@ -494,9 +533,17 @@ class FusedEngine:
             self.link.send_exec(e)
 
     def _submit(self, it) -> None:
+        sent = self._gate_and_write(it)
+        if sent is not None:
+            self._sent(*sent)
+
+    def _gate_and_write(self, it):
+        """The gate; if it passes, the request written now (``OrderGateway.start``) and the
+        PositionBook told (the next intent's gate check sees this order). Returns what
+        ``_sent`` needs, or None for a refusal (journaled, reported to the strategy)."""
         ok, res = self.gate.check(it, self.state)
         if not ok:
-            rej = res.copy()
+            rej = schema.copy_records(res)
             self.counts["rejects"] += 1
             name = RiskGate.reason_name(int(rej["reason"][0]))
             self.rejects_by_layer[name] = self.rejects_by_layer.get(name, 0) + 1
@@ -506,21 +553,24 @@ class FusedEngine:
             e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], it["inst"][0]
             self._to_brain(e[0])
             return
-        order = res.copy()
+        order = schema.copy_records(res)
         order["t_risk"] = time.monotonic_ns()
         # first out of the door (NEW/CANCEL written here, t_send stamped after the write), then
         # the bookkeeping: no await in between, so no answer can arrive before it is done
         pending = self.gateway.start(order)
+        self.book.on_order_sent(order)
+        return order, pending, int(it["t_strategy"][0])
+
+    def _sent(self, order, pending, t_str: int) -> None:
+        """After the write: the task that awaits the answer, counters and stage metrics."""
         task = asyncio.ensure_future(self._send(order, pending))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        self.book.on_order_sent(order[0])
         action = int(order["action"][0])
         self.counts["orders_sent"] += 1
         if action == schema.ACT_CANCEL:
             self.counts["cancels"] += 1
-        st = self.stage_obs
-        st["risk"].observe((int(order["t_risk"][0]) - int(it["t_strategy"][0])) / 1e9 if int(it["t_strategy"][0]) else 0.0)
+        self.stage_ns["risk"].append(int(order["t_risk"][0]) - t_str if t_str else 0)
         self.order_ctr.get(action, self.order_ctr[-1]).inc()
 
     async def _send(self, order, pending) -> None:
@@ -530,8 +580,8 @@ class FusedEngine:
             t2t = int(order["t_send"][0]) - int(order["mono_origin"][0])
             if len(self.t2t_ns) < 1_000_000:
                 self.t2t_ns.append(t2t)
-            self.stage_obs["tick_to_trade"].observe(t2t / 1e9)
-            self.stage_obs["send"].observe((int(order["t_send"][0]) - int(order["t_risk"][0])) / 1e9)
+            self.stage_ns["tick_to_trade"].append(t2t)
+            self.stage_ns["send"].append(int(order["t_send"][0]) - int(order["t_risk"][0]))
         for e in execs:
             if int(e["kind"]) == schema.EX_REJECT:
                 self.counts["venue_rejects"] += 1
@@ -620,7 +670,8 @@ class FusedEngine:
                                                               "p99": round(float(np.percentile(t2t, 99)) / 1e3, 1)},
                 "send_split_us": self.rest.send_split(),         # 4proc: in the gateway process (its stop line)
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
-                "journal_seq": self.journal.seq,
+                "conflated": self.counts["conflated"],     # messages the brain skipped for a later one
+                "journal_seq": self.journal.seq, "gc": self.gc.stats(),
                 "postgres": self._pg_status(),
                 "topology": self.cfg.topology,
                 "faults_survived": {**self.feed.fault_stats(), "user_stream_reconnects": self.user_reconnects,
@@ -699,7 +750,9 @@ class FusedEngine:
                 for ins in self.instruments:
                     self._mark_from_region(ins.inst)
             now = time.monotonic_ns()
+            self.gc.tick()                            # the collector's pauses here, not mid-message
             m = self.metrics
+            m.flush()
             m.heartbeat.set(time.time())
             m.pnl.set(self.book.equity() - self.cfg.equity)
             m.state.set({schema.TS_ACTIVE: 0, schema.TS_REDUCING: 1, schema.TS_HALTED: 2}.get(self.state.trading_state, 2))
@@ -717,6 +770,34 @@ class FusedEngine:
                 await self.gateway.heartbeat()            # cancel-on-disconnect countdown
             except Exception as e:
                 log.warning("countdownCancelAll: %s", e)
+
+    async def _busy_poll(self) -> None:
+        """fused ``--wait spin``: the event loop never sleeps. Every turn polls the sockets
+        with a zero timeout, so a frame is read as soon as it lands and, above all, the
+        core stays busy: its caches, branch predictors and clock stay those of this loop.
+        Sleeping in epoll between frames, the first few hundred microseconds after each
+        wake-up run ~3x slower (measured in benchmarks/hot_path.py). Costs one core.
+        Every ``rehearse_us`` between messages it also rehearses what the next message
+        will need: the ensemble on the current features (Brain.rehearse) and a NEW order's
+        request built and signed, not sent (OrderGateway.rehearse): executed often, that
+        code stays in the caches the rest of the loop and the sim's process evict."""
+        sleep, clock = asyncio.sleep, time.monotonic_ns
+        every = int(self.cfg.rehearse_us * 1000)
+        gateway = self.gateway if hasattr(self.gateway, "rehearse") else None
+        last = 0
+        while not self.stopping:
+            await sleep(0)
+            now = clock()
+            if every and now - last >= every and not self._pass_due:    # never ahead of a decision
+                last = now
+                try:
+                    if self.brain is not None:
+                        self.brain.rehearse()
+                    if gateway is not None:
+                        gateway.rehearse()
+                except Exception as e:                  # warming must never stop the loop
+                    log.error("rehearsal failed, turned off: %r", e)
+                    every = 0
 
     # ------------------------------------------------------------------ admin
     def admin_handlers(self) -> dict:
@@ -937,8 +1018,12 @@ class FusedEngine:
             feed = asyncio.ensure_future(self.link.run(self.on_intent, self.cfg.wait, lambda: not self.stopping))
         else:
             feed = asyncio.ensure_future(self.feed.run(None, None))
+        busy = None
+        if self.cfg.topology == "fused" and self.cfg.wait == "spin":
+            busy = asyncio.ensure_future(self._busy_poll())
         feed.add_done_callback(self._input_died)
         t0 = time.monotonic()
+        self.gc.start()                        # books, model, sessions exist: freeze them, collect by the clock
         sd_notify("READY=1")
         try:
             while not stop.is_set() and (self.cfg.seconds is None or time.monotonic() - t0 < self.cfg.seconds):
@@ -950,9 +1035,12 @@ class FusedEngine:
                     self.print_status()
         finally:
             self.stopping = True               # before STOPPING=1: no WATCHDOG=1 may follow it
+            self.gc.stop()
             sd_notify("STOPPING=1")
             cancelled = await self.shutdown()
             feed.cancel()
+            if busy is not None:
+                busy.cancel()
             # the journal process last, after a flush: it copies everything up to its own stop
             # event into PostgreSQL (that one follows at its next start)
             for c in sorted(self.children.values(), key=lambda c: c.name == "journal"):
@@ -965,7 +1053,7 @@ class FusedEngine:
             if admin is not None:
                 admin_task.cancel()
                 extra.append(admin_task)
-            for t in (feed, hk, us, *extra):
+            for t in (feed, hk, us, *extra, *([busy] if busy is not None else [])):
                 try:
                     await t
                 except (asyncio.CancelledError, Exception):

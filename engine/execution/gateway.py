@@ -190,6 +190,37 @@ class BinanceRest:
             self.write_ns.append(time.monotonic_ns() - t1)
         return sent
 
+    def write_encoded(self, build, order):
+        """``write`` for a request built whole by ``build(order)`` (cext.orderwire's
+        OrderEncoder: parameters, signature and bytes in one C call)."""
+        if self.links is None or time.monotonic() < self.blocked_until:
+            return None
+        t0 = time.monotonic_ns()
+        data = build(order)
+        t1 = time.monotonic_ns()
+        sent = self.links.send(data)
+        if sent is not None and len(self.sign_ns) < 100_000:
+            self.sign_ns.append(t1 - t0)
+            self.write_ns.append(time.monotonic_ns() - t1)
+        return sent
+
+    def encoder(self, client_prefix: str, instruments):
+        """A cext.orderwire.OrderEncoder for these order links (None before ``open`` or
+        with the links off); ValueError when a symbol or the prefix would need escaping."""
+        if self.links is None:
+            return None
+        from cext.orderwire import OrderEncoder
+        return OrderEncoder(self.secret, self.key, self.links.host_header, self.links.prefix, client_prefix,
+                            instruments, self.recv_window)
+
+    def rehearse(self, method: str, path: str, params: dict) -> int:
+        """What ``write`` does before the write, for nothing: parameters, signature and the
+        request's bytes (their length returned). Keeps this code in the CPU caches of a
+        busy-polling engine between orders (measured: signing p50 41 -> 14 us in the
+        running engine)."""
+        target = f"{path}?{self.sign(params)}"
+        return len(self.links.encode(method, target, self._key_header)) if self.links is not None else len(target)
+
     async def finish(self, sent):
         """The answer to a ``write``: data, or VenueError; ConnectionError if the connection
         dropped, asyncio.TimeoutError after ``timeout_s`` (the connection is then closed: a
@@ -247,6 +278,9 @@ class OrderGateway:
         self.stats = {"sent": 0, "retries": 0, "duplicates_resolved": 0, "rejects": 0, "breaker_refusals": 0,
                       "rate_limited": 0, "fast_sent": 0, "fast_errors": 0}
         self.last_fast_error = ""
+        self._rehearsal = None
+        self._enc = None                         # cext.orderwire.OrderEncoder (see _encoder)
+        self._enc_refused = False
 
     # ---------------------------------------------------------------- ids
     def client_order_id(self, client_id: int) -> str:
@@ -288,7 +322,15 @@ class OrderGateway:
         cid = self.client_order_id(int(o["client_id"]))
         sent = None
         try:
-            if action == schema.ACT_NEW:
+            enc = self._encoder()
+            if enc is not None:
+                if action == schema.ACT_NEW:
+                    enc.time_offset_ms = self.rest.time_offset_ms
+                    sent = self.rest.write_encoded(enc.new, order)
+                elif action == schema.ACT_CANCEL:
+                    enc.time_offset_ms = self.rest.time_offset_ms
+                    sent = self.rest.write_encoded(enc.cancel, order)
+            elif action == schema.ACT_NEW:
                 sent = self.rest.write("POST", "/fapi/v1/order", self._params(o, ins, cid))
             elif action == schema.ACT_CANCEL:
                 ref = self.client_order_id(int(o["ref_client_id"] or o["client_id"]))
@@ -301,6 +343,34 @@ class OrderGateway:
             order["t_send"] = time.monotonic_ns()
             self.stats["fast_sent"] += 1
         return self._complete(order, o, ins, cid, action, sent)
+
+    def _encoder(self):
+        """The compiled request encoder once the order links are open (None before, or
+        for good when the instruments cannot be encoded without escaping: said once)."""
+        if self._enc is None and not self._enc_refused and self.rest.links is not None:
+            try:
+                self._enc = self.rest.encoder(self.prefix, list(self.by_inst.values()))
+            except ValueError as e:
+                self._enc_refused = True
+                log.warning("order requests built in Python: %s", e)
+        return self._enc
+
+    def rehearse(self) -> int:
+        """A NEW order's request built and signed as ``start`` builds it, not sent (see
+        ``BinanceRest.rehearse``): a post-only bid of one lot at one tick on the first
+        instrument, under client id 0. Returns the request's length."""
+        a = self._rehearsal
+        if a is None:
+            a = self._rehearsal = np.zeros(1, schema.ORDER_DTYPE)
+            a["action"], a["side"], a["otype"], a["px"], a["qty"] = \
+                schema.ACT_NEW, schema.SIDE_BUY, schema.OT_POST_ONLY, 1, 1
+            a["inst"] = next(iter(self.by_inst))
+        enc = self._encoder()
+        if enc is not None:
+            return len(enc.new(a))
+        o = a[0]
+        ins = self.by_inst[int(o["inst"])]
+        return self.rest.rehearse("POST", "/fapi/v1/order", self._params(o, ins, self.client_order_id(0)))
 
     async def send(self, order: np.ndarray) -> np.ndarray:
         """``start`` and wait for its EXEC records."""

@@ -247,12 +247,19 @@ class OrderLinks:
         """Write ``method target`` now on an idle connection: (the connection, the future of
         its response), or None if no connection is idle. ``headers``: extra header lines,
         each ending in CRLF."""
+        return self.send(self.encode(method, target, headers))
+
+    def send(self, data: bytes) -> tuple[OrderLink, asyncio.Future] | None:
+        """Write a whole request (its bytes) now on an idle connection, as ``request``."""
         for link in self.links:
             if link.idle:
-                data = (f"{method} {self.prefix}{target} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-                        f"{headers}Content-Length: 0\r\n\r\n").encode()
                 return link, link.request(data)
         return None
+
+    def encode(self, method: str, target: str, headers: str) -> bytes:
+        """The request's bytes (no body)."""
+        return (f"{method} {self.prefix}{target} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                f"{headers}Content-Length: 0\r\n\r\n").encode()
 
     @property
     def idle(self) -> int:

@@ -88,14 +88,14 @@ class FeedHandler:
         inst = int(recs["inst"][0])
         if kind in (schema.MK_DEPTH, schema.MK_SNAPSHOT):
             return self._on_book(recs, kind, inst, mono_origin)
-        ok = self.validator.check_array(recs) == 0
-        if not ok.all():
-            self.dropped += int((~ok).sum())
-            recs = recs[ok]
+        bad = self.validator.check_records(recs)
+        if bad:
+            self.dropped += bad
+            recs = recs[self.validator.results[:len(recs)] == 0]
         return FrameResult(recs, inst=inst)
 
     def _on_book(self, recs, kind, inst, mono_origin) -> FrameResult:
-        self.validator.check_array(recs)        # counts; depth is sequenced, never dropped here
+        self.validator.check_records(recs)      # counts; depth is sequenced, never dropped here
         sync = self.syncs[inst]
         status = sync.apply(recs)
         applied = [sync.last_u] if status == SYNC_APPLIED else []

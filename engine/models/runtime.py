@@ -5,6 +5,7 @@ inputs and outputs preallocated and bound once (I/O binding), LSTM state carried
     rt.set_regime("NORMAL")                          # the regime's weights (manifest table)
     probs = rt.predict(features)                     # [3] float32 view: down, flat, up
     rt.predict(features, commit=False)               # score without advancing the LSTM
+    rt.rehearse(features)                            # run it for the caches only (changes nothing)
 
 ``predict`` copies the 25 features into the bound input buffer, runs, and returns a view
 of the bound output buffer (valid until the next call). The LSTM state advances only on
@@ -108,6 +109,19 @@ class EnsembleRuntime:
             self.active ^= 1
         self.calls += 1
         return self.probs
+
+    def rehearse(self, features: np.ndarray | None = None, times: int = 1) -> None:
+        """Run the session as ``predict(features, commit=False)`` does, for nothing: the
+        committed LSTM state, ``calls`` and the caller's view of the last result are what
+        matters afterwards and none changes (``probs``/``members`` hold the rehearsal's
+        numbers until the next ``predict``, which overwrites them). For warming up after
+        loading (ORT's first runs allocate) and, in a busy-polling engine, keeping the
+        trees in the CPU caches between messages. ``features`` None: a zero row."""
+        self.x[0] = 0.0 if features is None else features
+        if not math.isfinite(float(self.x[0].dot(self.x[0]))):
+            return
+        for _ in range(times):
+            self.sess.run_with_iobinding(self.bindings[self.active])
 
     @property
     def lstm_state(self) -> list:

@@ -162,13 +162,19 @@ class SimRunner:
         faults = self.server.faults
         last_disc = last_stall = time.monotonic()
         last_funding = 0.0
+        behind = 0                  # frames sent in a row without waiting (the market is behind its clock)
         try:
             while not self._stop.is_set():
                 async for stream, frame, delay in self._frames():
                     if self._stop.is_set():
                         return
                     if delay > 0:
+                        behind = 0
                         await asyncio.sleep(delay)
+                    else:
+                        behind += 1
+                        if behind % 16 == 0:        # catching up: the REST side still answers in between
+                            await asyncio.sleep(0)
                     now = time.monotonic()
                     if faults.disconnect_every_s and now - last_disc >= faults.disconnect_every_s:
                         last_disc = now
@@ -238,12 +244,15 @@ class SimProcess:
     port is read from its banner, and its output is drained into ``lines`` (a pipe nobody
     reads fills up and stalls the sim)."""
 
-    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1, faults: str = ""):
+    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1, faults: str = "", cpus: set[int] | None = None):
+        """``cpus``: pin the sim to these CPUs (a harness keeps it off the engine's core)."""
+        import os
         import subprocess
         import threading
         self.proc = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", str(seed)]
                                      + (["--faults", faults] if faults else []),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.lines: list[str] = []
         self.port = None
         for line in self.proc.stdout:

@@ -132,3 +132,63 @@ def test_touch_quoter_rule():
     assert q.quotes_sent == 4 and q.cancels_sent == 3
     with pytest.raises(ValueError):
         TouchQuoter(0, quote_lots=3, max_position_lots=2)
+
+
+def test_market_maker_rule_intent_by_intent():
+    """The compiled rule's prices, ids and churn guard exactly: reservation and half-spread
+    from the Avellaneda-Stoikov formulas, bounded by the touch; a quote moved by less than
+    min_change_ticks is kept; a rejection quiets new quotes for the back-off."""
+    import math
+    base = 1 << 40
+    mm = MarketMaker(0, 0.1, quote_lots=2, max_inventory_lots=4, gamma=1e-4, kappa=1.5, horizon_s=10.0,
+                     skew_ticks=2.0, min_change_ticks=2, reject_backoff_ms=1000, client_id_base=base)
+    rv = 0.0005
+    bb, ba = 600_000, 600_001
+    mid = 0.5 * (bb + ba)
+    sigma = rv / math.sqrt(60.0) * mid
+    half = 0.5 * (1e-4 * sigma ** 2 * 10 + (2 / 1e-4) * math.log(1 + 1e-4 / 1.5))
+
+    def acts(out):
+        return [(int(a["action"][0]), int(a["side"][0]), int(a["px"][0]), int(a["qty"][0]), int(a["client_id"][0]),
+                 int(a["ref_client_id"][0]), round(float(a["score"][0]), 6)) for a in out]
+
+    r = mid + 2.0 * 0.25                                   # no inventory; signal 0.25 skews by 0.5 tick
+    want_b, want_a = min(math.floor(r - half), ba - 1), max(math.ceil(r + half), bb + 1)
+    assert acts(mm.on_market(1, bb, ba, feats(rvol_60s=rv), READY, True, 0.25)) == [
+        (schema.ACT_NEW, schema.SIDE_BUY, want_b, 2, base, 0, 0.25),
+        (schema.ACT_NEW, schema.SIDE_SELL, want_a, 2, base + 1, 0, 0.25)]
+    assert mm.quotes == {schema.SIDE_BUY: (base, want_b, 2), schema.SIDE_SELL: (base + 1, want_a, 2)}
+    assert mm.on_market(2, bb + 1, ba + 1, feats(rvol_60s=rv), READY, True, 0.25) == []   # moved < 2 ticks: kept
+    out = acts(mm.on_market(3, bb + 5, ba + 5, feats(rvol_60s=rv), READY, True, 0.25))
+    assert [a[:2] for a in out] == [(schema.ACT_CANCEL, schema.SIDE_BUY), (schema.ACT_NEW, schema.SIDE_BUY),
+                                    (schema.ACT_CANCEL, schema.SIDE_SELL), (schema.ACT_NEW, schema.SIDE_SELL)]
+    assert out[0][5] == base and out[2][5] == base + 1 and out[1][2] == want_b + 5
+    rej = np.zeros(1, schema.EXEC_DTYPE)[0]
+    rej["kind"], rej["client_id"] = schema.EX_REJECT, out[3][4]
+    mm.on_exec(rej)                                        # the ask refused: no new quote for 1 s
+    assert mm.quotes[schema.SIDE_SELL] is None and mm.quiet_until == 3 + 1_000_000_000
+    out = acts(mm.on_market(4, bb + 9, ba + 9, feats(rvol_60s=rv), READY, True, 0.25))
+    assert [a[:2] for a in out] == [(schema.ACT_CANCEL, schema.SIDE_BUY)]      # cancels still go out
+    assert mm.quotes_sent == 4 and mm.cancels_sent == 3
+
+
+def test_market_maker_pulls_quotes_on_unusable_inputs():
+    """Not ready, a non-finite volatility, an invalid book: every working quote cancelled,
+    nothing new; a NaN model signal counts as no signal; a short vector is refused."""
+    mm = MarketMaker(0, 0.1, quote_lots=2)
+    out = mm.on_market(1, 600_000, 600_001, feats(rvol_60s=0.0005), READY, True, float("nan"))
+    same = MarketMaker(0, 0.1, quote_lots=2).on_market(1, 600_000, 600_001, feats(rvol_60s=0.0005), READY, True, 0.0)
+    assert [int(a["px"][0]) for a in out] == [int(a["px"][0]) for a in same] and len(out) == 2
+    not_ready = READY.copy()
+    not_ready[IDX["rvol_60s"]] = False
+    pulled = mm.on_market(2, 600_000, 600_001, feats(rvol_60s=0.0005), not_ready, True)
+    assert [int(a["action"][0]) for a in pulled] == [schema.ACT_CANCEL, schema.ACT_CANCEL]
+    assert mm.on_market(3, 600_000, 600_001, feats(rvol_60s=float("inf")), READY, True) == []    # nothing left
+    assert all(q is None for q in mm.quotes.values())
+    assert mm.on_market(4, 600_000, 600_001, feats(rvol_60s=float("nan")), READY, True) == []
+    # strided and non-float64 inputs are converted, not misread
+    wide = np.zeros((25, 2))
+    wide[:, 0] = feats(rvol_60s=0.0005)
+    assert len(mm.on_market(5, 600_000, 600_001, wide[:, 0], READY.astype(np.int8), True)) == 2
+    with pytest.raises(ValueError, match="at least 16"):
+        mm.on_market(6, 600_000, 600_001, np.zeros(5), np.ones(5, np.bool_), True)

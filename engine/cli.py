@@ -721,7 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "brain, and the engine: risk, gateway, journal) or 4proc (feed, brain, the engine: "
                          "risk and journal, and the gateway)")
     rn.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
-                    help="split topologies: how ring readers wait (spin burns a core each; default hybrid)")
+                    help="split topologies: how ring readers wait (spin burns a core each; default hybrid); "
+                         "fused: spin = the event loop busy-polls and rehearses between messages (one core)")
     rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;brain=1;engine=2' (default: not pinned)")
     rn.add_argument("--children", choices=["engine", "systemd"], default="engine",
                     help="split topologies: who starts and restarts the other processes: the engine (default) or "

@@ -2,7 +2,8 @@
 with the feed either in the same loop or in a process of its own (``RunConfig.topology``):
 
 - ``fused`` (the default): the feed too, no rings. Safe on any host, two cores included,
-  because nothing spins.
+  because nothing spins (unless ``wait`` is ``spin``: the event loop then busy-polls and
+  rehearses the model and the order path between messages, one core at 100 %).
 - ``2proc``: the feed process (processes/feed.py: websocket, books, validation) publishes
   market records to the market ring and book tops to the book region; this process reads
   them (engine.feed.ringfeed.RingFeed, wait strategy ``RunConfig.wait``) and owns the

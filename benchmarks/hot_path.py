@@ -36,7 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import emit, host, synthetic_model  # noqa: E402
 
-from engine import latency, schema  # noqa: E402
+from engine import latency  # noqa: E402
 from engine.execution.gateway import BinanceRest, OrderGateway  # noqa: E402
 from engine.execution.http1 import OrderLinks, Response  # noqa: E402
 from engine.feed.capture import load_capture  # noqa: E402

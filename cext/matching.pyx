@@ -30,20 +30,14 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 from cext.book cimport OrderBook, BOOK_BID, BOOK_ASK
-from cext.schema cimport MarketRecord, ExecRecord
+from cext.schema cimport (MarketRecord, ExecRecord, SIDE_BUY, SIDE_SELL, OT_LIMIT, OT_POST_ONLY, OT_IOC, OT_MARKET,
+                          OT_FOK)
 
 cdef enum:
     MK_DEPTH = 1
     MK_SNAPSHOT = 2
     MK_TRADE = 3
     MK_BBO = 4
-    SIDE_BUY = 1
-    SIDE_SELL = 2
-    OT_LIMIT = 1
-    OT_POST_ONLY = 2
-    OT_IOC = 3
-    OT_MARKET = 4
-    OT_FOK = 5
     EX_ACK = 1
     EX_PARTIAL = 3
     EX_FILL = 4

@@ -29,7 +29,8 @@ from libc.string cimport memcpy, memset
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from cext.schema cimport OrderRecord
+from cext.schema cimport (OrderRecord, SIDE_BUY, SIDE_SELL, OT_LIMIT, OT_POST_ONLY, OT_IOC, OT_MARKET, OT_FOK,
+                          OF_REDUCE_ONLY)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -178,15 +179,7 @@ cdef class HmacSha256:
 
 # ---------------------------------------------------------------- the requests
 cdef enum:
-    SIDE_BUY = 1
-    SIDE_SELL = 2
-    OT_LIMIT = 1
-    OT_POST_ONLY = 2
-    OT_IOC = 3
-    OT_MARKET = 4
-    OT_FOK = 5
-    OF_REDUCE_ONLY = 1
-    MAXREQ = 1024
+    MAXREQ = 1024          # the longest request is ~450 bytes (31-character symbol, 19-digit numbers)
 
 cdef struct Inst:
     char symbol[32]

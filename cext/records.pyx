@@ -148,3 +148,12 @@ def message_times(recs):
     if n == 0:
         return 0, 0
     return r[0].mono_origin, r[n - 1].exch_ts
+
+
+def enums():
+    """The order and execution constants as cext/schema.pxd declares them (drift test)."""
+    return {"SIDE_BUY": SIDE_BUY, "SIDE_SELL": SIDE_SELL, "ACT_NEW": ACT_NEW, "ACT_CANCEL": ACT_CANCEL,
+            "ACT_REPLACE": ACT_REPLACE, "ACT_CANCEL_ALL": ACT_CANCEL_ALL, "OT_LIMIT": OT_LIMIT,
+            "OT_POST_ONLY": OT_POST_ONLY, "OT_IOC": OT_IOC, "OT_MARKET": OT_MARKET, "OT_FOK": OT_FOK,
+            "OF_REDUCE_ONLY": OF_REDUCE_ONLY}
+

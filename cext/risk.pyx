@@ -22,23 +22,12 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset, memcpy
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_ANY_CONTIGUOUS
 
-from cext.schema cimport OrderRecord, RejectRecord
+from cext.schema cimport (OrderRecord, RejectRecord, ACT_NEW, ACT_CANCEL, ACT_REPLACE, ACT_CANCEL_ALL, SIDE_BUY,
+                          SIDE_SELL, OT_LIMIT, OT_POST_ONLY, OT_IOC, OT_MARKET, OT_FOK, OF_REDUCE_ONLY)
 from cext.shm_core cimport cs_mono_ns
 
-# schema constants (engine/schema.py; tests check they agree)
+# schema constants (engine/schema.py; tests check they agree); the order enums are cext/schema.pxd's
 cdef enum:
-    ACT_NEW = 1
-    ACT_CANCEL = 2
-    ACT_REPLACE = 3
-    ACT_CANCEL_ALL = 4
-    SIDE_BUY = 1
-    SIDE_SELL = 2
-    OT_LIMIT = 1
-    OT_POST_ONLY = 2
-    OT_IOC = 3
-    OT_MARKET = 4
-    OT_FOK = 5
-    OF_REDUCE_ONLY = 1
     TS_ACTIVE = 1
     TS_REDUCING = 2
     TS_HALTED = 3

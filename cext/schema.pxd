@@ -130,3 +130,21 @@ cdef packed struct RiskState:
     double var_1d
     int64_t updated_ns
     int64_t state_since_ns
+
+# ---------------------------------------------------------------- order and execution enums
+# Mirror of engine/schema.py's constants (tests/unit/test_schema.py compares them through
+# cext.records.enums()). Modules that predate this block keep local copies (risk, matching,
+# strategies); new code cimports these.
+cdef enum:
+    SIDE_BUY = 1
+    SIDE_SELL = 2
+    ACT_NEW = 1
+    ACT_CANCEL = 2
+    ACT_REPLACE = 3
+    ACT_CANCEL_ALL = 4
+    OT_LIMIT = 1
+    OT_POST_ONLY = 2
+    OT_IOC = 3
+    OT_MARKET = 4
+    OT_FOK = 5
+    OF_REDUCE_ONLY = 1

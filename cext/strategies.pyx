@@ -14,14 +14,9 @@ import numpy as np
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
-from cext.schema cimport OrderRecord, ExecRecord
+from cext.schema cimport OrderRecord, ExecRecord, SIDE_BUY, SIDE_SELL, ACT_NEW, ACT_CANCEL, OT_POST_ONLY
 
 cdef enum:
-    SIDE_BUY = 1
-    SIDE_SELL = 2
-    ACT_NEW = 1
-    ACT_CANCEL = 2
-    OT_POST_ONLY = 2
     EX_REJECT = 2
     EX_PARTIAL = 3
     EX_FILL = 4

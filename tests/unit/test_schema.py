@@ -106,3 +106,8 @@ def test_compiled_modules_agree_with_schema_constants(module):
     mod = importlib.import_module(f"cext.{module}")
     for name, value in mod.SCHEMA_CONSTANTS.items():
         assert getattr(schema, name) == value, f"cext.{module}: {name} = {value}, engine.schema says {getattr(schema, name)}"
+
+
+def test_compiled_enums_match_the_schema():
+    got = records.enums()
+    assert got == {k: getattr(schema, k) for k in got} and len(got) == 12

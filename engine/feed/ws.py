@@ -98,6 +98,7 @@ class StreamSession:
         self._rng = random.Random(seed)
         self._conns: dict[int, _Listener] = {}
         self._primary: int | None = None
+        self._connecting: int | None = None      # the connection run() is opening to be primary
         self._next_conn = 0
         self._handover: dict | None = None       # {"new": conn, "seen": set(streams), "last": {stream: id}}
         self._last_id: dict[str, int] = {}
@@ -105,7 +106,8 @@ class StreamSession:
         self._stop = asyncio.Event()
         self._req_id = 0
         self.stats = {"connects": 0, "disconnects": 0, "failed_connects": 0, "frames": 0,
-                      "control_frames": 0, "duplicates_dropped": 0, "rotations": 0, "last_frame_mono": 0}
+                      "control_frames": 0, "duplicates_dropped": 0, "rotations": 0, "last_frame_mono": 0,
+                      "closing_dropped": 0}
 
     # ---------------------------------------------------------------- public
     @property
@@ -120,14 +122,14 @@ class StreamSession:
         """Connect and stay connected until ``stop()``."""
         attempt = 0
         while not self._stop.is_set():
-            conn = await self._connect()
+            conn = await self._connect(primary=True)
             if conn is None:
                 attempt += 1
                 delay = self._backoff(attempt)
                 self.on_event("reconnect_wait", {"delay_s": delay, "attempt": attempt})
                 await self._sleep(delay)
                 continue
-            self._primary = conn
+            self._primary = conn                       # (frames before this line: see _connect)
             self.on_event("connected", {"conn": conn, "url": self.url})
             frames_before = self.stats["frames"]
             started = time.monotonic()
@@ -185,9 +187,15 @@ class StreamSession:
     async def _wait_lost_or_stop(self) -> None:
         await self._lost.wait()
 
-    async def _connect(self) -> int | None:
+    async def _connect(self, primary: bool = False) -> int | None:
+        """Open a connection; ``primary``: it becomes the primary one as soon as it is open.
+        Its frames are delivered from the first one, even those that arrive with the
+        handshake's answer, before this coroutine has resumed (they used to be dropped as
+        frames of a connection being closed)."""
         conn = self._next_conn
         self._next_conn += 1
+        if primary:
+            self._connecting = conn
         try:
             _, listener = await ws_connect(
                 lambda: _Listener(self, conn), self.url,
@@ -198,6 +206,9 @@ class StreamSession:
             self.stats["failed_connects"] += 1
             log.warning("connect to %s failed: %s", self.base_url, e)
             return None
+        finally:
+            if primary:
+                self._connecting = None
         self._conns[conn] = listener
         self.stats["connects"] += 1
         return conn
@@ -249,8 +260,9 @@ class StreamSession:
                     self.stats["duplicates_dropped"] += 1
                     return
                 self._last_id[stream] = eid
-        elif conn != self._primary:
-            return                                     # a connection being closed
+        elif conn != self._primary and not (self._primary is None and conn == self._connecting):
+            self.stats["closing_dropped"] += 1         # a connection being closed
+            return
         self.stats["frames"] += 1
         self.stats["last_frame_mono"] = mono
         self.on_frame(payload, mono, wall)

@@ -24,6 +24,10 @@ class _ServerListener(WSListener):
         self.transport = transport
         self.server.clients.append(self)
         self.server.connections += 1
+        for stream, payload in self.server.frames[:self.server.send_on_connect]:
+            if stream.lower() in self.streams:       # at once: right behind the handshake's answer
+                transport.send(WSMsgType.TEXT, payload)
+                self.server.sent += 1
 
     def on_ws_frame(self, transport: WSTransport, frame):
         if frame.msg_type == WSMsgType.TEXT:
@@ -48,11 +52,13 @@ class _ServerListener(WSListener):
 
 
 class ReplayWSServer:
-    def __init__(self, frames: list[tuple[str, bytes]], rate_hz: float = 0.0):
+    def __init__(self, frames: list[tuple[str, bytes]], rate_hz: float = 0.0, send_on_connect: int = 0):
         """frames: (stream name, full combined-stream payload) in play order;
-        rate_hz: frames per second (0 = as fast as possible)."""
+        rate_hz: frames per second (0 = as fast as possible); send_on_connect: the first N
+        frames go to each client the moment its handshake is done (as a venue streams)."""
         self.frames = frames
         self.rate_hz = rate_hz
+        self.send_on_connect = send_on_connect
         self.clients: list[_ServerListener] = []
         self.connections = 0
         self.sent = 0

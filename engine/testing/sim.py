@@ -49,6 +49,14 @@ class ThreadedSim:
     def sim(self):
         return self.runner.sim
 
+    def with_book(self, timeout_s: float = 10.0) -> "ThreadedSim":
+        """Wait (at most ``timeout_s``) until the synthetic market has a best bid on
+        instrument 0, so that a test's first order meets a book; returns the sim."""
+        deadline = time.time() + timeout_s
+        while not self.sim.engine.book(0).best_bid and time.time() < deadline:
+            time.sleep(0.05)
+        return self
+
     def call_soon(self, fn, *args):
         """Run fn(*args) on the sim's loop and wait for its result."""
         fut = asyncio.run_coroutine_threadsafe(_run(fn, *args), self.loop)

@@ -22,10 +22,7 @@ def order(cid, side=schema.SIDE_BUY, qty=10, px=0, otype=schema.OT_LIMIT, action
 
 @pytest.fixture
 def sim():
-    s = ThreadedSim(synthetic_seed=21, speed=2)
-    deadline = time.time() + 10
-    while not s.sim.engine.book(0).best_bid and time.time() < deadline:
-        time.sleep(0.05)
+    s = ThreadedSim(synthetic_seed=21, speed=2).with_book()
     yield s
     s.close()
 

@@ -23,10 +23,7 @@ BASE = 1 << 40
 
 @pytest.fixture
 def sim():
-    s = ThreadedSim(synthetic_seed=23, speed=2)
-    deadline = time.time() + 10
-    while not s.sim.engine.book(0).best_bid and time.time() < deadline:
-        time.sleep(0.05)
+    s = ThreadedSim(synthetic_seed=23, speed=2).with_book()
     yield s
     s.close()
 

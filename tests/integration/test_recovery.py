@@ -2,7 +2,6 @@
 engine wrote the order, then died before journaling it) is journaled when the venue's
 client id for the order is ours; another client's fill on the account is left alone."""
 import asyncio
-import time
 
 import pytest
 
@@ -18,10 +17,7 @@ BASE = 1 << 40
 
 @pytest.fixture
 def sim():
-    s = ThreadedSim(synthetic_seed=23, speed=2)
-    deadline = time.time() + 10
-    while not s.sim.engine.book(0).best_bid and time.time() < deadline:
-        time.sleep(0.05)
+    s = ThreadedSim(synthetic_seed=23, speed=2).with_book()
     yield s
     s.close()
 

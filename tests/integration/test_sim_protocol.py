@@ -12,10 +12,7 @@ from engine.testing.sim import ThreadedSim
 
 @pytest.fixture(scope="module")
 def sim():
-    s = ThreadedSim(synthetic_seed=11, speed=2)
-    deadline = time.time() + 10
-    while not s.sim.engine.book(0).best_bid and time.time() < deadline:
-        time.sleep(0.05)
+    s = ThreadedSim(synthetic_seed=11, speed=2).with_book()
     yield s
     s.close()
 

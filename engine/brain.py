@@ -20,7 +20,7 @@ SCORE_SAMPLE_NS = 100_000_000     # the ensemble's LSTM window takes one row per
 
 class Brain:
     def __init__(self, instruments, *, quote_lots: int, max_inventory_lots: int, client_id_base: int,
-                 model_dir: str | None = None, on_event=None):
+                 model_dir: str | None = None, model_backend: str = "auto", on_event=None):
         from engine.strategies.market_making import MarketMaker
         self.symbols = {i.inst: i.symbol for i in instruments}
         self.strategies = {i.inst: MarketMaker(i.inst, float(i.tick_size), quote_lots=quote_lots,
@@ -29,11 +29,12 @@ class Brain:
         self.regimes = {i.inst: OnlineRegime() for i in instruments}
         self.registry = None
         self.models = {}
+        self.model_backend = model_backend
+        self.on_event = on_event or (lambda ev: None)
         if model_dir:
             from engine.models.registry import ModelRegistry
             self.registry = ModelRegistry(model_dir)
-            self.models = {i.inst: self._loaded(self.registry.load()) for i in instruments}
-        self.on_event = on_event or (lambda ev: None)
+            self.models = {i.inst: self._loaded(self.registry.load(backend=model_backend)) for i in instruments}
         self.features = {}               # inst -> the FeatureEngine of its last message (rehearse)
         self.next_sample = {i.inst: 0 for i in instruments}
         # the last message's outcome, for the caller's risk side and stage metrics
@@ -89,9 +90,11 @@ class Brain:
             if fe is not None and fe.all_ready:
                 rt.rehearse(fe.out)
 
-    @staticmethod
-    def _loaded(rt):
+    def _loaded(self, rt):
         rt.rehearse(times=200)           # ORT's first runs allocate: not on the first scored message
+        self.on_event({"event": "model_loaded", "version": rt.version, "backend": rt.backend,
+                       "note": rt.backend_note, "native_max_diff": None if rt.native_diff is None
+                       else max(rt.native_diff.values())})
         return rt
 
     def on_exec(self, e) -> None:
@@ -113,7 +116,7 @@ class Brain:
         if self.registry is None:
             raise ValueError("no model: the engine runs rule-based (start it with --model DIR)")
         for inst in list(self.models):
-            rt = self._loaded(self.registry.load())
+            rt = self._loaded(self.registry.load(backend=self.model_backend))
             rt.set_regime(self.models[inst].regime)
             self.models[inst] = rt
         out = self.model_versions()

@@ -94,7 +94,8 @@ def _cmd_run(args) -> int:
     cfg = RunConfig(journal_dir=args.journal, seconds=args.seconds, seed=args.seed, quote_lots=args.quote_lots, limits=limits,
                     publish=args.publish, publish_keys=pkeys, market=args.market, market_keys=mkeys,
                     pg_dsn=args.pg, pg_name=args.pg_name,
-                    max_inventory_lots=args.max_inventory, model_dir=args.model, speed=args.speed,
+                    max_inventory_lots=args.max_inventory, model_dir=args.model, model_backend=args.inference,
+                    speed=args.speed,
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                     topology=args.topology, wait=args.wait, cpus=cpus,
@@ -139,8 +140,8 @@ def _cmd_bench(args) -> int:
         print(f"latency: {t} topology, {args.seconds:g} s at {args.speed:g}x market speed", file=sys.stderr, flush=True)
         try:
             recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
-                               model=args.model, cpus=_fused_cpus(args.cpus) if t == "fused" else args.cpus,
-                               sim_cpus=args.sim_cpus, plot=plot,
+                               model=args.model, inference=args.inference, cpus=_fused_cpus(args.cpus) if t == "fused" else args.cpus,
+                               sim_cpus=args.sim_cpus, sim_spin=args.sim_spin, plot=plot,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
         except RuntimeError as e:
             print(f"bench latency: {e}", file=sys.stderr)
@@ -510,11 +511,19 @@ def _cmd_sim(args) -> int:
                 await asyncio.sleep(1.0)
                 pauses.tick()
         gc_task = asyncio.ensure_future(collect())
+        spin_task = None
+        if args.spin:
+            async def spin():
+                while True:
+                    await asyncio.sleep(0)
+            spin_task = asyncio.ensure_future(spin())
         await runner.run()
         if not runner._stop.is_set() and args.replay:
             print("replay finished; still serving (Ctrl-C to stop)", flush=True)
             await runner._stop.wait()
         gc_task.cancel()
+        if spin_task is not None:
+            spin_task.cancel()
         pauses.stop()
         await runner.server.close()
 
@@ -583,10 +592,10 @@ def _cmd_backtest(args) -> int:
     if args.model:
         from engine.models.registry import ModelRegistry
         reg = ModelRegistry(args.model)
-        reg.load(args.model_version)            # refuses here (schema, hashes) before any work
+        reg.load(args.model_version, args.inference)     # refuses here (schema, hashes, check) before any work
 
         def model():
-            return reg.load(args.model_version)
+            return reg.load(args.model_version, args.inference)
     lat = LatencyModel(feed_ns=int(args.feed_latency_ms * 1e6), order_ns=int(args.order_latency_ms * 1e6),
                        ack_ns=int(args.order_latency_ms * 1e6))
     corr = None
@@ -703,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--journal", default="run/journal", help="journal directory (default run/journal)")
     rn.add_argument("--seed", type=int, default=1, help="synthetic market seed")
     rn.add_argument("--model", help="model registry directory (the ensemble skews the quotes)")
+    rn.add_argument("--inference", choices=["auto", "native", "onnxruntime"], default="auto",
+                    help="how the ensemble runs: the graph compiled to C and checked against ONNX Runtime at "
+                         "load (native), an ONNX Runtime session (onnxruntime), or native where it passes the "
+                         "check (auto, the default)")
     rn.add_argument("--quote-lots", type=int, default=10)
     rn.add_argument("--max-inventory", type=int, default=50)
     rn.add_argument("--speed", type=float, default=1.0,
@@ -789,8 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split topologies: ring wait strategy; fused: spin = the event loop busy-polls")
     be.add_argument("--warmup", type=float, default=5.0, help="seconds after the first order left out")
     be.add_argument("--model", help="model registry directory: the ensemble in the path")
+    be.add_argument("--inference", choices=["auto", "native", "onnxruntime"], default="auto",
+                    help="how the ensemble runs: the graph compiled to C and checked against ONNX Runtime at "
+                         "load (native), an ONNX Runtime session (onnxruntime), or native where it passes the "
+                         "check (auto, the default)")
     be.add_argument("--cpus", help="CPU sets, e.g. 'feed=0;engine=1' (fused: 'engine=1' or just '1')")
     be.add_argument("--sim-cpus", help="CPU set for the sim process, e.g. '0' (default: not pinned)")
+    be.add_argument("--sim-spin", action="store_true",
+                    help="the sim busy-polls: writes to it stop paying for waking it (see engine/latency.py)")
     be.add_argument("--plot", help="PNG histogram path (per topology with --topology all)")
     be.set_defaults(func=_cmd_bench)
 
@@ -850,6 +869,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1")
     sm.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     sm.add_argument("--faults", default="", help="e.g. gap_prob=0.01,http_5xx_prob=0.02,ack_delay_ms=50")
+    sm.add_argument("--spin", action="store_true",
+                    help="busy-poll the event loop (a core at 100 %%): a request written to the sim then "
+                         "does not pay for waking it up, as a write to a remote venue would not (harnesses)")
     sm.add_argument("--api-key")
     sm.add_argument("--api-secret")
     sm.set_defaults(func=_cmd_sim)
@@ -869,6 +891,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--order-latency-ms", type=float, default=10.0)
     bt.add_argument("--model", help="model registry directory: the ensemble scores every ready row")
     bt.add_argument("--model-version", help="a version of --model (default: its current one)")
+    bt.add_argument("--inference", choices=["auto", "native", "onnxruntime"], default="auto",
+                    help="how the ensemble runs: the graph compiled to C and checked against ONNX Runtime at "
+                         "load (native), an ONNX Runtime session (onnxruntime), or native where it passes the "
+                         "check (auto, the default)")
     bt.add_argument("--regime", default="auto", help="auto (detected from 1-minute mid closes) or a fixed "
                     "regime name (NORMAL, VOLATILE, TRENDING, CRASH, BULL_RUN, RECOVERY)")
     bt.add_argument("--funding-rate", type=float, default=0.0001,

@@ -52,7 +52,14 @@ Waits (``wait``): fused ``hybrid`` sleeps in epoll between frames; fused ``spin`
 the event loop (one core at 100 %) and rehearses the ensemble and the order encoding between
 messages (processes/fused.py ``_busy_poll``). ``cpus`` pins the engine (``engine=1``, the
 engine process's ``--cpus``), ``sim_cpus`` the sim process: on a 2-core host, engine on one
-CPU and sim on the other.
+CPU and sim on the other. ``sim_spin``: the sim busy-polls too (``cryptoscalp sim --spin``).
+Why it matters: a request written to the sim over loopback TCP is delivered to the sim's
+socket inside the engine's ``write`` call, and if the sim sleeps in epoll the write also
+pays for waking it on the other CPU (an inter-processor interrupt: in a VM, an exit to
+the hypervisor). Measured on this 2-core VM with a 300-byte send every 300 us
+(pinned, two CPUs): ~24 us p50 to a sleeping reader, ~6 us to a busy-polling one. A
+write to a venue over the network only queues the bytes to the NIC; neither number is
+that, and the record says which was used (``sim_wait``).
 
 Warm-up is excluded: orders in the first ``warmup_s`` seconds after the first order (numba
 compilation and the ONNX session happen before trading starts; the features need 60 s of
@@ -132,6 +139,13 @@ def order_stages(orders: np.ndarray, warmup_s: float = 5.0, since_ns: int = 0) -
     np.minimum.at(first, inv, sent["t_send"].astype(np.int64))
     out["first_order_out"] = first - origins.astype(np.int64)
     return out
+
+
+def journal_models(journal_dir: str) -> list[dict]:
+    """The run's ``model_loaded`` events (version, backend, why not native)."""
+    from engine.journal.journal import RK_EVENT, JournalReader
+    return [ev for ev in (e.record() for e in JournalReader(journal_dir).entries() if e.kind == RK_EVENT)
+            if ev.get("event") == "model_loaded"]
 
 
 def journal_orders(journal_dir: str) -> np.ndarray:
@@ -216,15 +230,18 @@ class ProcSampler:
 # ------------------------------------------------------------------ the run
 def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
         warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
-        cli: str | None = None, progress=print, sim_cpus: str | None = None) -> list[dict]:
+        cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto",
+        sim_spin: bool = False) -> list[dict]:
     """One measured run; returns the JSON-line records (see the module docstring).
-    ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1')."""
+    ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1');
+    ``inference``: the engine's ``--inference`` (how the ensemble runs); ``sim_spin``: the sim
+    busy-polls (see the module docstring)."""
     cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
     from engine.venues.sim.run import SimProcess
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
     scratch = tempfile.mkdtemp(prefix="cs-latency-")
     sim_set = {int(c) for c in sim_cpus.split(",")} if sim_cpus else None
-    sim = SimProcess(cli, speed=speed, seed=7, cpus=sim_set)
+    sim = SimProcess(cli, speed=speed, seed=7, cpus=sim_set, spin=sim_spin)
     eng = None
     try:
         j = os.path.join(scratch, "journal")
@@ -238,7 +255,7 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         for lim in BENCH_LIMITS:
             cmd += ["--limit", lim]
         if model:
-            cmd += ["--model", model]
+            cmd += ["--model", model, "--inference", inference]
         if cpus:
             cmd += ["--cpus", cpus]
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
@@ -271,8 +288,12 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         case = f"{topology}, wait {wait}" if topology != "fused" or wait == "spin" else "fused"
         if cpus or sim_cpus:
             case += f", pinned ({cpus or 'engine unpinned'}; sim={sim_cpus or 'unpinned'})"
+        if sim_spin:
+            case += ", sim busy-polling"
+        backends = sorted({m["backend"] for m in journal_models(j)})
         if model:
-            case += ", ensemble"
+            # the 3proc/4proc brain journals nothing of its own: its backend is the one asked for
+            case += f", ensemble ({'/'.join(backends) or inference})"
         out = []
         for name in stages:
             out.append({"bench": "latency", "case": case, "stage": name, **percentiles(stages[name]), "host": h})
@@ -280,6 +301,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         t2t["per_s"] = final["events_per_s"]
         t2t["messages"] = final["messages"]
         t2t["orders_sent"] = final["orders_sent"]
+        t2t["sim_wait"] = "spin" if sim_spin else "epoll"
+        if model:
+            t2t["inference"] = "/".join(backends) or inference
         if gw_final is not None:                       # 4proc: signing and writing happen in the gateway
             final["send_split_us"] = gw_final["send_split_us"]
             final.setdefault("faults_survived", {})["gateway"] = gw_final["stats"]

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instruments", required=True, help="JSON list of engine.venues.instruments.Instrument")
     ap.add_argument("--cid-start", type=int, required=True, help="the first client order id of this brain's life")
     ap.add_argument("--model", default=None, help="model registry directory (default: rule-based)")
+    ap.add_argument("--inference", choices=["auto", "native", "onnxruntime"], default="auto",
+                    help="how the ensemble runs (engine/models/runtime.py)")
     ap.add_argument("--quote-lots", type=int, default=10)
     ap.add_argument("--max-inventory-lots", type=int, default=50)
     ap.add_argument("--wait", choices=["spin", "hybrid", "block"], default="hybrid",
@@ -61,7 +63,7 @@ async def _run(args) -> int:
     link = BrainLink(args.run)
     hb = Heartbeats.attach(segments(args.run)[2])
     brain = Brain(instruments, quote_lots=args.quote_lots, max_inventory_lots=args.max_inventory_lots,
-                  client_id_base=args.cid_start, model_dir=args.model,
+                  client_id_base=args.cid_start, model_dir=args.model, model_backend=args.inference,
                   on_event=lambda ev: log.info(ev["event"], extra=ev))
 
     def on_message(inst, records, fe, top):

@@ -90,6 +90,7 @@ class RunConfig:
     quote_lots: int = 10
     max_inventory_lots: int = 50
     model_dir: str | None = None
+    model_backend: str = "auto"              # how the ensemble runs: auto | native | onnxruntime (models/runtime.py)
     limits: RiskLimits = field(default_factory=RiskLimits)
     status_every_s: float = 1.0
     speed: float = 1.0                      # synthetic market speed (sim venue)
@@ -150,7 +151,8 @@ class FusedEngine:
         self.brain = None
         if cfg.topology in ("fused", "2proc"):
             self.brain = Brain(instruments, quote_lots=cfg.quote_lots, max_inventory_lots=cfg.max_inventory_lots,
-                               client_id_base=self.cid_base, model_dir=cfg.model_dir, on_event=self.journal.append_event)
+                               client_id_base=self.cid_base, model_dir=cfg.model_dir,
+                               model_backend=cfg.model_backend, on_event=self.journal.append_event)
         self.journal.append_event({"event": "start", "topology": cfg.topology, "wait": cfg.wait, "instruments": [i.symbol for i in instruments],
                                    "model": cfg.model_dir, "seq_before": self.journal.seq, "run": self.run_no,
                                    "pid": os.getpid(), "restart_cause": os.environ.get("CRYPTOSCALP_RESTART_CAUSE")})
@@ -391,7 +393,7 @@ class FusedEngine:
                "--quote-lots", str(self.cfg.quote_lots), "--max-inventory-lots", str(self.cfg.max_inventory_lots),
                "--wait", self.cfg.wait]
         if self.cfg.model_dir:
-            cmd += ["--model", self.cfg.model_dir]
+            cmd += ["--model", self.cfg.model_dir, "--inference", self.cfg.model_backend]
         if self.cfg.cpus.get("brain"):
             cmd += ["--cpus", self.cfg.cpus["brain"]]
         return cmd

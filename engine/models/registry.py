@@ -173,13 +173,15 @@ class ModelRegistry:
                 return self.log("rollback", version=v, previous=cur, reason=reason, **numbers)
         raise RegistryError(f"no earlier good version to roll back to from {cur}")
 
-    def load(self, version: str | None = None):
+    def load(self, version: str | None = None, backend: str = "auto"):
+        """The version (default: the current one), verified, as an ``EnsembleRuntime`` on
+        ``backend`` (auto | native | onnxruntime, see engine.models.runtime)."""
         from engine.models.runtime import EnsembleRuntime
         version = version or self.current()
         if version is None:
             raise RegistryError(f"{self.root}: no current model (train one: cryptoscalp train --out {self.root})")
         m = self.verify(version)
-        return EnsembleRuntime.from_dir(self.path(version), m)
+        return EnsembleRuntime.from_dir(self.path(version), m, backend)
 
 
 class ModelHandle:

@@ -229,9 +229,10 @@ def _fit_export_register(rows, raw_X, seg, tr, ho, cfg, reg, version, vdir, wf, 
     with open(os.path.join(vdir, "fused.onnx"), "wb") as f:
         f.write(fused.SerializeToString())
     # Parity: the fused graph, stepped row by row from each recording's first row (the LSTM
-    # state as live), against each native model on the held-out rows.
+    # state as live), against each native model on the held-out rows. ONNX Runtime runs the
+    # graph here: it is the reference the compiled program is itself checked against at load.
     weights = default_regime_weights()
-    rt = EnsembleRuntime(fused.SerializeToString(), weights, version)
+    rt = EnsembleRuntime(fused.SerializeToString(), weights, version, backend="onnxruntime")
     fused_members = np.zeros((len(rows), len(MEMBERS), 3), np.float32)
     fused_probs = np.zeros((len(rows), 3), np.float32)
     for s in np.unique(seg):

@@ -64,9 +64,11 @@ def test_fused_graph_reproduces_every_native_model(trained_registry):
     assert np.abs(fused - nat).max() < 1e-4
 
 
-def test_runtime_state_commit_and_regime_weights(trained_registry):
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_runtime_state_commit_and_regime_weights(trained_registry, backend):
     reg, _ = version_dir(trained_registry["root"])
-    rt = reg.load()
+    rt = reg.load(backend=backend)
+    assert rt.backend == backend
     rng = np.random.default_rng(0)
     ref = json.load(open(os.path.join(reg.path(reg.current()), "drift_reference.json")))
     xs = [np.array([rng.choice(e) if e else 0.0 for e in ref["edges"]], np.float32) for _ in range(5)]
@@ -95,6 +97,56 @@ def test_runtime_state_commit_and_regime_weights(trained_registry):
     bad[4] = np.nan
     with pytest.raises(ValueError, match="not all finite"):
         rt.predict(bad)
+
+
+def test_auto_backend_is_the_checked_native_program(trained_registry):
+    reg, _ = version_dir(trained_registry["root"])
+    rt = reg.load()
+    assert rt.backend == "native" and rt.backend_note == ""
+    assert set(rt.native_diff) == {"probs", "members", "h0_out", "c0_out", "h1_out", "c1_out"}
+    assert max(rt.native_diff.values()) <= 1e-5
+    assert rt.sess is not None                       # the ONNX Runtime session is made all the same
+
+
+def test_auto_backend_falls_back_to_onnxruntime_and_says_why(trained_registry, monkeypatch):
+    """A graph with an operator the program does not do, and a program whose outputs
+    disagree with ONNX Runtime: auto serves from the session, native refuses."""
+    import onnx
+    from onnx import helper
+
+    from engine.models import native
+    from engine.models.runtime import EnsembleRuntime
+    reg, d = version_dir(trained_registry["root"])
+    m = reg.manifest(reg.current())
+    model = onnx.load(os.path.join(d, "fused.onnx"))
+    # the LSTM head's Softmax as Exp -> ReduceSum -> Div: the same function, operators the program lacks
+    g = model.graph
+    k = next(i for i, n in enumerate(g.node) if n.op_type == "Softmax")
+    sm = g.node[k]
+    src, dst = sm.input[0], sm.output[0]
+    g.node.remove(sm)
+    for j, n in enumerate([helper.make_node("Exp", [src], ["sm_e"]),
+                           helper.make_node("ReduceSum", ["sm_e", "sm_axes"], ["sm_s"], keepdims=1),
+                           helper.make_node("Div", ["sm_e", "sm_s"], [dst])]):
+        g.node.insert(k + j, n)
+    g.initializer.append(onnx.numpy_helper.from_array(np.array([-1], np.int64), "sm_axes"))
+    data = model.SerializeToString()
+    rt = EnsembleRuntime(data, m["regime_weights"])
+    assert rt.backend == "onnxruntime" and "operator Exp" in rt.backend_note
+    x = np.linspace(-1, 1, 25).astype(np.float32)
+    ref = reg.load(backend="onnxruntime").predict(x)
+    assert np.allclose(rt.predict(x), ref, atol=1e-6)
+    with pytest.raises(native.Unsupported, match="Exp"):
+        EnsembleRuntime(data, m["regime_weights"], backend="native")
+    # a program that computes something else is caught by the load-time check
+    real_check = native.check
+    monkeypatch.setattr(native, "check", lambda *a: {**real_check(*a), "probs": 0.25})
+    rt = reg.load()
+    assert rt.backend == "onnxruntime" and "differ" in rt.backend_note and "probs" in rt.backend_note
+    with pytest.raises(native.Unsupported, match="differ"):
+        reg.load(backend="native")
+    with pytest.raises(ValueError, match="backend 'gpu'"):
+        reg.load(backend="gpu")
 
 
 def test_regime_weights_are_validated(trained_registry):

@@ -26,7 +26,22 @@ def test_train_on_the_btc_and_eth_captures(btc_capture, eth_capture, tmp_path):
     for k in ("lr", "rf", "xgb", "lstm", "ensemble", "prior", "persistence"):
         assert np.isfinite(rep["oos"][k]["log_loss"])
     rt = reg.load()
+    assert rt.backend == "native", rt.backend_note      # the compiled program passed its load-time check
     assert rt.predict(rows.X[-1]).sum() == pytest.approx(1.0, abs=1e-5)
+    # the compiled program and ONNX Runtime on every real row, LSTM state carried, regime weights varied
+    nat, ort_ = reg.load(backend="native"), reg.load(backend="onnxruntime")
+    assert ort_.backend == "onnxruntime"
+    worst = 0.0
+    for i, x in enumerate(rows.X):
+        for rt_ in (nat, ort_):
+            rt_.set_regime(i % 6)
+        commit = i % 3 != 2
+        a, b = nat.predict(x, commit), ort_.predict(x, commit)
+        worst = max(worst, float(np.abs(a - b).max()), float(np.abs(nat.members - ort_.members).max()))
+        assert a.argmax() == b.argmax() or abs(float(np.sort(b)[-1] - np.sort(b)[-2])) < 1e-5
+    assert worst <= 1e-5
+    for s_nat, s_ort in zip(nat.lstm_state, ort_.lstm_state):
+        assert np.abs(s_nat - s_ort).max() <= 1e-5 * max(1.0, float(np.abs(s_ort).max()))
 
 
 def test_too_little_data_is_a_clear_error(btc_capture, tmp_path):

@@ -1,0 +1,212 @@
+"""The ensemble graph compiled to C (engine.models.native, cext.ensemble) against ONNX
+Runtime: operator semantics on hand-built graphs (tree comparisons at their thresholds,
+post transforms, the binary layouts, Scaler, Gemm), both matrix kernels, the fallback to
+ONNX Runtime when the program cannot be used, and a program that refuses bad offsets."""
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from cext import ensemble as E  # noqa: E402
+from engine.models import native  # noqa: E402
+
+F = TensorProto.FLOAT
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, F, s) for n, s in outputs],
+                          initializer=[numpy_helper.from_array(np.asarray(a, np.float32 if np.asarray(a).dtype.kind == "f"
+                                                                          else np.int64), n) for n, a in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+def _compare(data, X, atol=2e-6):
+    """Every row through the program and through ORT: outputs equal within atol."""
+    g = native.compile_graph(data)
+    s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in s.get_outputs()]
+    for row in X:
+        ref = s.run(outs, {"x": row.reshape(1, -1)})
+        g.view("x")[:] = row
+        g.program.run()
+        for n, r in zip(outs, ref):
+            np.testing.assert_allclose(g.view(n), r.reshape(g.view(n).shape), atol=atol, rtol=0, err_msg=f"{n} {row}")
+    return g
+
+
+def _tree_classifier(modes, n_classes=3, post="NONE", base=None, weights=None, class_ids=None):
+    """Trees of depth 1-2 on features 0..2 with the given branch modes (one per tree),
+    thresholds 0.5, 1.0, 1.5."""
+    nt, ni, nf, nv, nm, tt, ff = [], [], [], [], [], [], []
+    ct, cn, ci, cw = [], [], [], []
+    rng = np.random.default_rng(3)
+    for t, mode in enumerate(modes):
+        # node 0: x[t % 3] MODE th -> 1 else 2; node 1: leaf; node 2: x[(t+1)%3] MODE th2 -> 3 else 4
+        th = [0.5, 1.0, 1.5][t % 3]
+        for nid, (feat, m, v, a, b) in enumerate([(t % 3, mode, th, 1, 2), (0, "LEAF", 0, 0, 0),
+                                                  ((t + 1) % 3, mode, th + 0.5, 3, 4), (0, "LEAF", 0, 0, 0),
+                                                  (0, "LEAF", 0, 0, 0)]):
+            nt.append(t); ni.append(nid); nf.append(feat); nv.append(v); nm.append(m); tt.append(a); ff.append(b)
+        for leaf in (1, 3, 4):
+            for c in (class_ids if class_ids is not None else range(n_classes)):
+                ct.append(t); cn.append(leaf); ci.append(c)
+                cw.append(float(rng.random()) if weights is None else weights(rng))
+    kw = dict(nodes_treeids=nt, nodes_nodeids=ni, nodes_featureids=nf, nodes_values=nv, nodes_modes=nm,
+              nodes_truenodeids=tt, nodes_falsenodeids=ff, class_treeids=ct, class_nodeids=cn, class_ids=ci,
+              class_weights=cw, classlabels_int64s=list(range(n_classes)), post_transform=post)
+    if base is not None:
+        kw["base_values"] = base
+    return helper.make_node("TreeEnsembleClassifier", ["x"], ["label", "probabilities"], domain="ai.onnx.ml", **kw)
+
+
+def _grid_rows():
+    """Rows with features exactly at, just below and just above every threshold."""
+    pts = []
+    for th in (0.5, 1.0, 1.5, 2.0):
+        pts += [th, np.nextafter(np.float32(th), np.float32(-9)), np.nextafter(np.float32(th), np.float32(9))]
+    rng = np.random.default_rng(0)
+    return np.array([[rng.choice(pts) for _ in range(4)] for _ in range(300)], np.float32)
+
+
+@pytest.mark.parametrize("post", ["NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO"])
+def test_tree_classifier_every_comparison_at_its_thresholds(post):
+    modes = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"] * 2
+    data = _model([_tree_classifier(modes, post=post, base=[0.1, -0.2, 0.3])], [("x", [1, 4])],
+                  [("probabilities", [1, 3])])
+    _compare(data, _grid_rows())
+
+
+@pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_LT"])
+def test_tree_classifier_one_comparison_fast_path(mode):
+    data = _model([_tree_classifier([mode] * 20)], [("x", [1, 4])], [("probabilities", [1, 3])])
+    g = _compare(data, _grid_rows())
+    assert g.n_ops == 1
+
+
+def test_binary_tree_layouts_match_onnxruntime():
+    # a forest's probability (weights >= 0, no transform) and boosted trees' logit (LOGISTIC)
+    prob = _tree_classifier(["BRANCH_LEQ"] * 8, n_classes=2, class_ids=[0], weights=lambda r: float(r.random()) / 8)
+    logit = _tree_classifier(["BRANCH_LT"] * 8, n_classes=2, class_ids=[0], post="LOGISTIC", base=[0.7],
+                             weights=lambda r: float(r.normal()))
+    for node in (prob, logit):
+        _compare(_model([node], [("x", [1, 4])], [("probabilities", [1, 2])]), _grid_rows())
+
+
+def test_binary_layout_it_does_not_know_is_refused():
+    node = _tree_classifier(["BRANCH_LEQ"] * 4, n_classes=2, class_ids=[1])      # weights under class 1
+    with pytest.raises(native.Unsupported, match="weights for classes"):
+        native.compile_graph(_model([node], [("x", [1, 4])], [("probabilities", [1, 2])]))
+
+
+def _mixed_graph(sizes, W, coef, b):
+    """x -> Scaler -> LinearClassifier (lin [1,3]); x -> Gemm (transB) -> Tanh -> Split(sizes)
+    -> s1 * Sigmoid(s2) + s1 -> Softmax (sm); out = Concat(Concat(lin, sm), same, axis 0)."""
+    nodes = [helper.make_node("Scaler", ["x"], ["xs"], domain="ai.onnx.ml", offset=[0.5, -1.0, 2.0, 0.0],
+                              scale=[2.0, 0.5, 1.0, 3.0]),
+             helper.make_node("LinearClassifier", ["xs"], ["lab", "lin"], domain="ai.onnx.ml",
+                              classlabels_ints=[0, 1, 2], coefficients=coef.ravel().tolist(),
+                              intercepts=[0.1, 0.2, -0.3], post_transform="SOFTMAX"),
+             helper.make_node("Gemm", ["x", "W", "b"], ["gm"], transB=1),
+             helper.make_node("Tanh", ["gm"], ["th"]),
+             helper.make_node("Split", ["th", "sizes"], ["s1", "s2", "s3"], axis=1),
+             helper.make_node("Sigmoid", ["s2"], ["sg"]),
+             helper.make_node("Mul", ["s1", "sg"], ["m"]),
+             helper.make_node("Add", ["m", "s1"], ["a"]),
+             helper.make_node("Softmax", ["a"], ["sm"], axis=-1),
+             helper.make_node("Identity", ["lin"], ["li"]),
+             helper.make_node("Concat", ["li", "sm"], ["row"], axis=1),
+             helper.make_node("Concat", ["row", "row"], ["out"], axis=0)]
+    return _model(nodes, [("x", [1, 4])], [("out", [2, 3 + sizes[0]])],
+                  inits=[("W", W), ("b", b), ("sizes", np.array(sizes))])
+
+
+def test_scaler_linear_classifier_gemm_and_friends():
+    rng = np.random.default_rng(1)
+    coef = rng.normal(size=(3, 4)).astype(np.float32)
+    W = rng.normal(size=(5, 4)).astype(np.float32)            # Gemm transB: [5, 4] used as [4, 5]
+    b = rng.normal(size=5).astype(np.float32)
+    _compare(_mixed_graph([2, 2, 1], W, coef, b), rng.normal(size=(200, 4)).astype(np.float32) * 3)
+    # [1, 2] * [1, 1]: a column broadcast the program does not do -> refused, and it says where
+    with pytest.raises(native.Unsupported, match="Mul"):
+        native.compile_graph(_mixed_graph([2, 1, 2], W, coef, b))
+
+
+def test_unsupported_operator_names_itself():
+    data = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 4])], [("y", [1, 4])])
+    with pytest.raises(native.Unsupported, match="operator Relu"):
+        native.compile_graph(data)
+
+
+def test_both_matrix_kernels_agree():
+    rng = np.random.default_rng(2)
+    W = rng.normal(size=(89, 200)).astype(np.float32)          # 200: six blocks of 32 and a remainder of 8
+    data = _model([helper.make_node("MatMul", ["x", "W"], ["y"])], [("x", [1, 89])], [("y", [1, 200])], inits=[("W", W)])
+    X = rng.normal(size=(50, 89)).astype(np.float32)
+    wide = E.kernel()
+    try:
+        assert E.use_wide(False) == "baseline"
+        a = _compare(data, X, atol=2e-5)
+        E.use_wide(True)
+        b = _compare(data, X, atol=2e-5)
+        a.program.run(); b.program.run()
+    finally:
+        E.use_wide(wide != "baseline")
+
+
+def test_program_refuses_offsets_outside_its_arena():
+    arena = np.zeros(64, np.float32)
+    z = np.zeros(0)
+    ok = np.array([[E.MATMUL, 0, 8, 40, 1, 4, 4, 0, 0, 0, 0, 0]], np.int64)
+    E.Program(arena, ok, z, z, z, z, z, z, z, z, z, z)
+    bad = ok.copy()
+    bad[0, 3] = 62                                              # out [62, 66) of 64
+    with pytest.raises(ValueError, match="outside the arena"):
+        E.Program(arena, bad, z, z, z, z, z, z, z, z, z, z)
+    with pytest.raises(ValueError, match="unknown code"):
+        E.Program(arena, np.array([[42] + [0] * 11], np.int64), z, z, z, z, z, z, z, z, z, z)
+    # a tree: root x[0] <= 0.5 -> node 1 (leaf: +1.0 to class 0) else node 2 (leaf: +2.0 to class 1)
+    tree = np.array([[E.TREES, 0, 0, 8, 1, 4, 3, 0, 1, 0, 16, 0]], np.int64)
+
+    def args(**o):
+        base = dict(feat=np.array([0, -1, -1]), thr=np.array([0.5, 0.0, 0.0]), mode=np.array([0, 0, 0]),
+                    tnext=np.array([1, 0, 0]), fnext=np.array([2, 0, 0]), wstart=np.array([0, 0, 1]),
+                    wcount=np.array([0, 1, 1]), roots=np.array([0]), wcls=np.array([0, 1]), wval=np.array([1.0, 2.0]))
+        base.update(o)
+        return list(base.values())
+
+    with pytest.raises(ValueError, match="cycle"):
+        E.Program(arena, tree, *args(fnext=np.array([0, 0, 0])))          # false branch back to the root
+    with pytest.raises(ValueError, match="class 5 outside 3"):
+        E.Program(arena, tree, *args(wcls=np.array([0, 5])))
+    with pytest.raises(ValueError, match="feature 7 outside 4"):
+        E.Program(arena, tree, *args(feat=np.array([7, -1, -1])))
+    p = E.Program(arena, tree, *args())
+    arena[16:19] = [0.25, 0, 0]                                            # base values
+    arena[0] = 0.5                                                         # x[0] <= 0.5: the true branch
+    p.run()
+    assert arena[8:11].tolist() == [1.25, 0, 0]
+    arena[0] = np.nextafter(np.float32(0.5), np.float32(1))
+    p.run()
+    assert arena[8:11].tolist() == [0.25, 2.0, 0]
+
+
+def test_commit_copies_are_checked():
+    arena = np.zeros(32, np.float32)
+    z = np.zeros(0)
+    p = E.Program(arena, np.zeros((0, 12), np.int64), z, z, z, z, z, z, z, z, z, z)
+    with pytest.raises(ValueError, match="overlapping"):
+        p.set_commit([(0, 4, 8)])
+    with pytest.raises(ValueError, match="outside"):
+        p.set_commit([(0, 30, 4)])
+    p.set_commit([(0, 16, 4)])
+    arena[:4] = [1, 2, 3, 4]
+    p.run(False)
+    assert arena[16:20].tolist() == [0, 0, 0, 0]
+    p.run(True)
+    assert arena[16:20].tolist() == [1, 2, 3, 4]

@@ -473,6 +473,42 @@ cdef class RiskGate:
             PyBuffer_Release(&b)
         return (True, self._order) if ok else (False, self._reject_rec)
 
+    def rehearse(self, intent, RiskState state, now_ns=None):
+        """``check`` for the CPU caches, changing nothing: the same code on the same state
+        and buffers, then everything a check changes put back (the rate limiter's tokens,
+        the instrument's open lots, the counters). Returns whether the intent would pass.
+        A busy-polling engine runs it between messages on a realistic intent, so that the
+        next real check does not find the gate's code and data cold (fused ``--wait spin``).
+        Returns what ``check`` returns, from the same buffers."""
+        cdef Py_buffer b
+        cdef int ok
+        cdef int64_t now = cs_mono_ns() if now_ns is None else now_ns
+        cdef InstRisk saved
+        cdef uint64_t by_layer[9]
+        cdef uint64_t checks = self.checks, accepted = self.accepted_n
+        cdef double tokens = state.tokens
+        cdef int64_t tokens_ns = state.tokens_ns
+        cdef const OrderRecord *it
+        cdef bint have_inst = False
+        PyObject_GetBuffer(intent, &b, PyBUF_SIMPLE | PyBUF_ANY_CONTIGUOUS)
+        try:
+            if b.len != sizeof(OrderRecord):
+                raise ValueError(f"intent must be one ORDER_DTYPE record ({sizeof(OrderRecord)} bytes), got {b.len}")
+            it = <const OrderRecord *>b.buf
+            memcpy(by_layer, self.rejected_by_layer, sizeof(by_layer))
+            if it.inst < <uint32_t>state.n:
+                memcpy(&saved, &state.inst[it.inst], sizeof(InstRisk))
+                have_inst = True
+            ok = self.check_ptr(it, state, now, self._optr, self._rptr)
+            if have_inst:
+                memcpy(&state.inst[it.inst], &saved, sizeof(InstRisk))
+            memcpy(self.rejected_by_layer, by_layer, sizeof(by_layer))
+            self.checks, self.accepted_n = checks, accepted
+            state.tokens, state.tokens_ns = tokens, tokens_ns
+        finally:
+            PyBuffer_Release(&b)
+        return (True, self._order) if ok else (False, self._reject_rec)
+
     def __cinit__(self, limits=None):
         from engine.schema import ORDER_DTYPE, REJECT_DTYPE
         self._order = np.zeros(1, ORDER_DTYPE)

@@ -198,6 +198,8 @@ class FusedEngine:
                        "conflated": 0}
         self._latest: dict = {}                            # inst -> its latest message's state, for _brain_pass
         self._pass_due = False
+        self._mids = {}                  # inst -> the book mid (ticks) of its last decision (rehearsals)
+        self._rehearsal_intent = None
         self.rejects_by_layer: dict[str, int] = {}
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
@@ -478,6 +480,7 @@ class FusedEngine:
         t_feat = b.t_feat
         self.data_ns[inst] = t_feat
         if b.mid:
+            self._mids[inst] = b.mid
             self.state.set_market(inst, mark_px=b.mid, mark_ns=t_feat, data_ns=t_feat, book_valid=True)
             self.book.on_mark(inst, b.mid)
         if intents:
@@ -774,6 +777,31 @@ class FusedEngine:
             except Exception as e:
                 log.warning("countdownCancelAll: %s", e)
 
+    def _rehearse_order(self, gateway) -> None:
+        """A post-only bid of the strategy's size one tick under the last mid of the next
+        instrument in turn, through what ``_decide`` and ``_gate_and_write`` do with an
+        intent, changing nothing: RiskGate.rehearse (the gate's state put back), the copy
+        and stamp, OrderGateway.rehearse (built and signed, not written)."""
+        if not self._mids:
+            if gateway is not None:
+                gateway.rehearse()
+            return
+        d = self._rehearsal_intent
+        if d is None:
+            d = self._rehearsal_intent = np.zeros(1, schema.ORDER_DTYPE)
+            d["action"], d["side"], d["otype"], d["qty"] = \
+                schema.ACT_NEW, schema.SIDE_BUY, schema.OT_POST_ONLY, self.cfg.quote_lots
+        insts = sorted(self._mids)
+        inst = insts[(insts.index(int(d["inst"][0])) + 1) % len(insts)] if int(d["inst"][0]) in self._mids \
+            else insts[0]
+        d["inst"], d["px"] = inst, self._mids[inst] - 1
+        d["t_parse"] = 0
+        ok, res = self.gate.rehearse(d, self.state)
+        if ok and gateway is not None:
+            order = schema.copy_records(res)
+            order["t_risk"] = time.monotonic_ns()
+            gateway.rehearse(order)
+
     async def _busy_poll(self) -> None:
         """fused ``--wait spin``: the event loop never sleeps. Every turn polls the sockets
         with a zero timeout, so a frame is read as soon as it lands and, above all, the
@@ -781,9 +809,12 @@ class FusedEngine:
         Sleeping in epoll between frames, the first few hundred microseconds after each
         wake-up run ~3x slower (measured in benchmarks/hot_path.py). Costs one core.
         Every ``rehearse_us`` between messages it also rehearses what the next message
-        will need: the ensemble on the current features (Brain.rehearse) and a NEW order's
-        request built and signed, not sent (OrderGateway.rehearse): executed often, that
-        code stays in the caches the rest of the loop and the sim's process evict."""
+        will need: the ensemble on the current features (Brain.rehearse), and a NEW order
+        like the strategy's next one through the gate and the gateway up to the write
+        (``_rehearse_order``): executed often, that code and its data stay in the caches
+        the rest of the loop, the kernel and the sim's process evict. Measured in the
+        engine: the gate 5.9 -> 3.7 us, copying the gate's order 12.6 -> 2.7 us, the
+        gateway's checks and client id 22 -> 6 us."""
         sleep, clock = asyncio.sleep, time.monotonic_ns
         every = int(self.cfg.rehearse_us * 1000)
         gateway = self.gateway if hasattr(self.gateway, "rehearse") else None
@@ -796,8 +827,7 @@ class FusedEngine:
                 try:
                     if self.brain is not None:
                         self.brain.rehearse()
-                    if gateway is not None:
-                        gateway.rehearse()
+                    self._rehearse_order(gateway)
                 except Exception as e:                  # warming must never stop the loop
                     log.error("rehearsal failed, turned off: %r", e)
                     every = 0

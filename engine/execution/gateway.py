@@ -204,6 +204,15 @@ class BinanceRest:
             self.write_ns.append(time.monotonic_ns() - t1)
         return sent
 
+    def rehearse_encoded(self, build, order) -> int:
+        """``write_encoded`` up to the write: the request built (its length returned) and an
+        idle connection looked for (``OrderLinks.idle_link``); nothing written."""
+        if self.links is None or time.monotonic() < self.blocked_until:
+            return 0
+        data = build(order)
+        self.links.idle_link()
+        return len(data)
+
     def encoder(self, client_prefix: str, instruments):
         """A cext.orderwire.OrderEncoder for these order links (None before ``open`` or
         with the links off); ValueError when a symbol or the prefix would need escaping."""
@@ -324,12 +333,10 @@ class OrderGateway:
         try:
             enc = self._encoder()
             if enc is not None:
-                if action == schema.ACT_NEW:
+                build = enc.new if action == schema.ACT_NEW else enc.cancel if action == schema.ACT_CANCEL else None
+                if build is not None:
                     enc.time_offset_ms = self.rest.time_offset_ms
-                    sent = self.rest.write_encoded(enc.new, order)
-                elif action == schema.ACT_CANCEL:
-                    enc.time_offset_ms = self.rest.time_offset_ms
-                    sent = self.rest.write_encoded(enc.cancel, order)
+                    sent = self.rest.write_encoded(build, order)
             elif action == schema.ACT_NEW:
                 sent = self.rest.write("POST", "/fapi/v1/order", self._params(o, ins, cid))
             elif action == schema.ACT_CANCEL:
@@ -355,22 +362,32 @@ class OrderGateway:
                 log.warning("order requests built in Python: %s", e)
         return self._enc
 
-    def rehearse(self) -> int:
-        """A NEW order's request built and signed as ``start`` builds it, not sent (see
-        ``BinanceRest.rehearse``): a post-only bid of one lot at one tick on the first
-        instrument, under client id 0. Returns the request's length."""
-        a = self._rehearsal
+    def rehearse(self, order: np.ndarray | None = None) -> int:
+        """What ``start`` does before the write, for nothing: the record's fields read,
+        the checks, the client order id, the request built and signed (``BinanceRest``'s
+        ``rehearse_encoded`` / ``rehearse``), nothing written and no counter moved.
+        ``order``: an ORDER_DTYPE record to rehearse with (default: a post-only bid of one
+        lot at one tick on the first instrument, client id 0). Returns the request's length
+        (0 when ``start`` would refuse it before building a request)."""
+        a = order
         if a is None:
-            a = self._rehearsal = np.zeros(1, schema.ORDER_DTYPE)
-            a["action"], a["side"], a["otype"], a["px"], a["qty"] = \
-                schema.ACT_NEW, schema.SIDE_BUY, schema.OT_POST_ONLY, 1, 1
-            a["inst"] = next(iter(self.by_inst))
+            a = self._rehearsal
+            if a is None:
+                a = self._rehearsal = np.zeros(1, schema.ORDER_DTYPE)
+                a["action"], a["side"], a["otype"], a["px"], a["qty"] = \
+                    schema.ACT_NEW, schema.SIDE_BUY, schema.OT_POST_ONLY, 1, 1
+                a["inst"] = next(iter(self.by_inst))
+        o = a[0]
+        ins = self.by_inst.get(int(o["inst"]))
+        if ins is None or not self.breaker.allow(time.monotonic()):
+            return 0
+        action = int(o["action"])
+        cid = self.client_order_id(int(o["client_id"]))
         enc = self._encoder()
         if enc is not None:
-            return len(enc.new(a))
-        o = a[0]
-        ins = self.by_inst[int(o["inst"])]
-        return self.rest.rehearse("POST", "/fapi/v1/order", self._params(o, ins, self.client_order_id(0)))
+            build = enc.new if action == schema.ACT_NEW else enc.cancel if action == schema.ACT_CANCEL else None
+            return self.rest.rehearse_encoded(build, a) if build is not None else 0
+        return self.rest.rehearse("POST", "/fapi/v1/order", self._params(o, ins, cid))
 
     async def send(self, order: np.ndarray) -> np.ndarray:
         """``start`` and wait for its EXEC records."""

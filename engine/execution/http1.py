@@ -251,9 +251,14 @@ class OrderLinks:
 
     def send(self, data: bytes) -> tuple[OrderLink, asyncio.Future] | None:
         """Write a whole request (its bytes) now on an idle connection, as ``request``."""
+        link = self.idle_link()
+        return None if link is None else (link, link.request(data))
+
+    def idle_link(self) -> OrderLink | None:
+        """The first idle connection, or None."""
         for link in self.links:
             if link.idle:
-                return link, link.request(data)
+                return link
         return None
 
     def encode(self, method: str, target: str, headers: str) -> bytes:

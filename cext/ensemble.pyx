@@ -17,10 +17,10 @@ The semantics are ONNX's (MatMul, Add, Mul, Sigmoid, Tanh, Softmax, and ONNX-ML'
 LinearClassifier and TreeEnsembleClassifier, opset 3); ``EnsembleRuntime`` checks the
 program against ONNX Runtime on the same graph before using it.
 """
-from libc.math cimport expf, tanhf
+from libc.math cimport expf, tanhf, isfinite
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 cdef extern from "ensemble_kernels.h" nogil:
     ctypedef struct cs_node:
@@ -127,6 +127,7 @@ cdef class Program:
     cdef public int64_t runs
     cdef const int64_t *commit_pairs
     cdef Py_ssize_t n_commit
+    cdef Py_ssize_t row_off, row_n
 
     def __init__(self, arena, ops, feat, thr, mode, tnext, fnext, wstart, wcount, roots, wcls, wval):
         import numpy as np
@@ -177,6 +178,7 @@ cdef class Program:
         self.nodes = <const cs_node *>_ptr(packed.view(np.uint8), 1, "nodes")
         self.runs = 0
         self.n_commit = 0
+        self.row_off = self.row_n = -1
 
     def set_commit(self, pairs) -> None:
         """What ``run(commit=True)`` copies after the run: rows (src, dst, count) of arena
@@ -191,6 +193,49 @@ cdef class Program:
         self._keep.append(keep)
         self.commit_pairs = <const int64_t *>_ptr(keep, 8, "commit pairs")
         self.n_commit = len(p)
+
+    def set_row_input(self, Py_ssize_t off, Py_ssize_t n) -> None:
+        """Where ``run_row`` puts a row: n floats at arena offset ``off`` (the graph's x)."""
+        if off < 0 or n <= 0 or off + n > self.arena.size:
+            raise ValueError(f"row input [{off}, {off + n}) outside the arena of {self.arena.size}")
+        self.row_off, self.row_n = off, n
+
+    def run_row(self, row, bint commit=False) -> bool:
+        """One feature row (float64 or float32, C-contiguous, ``set_row_input``'s n values)
+        copied into the arena as float32, then ``run(commit)``. A value that is not finite
+        as a float32 (NaN, inf, or beyond float32's range) runs nothing: returns False."""
+        cdef Py_buffer b
+        cdef Py_ssize_t i, n = self.row_n
+        cdef float *x = self.A + self.row_off
+        cdef const double *d
+        cdef const float *f
+        cdef bint ok = True
+        if n < 0:
+            raise ValueError("set_row_input first")
+        try:
+            PyObject_GetBuffer(row, &b, PyBUF_ANY_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception as e:
+            raise TypeError(f"a contiguous float64 or float32 row expected: {e}") from None
+        try:
+            if b.format == NULL or b.format[0] == 0 or b.format[1] != 0 or b.format[0] not in (b'd', b'f'):
+                raise TypeError(f"a float64 or float32 row expected, got format {b.format}")
+            if b.len != n * b.itemsize:
+                raise ValueError(f"a row of {n} values expected, got {b.len // b.itemsize}")
+            if b.format[0] == b'd':
+                d = <const double *>b.buf
+                for i in range(n):
+                    x[i] = <float>d[i]
+                    ok = ok and isfinite(x[i])
+            else:
+                f = <const float *>b.buf
+                for i in range(n):
+                    x[i] = f[i]
+                    ok = ok and isfinite(x[i])
+        finally:
+            PyBuffer_Release(&b)
+        if ok:
+            self.run(commit)
+        return ok
 
     cdef _check(self, int64_t size, int64_t n_nodes, int64_t n_w, int64_t n_roots):
         """Every offset an operation uses is inside the arena, every node index inside the

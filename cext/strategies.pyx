@@ -12,7 +12,7 @@ needs it).
 import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cext.schema cimport OrderRecord, ExecRecord, SIDE_BUY, SIDE_SELL, ACT_NEW, ACT_CANCEL, OT_POST_ONLY
 
@@ -290,6 +290,28 @@ cdef class MarketMaker:
         cdef double rvol = 0.0
         cdef bint usable = book_valid and _usable(features, ready, &rvol)
         return _records(buf, self._quote(ts_ns, best_bid, best_ask, rvol, usable, signal, buf))
+
+    def rehearse(self, int64_t ts_ns, int64_t best_bid, int64_t best_ask, features, ready, bint book_valid,
+                 double signal=0.0):
+        """``on_market`` for the CPU caches, changing nothing: the same code, the same
+        records made, then the strategy's state put back (its quotes, next client id,
+        counters, clock). Returns the intents it would have sent. A busy-polling engine
+        runs it between messages (fused ``--wait spin``)."""
+        cdef uint64_t next_id = self.next_id
+        cdef int64_t quotes = self.quotes_sent, cancels = self.cancels_sent, now = self.now
+        cdef uint64_t q_id[3]
+        cdef int64_t q_px[3]
+        cdef int64_t q_lots[3]
+        memcpy(q_id, self.q_id, sizeof(q_id))
+        memcpy(q_px, self.q_px, sizeof(q_px))
+        memcpy(q_lots, self.q_lots, sizeof(q_lots))
+        try:
+            return self.on_market(ts_ns, best_bid, best_ask, features, ready, book_valid, signal)
+        finally:
+            self.next_id, self.quotes_sent, self.cancels_sent, self.now = next_id, quotes, cancels, now
+            memcpy(self.q_id, q_id, sizeof(q_id))
+            memcpy(self.q_px, q_px, sizeof(q_px))
+            memcpy(self.q_lots, q_lots, sizeof(q_lots))
 
     def on_exec(self, e):
         cdef int kind = int(e["kind"]), side

@@ -36,6 +36,7 @@ class Brain:
             self.registry = ModelRegistry(model_dir)
             self.models = {i.inst: self._loaded(self.registry.load(backend=model_backend)) for i in instruments}
         self.features = {}               # inst -> the FeatureEngine of its last message (rehearse)
+        self.last = {}                   # inst -> (ts, bb, ba, valid, signal) of its last message (rehearse)
         self.next_sample = {i.inst: 0 for i in instruments}
         # the last message's outcome, for the caller's risk side and stage metrics
         self.mid = 0                     # book mid (ticks) when the book was valid, else 0
@@ -75,6 +76,7 @@ class Brain:
             p = rt.predict(fe.out, commit)
             signal_ = float(p[2] - p[0])
         self.t_inf = t_inf = time.monotonic_ns()
+        self.last[inst] = (ts, bb, ba, valid, signal_)
         intents = self.strategies[inst].on_market(ts, bb, ba, fe.out, fe.ready, valid, signal_)
         self.t_str = t_str = time.monotonic_ns()
         if intents:
@@ -83,12 +85,16 @@ class Brain:
 
     def rehearse(self) -> None:
         """Between messages in a busy-polling engine: each model run on its instrument's
-        current features, the result thrown away (EnsembleRuntime.rehearse), so that the
-        next message finds the trees in the caches."""
+        current features and each strategy on its last market, results thrown away and
+        nothing changed (EnsembleRuntime.rehearse, MarketMaker.rehearse), so that the next
+        message finds their code and data in the caches."""
         for inst, rt in self.models.items():
             fe = self.features.get(inst)
             if fe is not None and fe.all_ready:
                 rt.rehearse(fe.out)
+        for inst, (ts, bb, ba, valid, signal_) in self.last.items():
+            fe = self.features[inst]
+            self.strategies[inst].rehearse(ts, bb, ba, fe.out, fe.ready, valid, signal_)
 
     def _loaded(self, rt):
         rt.rehearse(times=200)           # ORT's first runs allocate: not on the first scored message

@@ -16,8 +16,10 @@ arrival order (the live case, and the target's) and again shuffled (the worst ca
 trees), both reported.
 
 Cases, all in this run, on the same rows:
-- fused graph, one ORT session, one thread, I/O binding (``EnsembleRuntime.predict``),
-  rows in order; the same, rows shuffled;
+- fused graph, one ORT session, one thread, I/O binding (``EnsembleRuntime.predict``,
+  backend onnxruntime), rows in order; the same, rows shuffled;
+- the same graph compiled to one C program (backend native, what the engine runs by
+  default), in order and shuffled, with the AVX2+FMA and the baseline matrix kernel;
 - the same fused session through ``session.run`` with an input dict (no binding);
 - four separate ORT sessions (the members' own .onnx files) + the average in numpy;
 - native predict: scikit-learn LR and RF, XGBoost, torch LSTM one step, + the average.
@@ -88,7 +90,7 @@ def main():
     Xs = X[np.random.default_rng(0).permutation(len(X))]
     from engine.features.vector import NAMES
     mask = np.array([0.0 if f in man.get("excluded_features", []) else 1.0 for f in NAMES], np.float32)
-    rt = EnsembleRuntime.from_dir(vdir, man)
+    rt = EnsembleRuntime.from_dir(vdir, man, backend="onnxruntime")
     base = {"bench": "inference", "unit": "ns", "model": man["version"], "rows": len(X),
             "rows_from": os.path.basename(a.data),
             "quantized": man["quantization"], "excluded": f"session creation, {WARMUP} warm-up calls"}
@@ -100,6 +102,22 @@ def main():
         st = latency_stats(timed(rt.predict, rows, n))
         emit({**base, "case": f"fused graph, 1 session, 1 thread, I/O binding (EnsembleRuntime.predict), rows {order}",
               **st, "target_ns": target, "target_met": all(st[k] <= v for k, v in target.items())}, h)
+
+    # the same graph compiled to C (engine/models/native.py), checked against ORT at load;
+    # both matrix kernels (AVX2+FMA where the CPU has it, the baseline otherwise)
+    from cext import ensemble as CE
+    nat = EnsembleRuntime.from_dir(vdir, man, backend="native")
+    wide = CE.kernel()
+    kernels = [wide] + (["baseline"] if wide != "baseline" else [])
+    for kern in kernels:
+        CE.use_wide(kern != "baseline")
+        for order, rows in (("in order", X), ("shuffled", Xs)):
+            nat.reset_state()
+            st = latency_stats(timed(nat.predict, rows, n))
+            emit({**base, "case": f"fused graph compiled to C ({kern} kernel, EnsembleRuntime backend native), "
+                                  f"rows {order}", "vs": "fused I/O binding", **st,
+                  "max_abs_diff_vs_ort_at_load": max(nat.native_diff.values())}, h)
+    CE.use_wide(wide != "baseline")
 
     sess = rt.sess
     hs = np.zeros((1, HIDDEN), np.float32)

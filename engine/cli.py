@@ -141,7 +141,7 @@ def _cmd_bench(args) -> int:
         try:
             recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
                                model=args.model, inference=args.inference, cpus=_fused_cpus(args.cpus) if t == "fused" else args.cpus,
-                               sim_cpus=args.sim_cpus, sim_spin=args.sim_spin, plot=plot,
+                               sim_cpus=args.sim_cpus, plot=plot,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
         except RuntimeError as e:
             print(f"bench latency: {e}", file=sys.stderr)
@@ -511,19 +511,11 @@ def _cmd_sim(args) -> int:
                 await asyncio.sleep(1.0)
                 pauses.tick()
         gc_task = asyncio.ensure_future(collect())
-        spin_task = None
-        if args.spin:
-            async def spin():
-                while True:
-                    await asyncio.sleep(0)
-            spin_task = asyncio.ensure_future(spin())
         await runner.run()
         if not runner._stop.is_set() and args.replay:
             print("replay finished; still serving (Ctrl-C to stop)", flush=True)
             await runner._stop.wait()
         gc_task.cancel()
-        if spin_task is not None:
-            spin_task.cancel()
         pauses.stop()
         await runner.server.close()
 
@@ -808,8 +800,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "check (auto, the default)")
     be.add_argument("--cpus", help="CPU sets, e.g. 'feed=0;engine=1' (fused: 'engine=1' or just '1')")
     be.add_argument("--sim-cpus", help="CPU set for the sim process, e.g. '0' (default: not pinned)")
-    be.add_argument("--sim-spin", action="store_true",
-                    help="the sim busy-polls: writes to it stop paying for waking it (see engine/latency.py)")
     be.add_argument("--plot", help="PNG histogram path (per topology with --topology all)")
     be.set_defaults(func=_cmd_bench)
 
@@ -869,9 +859,6 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--host", default="127.0.0.1")
     sm.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     sm.add_argument("--faults", default="", help="e.g. gap_prob=0.01,http_5xx_prob=0.02,ack_delay_ms=50")
-    sm.add_argument("--spin", action="store_true",
-                    help="busy-poll the event loop (a core at 100 %%): a request written to the sim then "
-                         "does not pay for waking it up, as a write to a remote venue would not (harnesses)")
     sm.add_argument("--api-key")
     sm.add_argument("--api-secret")
     sm.set_defaults(func=_cmd_sim)

@@ -49,17 +49,20 @@ Stages (an order's stamps, in path order):
                                             how soon the engine reacts on the wire
 
 Waits (``wait``): fused ``hybrid`` sleeps in epoll between frames; fused ``spin`` busy-polls
-the event loop (one core at 100 %) and rehearses the ensemble and the order encoding between
-messages (processes/fused.py ``_busy_poll``). ``cpus`` pins the engine (``engine=1``, the
-engine process's ``--cpus``), ``sim_cpus`` the sim process: on a 2-core host, engine on one
-CPU and sim on the other. ``sim_spin``: the sim busy-polls too (``cryptoscalp sim --spin``).
-Why it matters: a request written to the sim over loopback TCP is delivered to the sim's
-socket inside the engine's ``write`` call, and if the sim sleeps in epoll the write also
-pays for waking it on the other CPU (an inter-processor interrupt: in a VM, an exit to
-the hypervisor). Measured on this 2-core VM with a 300-byte send every 300 us
-(pinned, two CPUs): ~24 us p50 to a sleeping reader, ~6 us to a busy-polling one. A
-write to a venue over the network only queues the bytes to the NIC; neither number is
-that, and the record says which was used (``sim_wait``).
+the event loop (one core at 100 %) and rehearses the ensemble, the strategy and the order
+path (gate, request built and signed, not written) between messages (processes/fused.py
+``_busy_poll``). ``cpus`` pins the engine (``engine=1``, the engine process's ``--cpus``),
+``sim_cpus`` the sim process: on a 2-core host, engine on one CPU and sim on the other.
+``inference``: how the ensemble runs (``--inference``: the graph compiled to C where it
+passes its load-time check against ONNX Runtime, the default; or ONNX Runtime); the
+records name the one used.
+
+The send stage's write (``send.write``) is a loopback TCP write to the sim: the kernel
+delivers the bytes to the sim's socket inside the engine's ``write`` call, waking the sim
+if it sleeps in epoll (measured on this 2-core VM, a 300-byte send every 300 us to a
+reader on the other CPU: ~24 us p50 when it sleeps, ~6 us when it busy-polls; the 20x
+sim is busy most of the time and a busy-polling sim did not change ``send.write``). A
+write to a venue over the network only queues the bytes to the NIC.
 
 Warm-up is excluded: orders in the first ``warmup_s`` seconds after the first order (numba
 compilation and the ONNX session happen before trading starts; the features need 60 s of
@@ -230,18 +233,16 @@ class ProcSampler:
 # ------------------------------------------------------------------ the run
 def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
         warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
-        cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto",
-        sim_spin: bool = False) -> list[dict]:
+        cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto") -> list[dict]:
     """One measured run; returns the JSON-line records (see the module docstring).
     ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1');
-    ``inference``: the engine's ``--inference`` (how the ensemble runs); ``sim_spin``: the sim
-    busy-polls (see the module docstring)."""
+    ``inference``: the engine's ``--inference`` (how the ensemble runs)."""
     cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
     from engine.venues.sim.run import SimProcess
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
     scratch = tempfile.mkdtemp(prefix="cs-latency-")
     sim_set = {int(c) for c in sim_cpus.split(",")} if sim_cpus else None
-    sim = SimProcess(cli, speed=speed, seed=7, cpus=sim_set, spin=sim_spin)
+    sim = SimProcess(cli, speed=speed, seed=7, cpus=sim_set)
     eng = None
     try:
         j = os.path.join(scratch, "journal")
@@ -288,8 +289,6 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         case = f"{topology}, wait {wait}" if topology != "fused" or wait == "spin" else "fused"
         if cpus or sim_cpus:
             case += f", pinned ({cpus or 'engine unpinned'}; sim={sim_cpus or 'unpinned'})"
-        if sim_spin:
-            case += ", sim busy-polling"
         backends = sorted({m["backend"] for m in journal_models(j)})
         if model:
             # the 3proc/4proc brain journals nothing of its own: its backend is the one asked for
@@ -301,7 +300,9 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         t2t["per_s"] = final["events_per_s"]
         t2t["messages"] = final["messages"]
         t2t["orders_sent"] = final["orders_sent"]
-        t2t["sim_wait"] = "spin" if sim_spin else "epoll"
+        if wait == "spin" and topology == "fused":
+            t2t["rehearsals"] = final.get("rehearsals")
+            t2t["rehearsal_error"] = final.get("rehearsal_error")
         if model:
             t2t["inference"] = "/".join(backends) or inference
         if gw_final is not None:                       # 4proc: signing and writing happen in the gateway

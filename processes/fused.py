@@ -200,6 +200,8 @@ class FusedEngine:
         self._pass_due = False
         self._mids = {}                  # inst -> the book mid (ticks) of its last decision (rehearsals)
         self._rehearsal_intent = None
+        self.rehearsals = 0
+        self.rehearsal_error = None
         self.rejects_by_layer: dict[str, int] = {}
         self.t_start = time.monotonic()
         self.last_tick = time.monotonic()
@@ -677,6 +679,8 @@ class FusedEngine:
                 "send_split_us": self.rest.send_split(),         # 4proc: in the gateway process (its stop line)
                 "events_per_s": round(self.feed.messages / el, 1), "messages": self.feed.messages,
                 "conflated": self.counts["conflated"],     # messages the brain skipped for a later one
+                "rehearsals": self.rehearsals,             # fused --wait spin: cache warmings between messages
+                "rehearsal_error": self.rehearsal_error,
                 "journal_seq": self.journal.seq, "gc": self.gc.stats(),
                 "postgres": self._pg_status(),
                 "topology": self.cfg.topology,
@@ -828,7 +832,9 @@ class FusedEngine:
                     if self.brain is not None:
                         self.brain.rehearse()
                     self._rehearse_order(gateway)
+                    self.rehearsals += 1
                 except Exception as e:                  # warming must never stop the loop
+                    self.rehearsal_error = repr(e)
                     log.error("rehearsal failed, turned off: %r", e)
                     every = 0
 

@@ -53,4 +53,6 @@ def test_bench_latency_fused_busy_polling_pinned():
     sign = next(x for x in recs if x["stage"] == "send.sign")       # the compiled request encoder
     assert sign["n"] > 10 and sign["p50"] > 0
     assert e2e["gc"]["frozen_objects"] > 0 and e2e["gc"]["collections"] > 5
+    # the order path was rehearsed between messages, never failing (a failure turns it off)
+    assert e2e["rehearsals"] > 1000 and e2e["rehearsal_error"] is None
     assert [x["process"] for x in recs if x["stage"] == "process"] == ["engine"]

@@ -105,3 +105,32 @@ def test_bad_records_and_unencodable_names_are_refused():
     gw = OrderGateway(rest, [odd])
     assert gw._encoder() is None and gw._enc_refused
     assert gw.rehearse() > 0
+
+
+def test_gateway_rehearse_walks_start_up_to_the_write():
+    """OrderGateway.rehearse(order): the request start would build for it (its length),
+    an idle connection looked up, nothing written, no counter moved."""
+    class Link:
+        idle = True
+        written = 0
+
+        def request(self, data):
+            Link.written += 1
+            raise AssertionError("a rehearsal wrote a request")
+
+    rest = BinanceRest("http://127.0.0.1:1", "k", "s")
+    rest.links = OrderLinks("http://127.0.0.1:1")
+    rest.links.links.append(Link())
+    gw = OrderGateway(rest, INSTRUMENTS)
+    a = np.zeros(1, schema.ORDER_DTYPE)
+    a["action"], a["side"], a["otype"], a["qty"], a["px"], a["client_id"] = \
+        schema.ACT_NEW, schema.SIDE_BUY, schema.OT_POST_ONLY, 3, 600_000, 77
+    stats = dict(gw.stats)
+    n = gw.rehearse(a)
+    assert n == len(gw._encoder().new(a)) and n > 0
+    a["action"] = schema.ACT_CANCEL
+    assert gw.rehearse(a) == len(gw._encoder().cancel(a))
+    a["inst"] = 5                                    # an instrument start would refuse: nothing built
+    assert gw.rehearse(a) == 0
+    assert gw.rehearse() > 0                         # the default record
+    assert Link.written == 0 and gw.stats == stats and not rest.sign_ns

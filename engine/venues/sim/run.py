@@ -244,15 +244,13 @@ class SimProcess:
     port is read from its banner, and its output is drained into ``lines`` (a pipe nobody
     reads fills up and stalls the sim)."""
 
-    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1, faults: str = "", cpus: set[int] | None = None,
-                 spin: bool = False):
-        """``cpus``: pin the sim to these CPUs (a harness keeps it off the engine's core);
-        ``spin``: the sim busy-polls (``cryptoscalp sim --spin``)."""
+    def __init__(self, cli: str, speed: float = 10.0, seed: int = 1, faults: str = "", cpus: set[int] | None = None):
+        """``cpus``: pin the sim to these CPUs (a harness keeps it off the engine's core)."""
         import os
         import subprocess
         import threading
         self.proc = subprocess.Popen([cli, "sim", "--port", "0", "--speed", str(speed), "--seed", str(seed)]
-                                     + (["--faults", faults] if faults else []) + (["--spin"] if spin else []),
+                                     + (["--faults", faults] if faults else []),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         self.lines: list[str] = []

@@ -210,3 +210,28 @@ def test_commit_copies_are_checked():
     assert arena[16:20].tolist() == [0, 0, 0, 0]
     p.run(True)
     assert arena[16:20].tolist() == [1, 2, 3, 4]
+
+
+def test_run_row_copies_checks_and_runs():
+    W = np.arange(12, dtype=np.float32).reshape(4, 3)
+    data = _model([helper.make_node("MatMul", ["x", "W"], ["y"])], [("x", [1, 4])], [("y", [1, 3])], inits=[("W", W)])
+    g = native.compile_graph(data)
+    p = g.program
+    with pytest.raises(ValueError, match="set_row_input"):
+        p.run_row(np.zeros(4))
+    p.set_row_input(g.slots["x"][0], 4)
+    for row in (np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 2, 3, 4], np.float32)):
+        assert p.run_row(row)
+        assert g.view("y")[0].tolist() == (np.array([1, 2, 3, 4], np.float32) @ W).tolist()
+    runs = p.runs
+    for bad in (np.array([1.0, np.nan, 0, 0]), np.array([1.0, np.inf, 0, 0]), np.array([1e39, 0, 0, 0])):
+        assert not p.run_row(bad)                      # not finite as a float32: nothing run
+    assert p.runs == runs
+    with pytest.raises(ValueError, match="a row of 4 values"):
+        p.run_row(np.zeros(5))
+    with pytest.raises(TypeError, match="float64 or float32"):
+        p.run_row(np.zeros(4, np.int64))
+    with pytest.raises(TypeError, match="contiguous"):
+        p.run_row(np.zeros((4, 2))[:, 0])
+    with pytest.raises(TypeError):
+        p.run_row([1.0, 2.0, 3.0, 4.0])                # not a buffer (EnsembleRuntime converts these)

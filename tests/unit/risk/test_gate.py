@@ -221,3 +221,27 @@ def test_stats_and_limits_validation():
         RiskLimits(regime_profiles=DEFAULT_PROFILES[:3])
     with pytest.raises(ValueError, match="ORDER_DTYPE"):
         g.check(b"x" * 64, st, NOW)
+
+
+def test_rehearse_decides_as_check_and_changes_nothing():
+    """RiskGate.rehearse (the busy-polling engine's cache warming) gives check's answer and
+    leaves the gate and the state as they were: tokens, open lots, counters."""
+    def seen(g, st):
+        return st.snapshot(), g.stats(), st.tokens, st.tokens_ns, st.open_orders(BTC)
+
+    oks = []
+    for it in (intent(qty=10), intent(qty=167), intent(qty=10, px=1),
+               intent(action=schema.ACT_CANCEL, qty=0)):
+        g, st = make_gate(), make_state()
+        check(g, st, intent(qty=5, client_id=9))          # some state first: tokens used, lots in flight
+        before = seen(g, st)
+        ok, rec = g.rehearse(it, st, NOW)
+        rec = rec.copy()
+        assert seen(g, st) == before
+        ok2, rec2 = check(g, st, it)
+        assert ok == ok2 and rec.tobytes() == rec2.tobytes()        # the very same record
+        oks.append(ok)
+    assert oks == [True, False, False, True]          # passes, a position-limit and a price-band refusal, a cancel
+    g, st = make_gate(), make_state()
+    with pytest.raises(ValueError, match="ORDER_DTYPE"):
+        g.rehearse(b"short", st)

@@ -192,3 +192,19 @@ def test_market_maker_pulls_quotes_on_unusable_inputs():
     assert len(mm.on_market(5, 600_000, 600_001, wide[:, 0], READY.astype(np.int8), True)) == 2
     with pytest.raises(ValueError, match="at least 16"):
         mm.on_market(6, 600_000, 600_001, np.zeros(5), np.ones(5, np.bool_), True)
+
+
+def test_market_maker_rehearse_returns_the_intents_and_changes_nothing():
+    base = 1 << 40
+    mm = MarketMaker(0, 0.1, quote_lots=2, max_inventory_lots=4, min_change_ticks=2, client_id_base=base)
+    f = feats(rvol_60s=0.0005)
+    state = lambda: (mm.quotes, mm.next_id, mm.quotes_sent, mm.cancels_sent, mm.now, mm.inventory)
+    before = state()
+    dry = mm.rehearse(1, 600_000, 600_001, f, READY, True, 0.25)
+    assert state() == before and len(dry) == 2
+    wet = mm.on_market(1, 600_000, 600_001, f, READY, True, 0.25)
+    assert [a.tobytes() for a in dry] == [a.tobytes() for a in wet]
+    before = state()
+    dry = mm.rehearse(2, 600_010, 600_011, f, READY, True, 0.25)      # a requote: cancels and new quotes
+    assert state() == before and [int(a["action"][0]) for a in dry] == [schema.ACT_CANCEL, schema.ACT_NEW] * 2
+    assert [a.tobytes() for a in dry] == [a.tobytes() for a in mm.on_market(2, 600_010, 600_011, f, READY, True, 0.25)]

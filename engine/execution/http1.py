@@ -196,7 +196,7 @@ class OrderLinks:
         self.size = size
         self.connect_timeout_s = connect_timeout_s
         self.links: list[OrderLink] = []
-        self.stats = {"opened": 0, "open_failures": 0, "lost": 0}
+        self.stats = {"opened": 0, "open_failures": 0, "lost": 0, "all_busy": 0}
         self._refill: asyncio.Task | None = None
         self._closing = False
 
@@ -252,7 +252,10 @@ class OrderLinks:
     def send(self, data: bytes) -> tuple[OrderLink, asyncio.Future] | None:
         """Write a whole request (its bytes) now on an idle connection, as ``request``."""
         link = self.idle_link()
-        return None if link is None else (link, link.request(data))
+        if link is None:
+            self.stats["all_busy"] += 1          # the caller falls back to its slow path
+            return None
+        return link, link.request(data)
 
     def idle_link(self) -> OrderLink | None:
         """The first idle connection, or None."""

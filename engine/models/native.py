@@ -425,8 +425,7 @@ def check(graph: NativeGraph, sess, n_features: int, rows: int = PROBE_ROWS) -> 
     ``*_out``) carried in both and the ``weights`` input drawn anew each row; returns
     {output: largest |difference| / max(1, |ONNX Runtime's value|)} (absolute for
     probabilities; relative for an LSTM cell state that grows past 1), NaN where either
-    side is not finite. The program's
-    inputs and outputs are zeroed afterwards."""
+    side is not finite. The program's inputs and outputs are zeroed afterwards."""
     X = probe_rows(graph, n_features, rows)
     rng = np.random.default_rng(1)
     inputs = [i.name for i in sess.get_inputs()]

@@ -112,8 +112,11 @@ def test_cancel_on_disconnect_heartbeat():
         bid = sim.sim.engine.book(0).best_bid[0]
         await g.send(order(0x4A, px=bid - 6300))
         await g.heartbeat()
+        await g.heartbeat()                         # within a quarter of the countdown: not sent again
+        assert g.stats["countdown_renewals"] == 1
         await asyncio.sleep(0.5)
         await g.heartbeat()                         # renewed: still open
+        assert g.stats["countdown_renewals"] == 2
         assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1]
         await asyncio.sleep(2.5)                    # we "died": no more heartbeats
         assert sim.request("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"})[1] == []

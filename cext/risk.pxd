@@ -84,6 +84,5 @@ cdef class RiskGate:
 
     cdef int _reject(self, const OrderRecord *it, RiskState st, RejectRecord *rej, int layer,
                      int reason, double observed, double limit) noexcept nogil
-    cdef void _refill(self, RiskState st, int64_t now_ns) noexcept nogil
     cdef int check_ptr(self, const OrderRecord *intent, RiskState st, int64_t now_ns,
                        OrderRecord *order, RejectRecord *rej) noexcept nogil

@@ -119,7 +119,7 @@ cdef class RiskState:
         for i in range(n):
             self.corr[i * n + i] = 1.0
         self.trading_state = TS_ACTIVE
-        self.tokens = NAN       # filled to the burst on first use
+        self.tokens = -1        # filled to the burst on first use
 
     def __dealloc__(self):
         free(self.inst)
@@ -249,16 +249,6 @@ cdef class RiskGate:
         self.rejected_by_layer[layer] += 1
         return 0
 
-    cdef inline void _refill(self, RiskState st, int64_t now_ns) noexcept nogil:
-        if isnan(st.tokens):                     # first use: a full bucket
-            st.tokens = self.order_burst
-            st.tokens_ns = now_ns
-        elif now_ns > st.tokens_ns:              # (a clock read earlier than the last adds nothing)
-            st.tokens += (now_ns - st.tokens_ns) * 1e-9 * self.order_rate
-            if st.tokens > self.order_burst:
-                st.tokens = self.order_burst
-            st.tokens_ns = now_ns
-
     cdef int check_ptr(self, const OrderRecord *it, RiskState st, int64_t now_ns,
                        OrderRecord *order, RejectRecord *rej) noexcept nogil:
         cdef InstRisk *r
@@ -273,13 +263,6 @@ cdef class RiskGate:
         if it.action == ACT_CANCEL or it.action == ACT_CANCEL_ALL:
             if it.inst >= <uint32_t>n:
                 return self._reject(it, st, rej, L_FILTERS, R_BAD_INSTRUMENT, it.inst, n - 1)
-            # a cancel is a request to the venue too (its weight counts against the same
-            # budget): it takes a token but is never refused; the debt is bounded by the
-            # burst, so new orders wait at most order_burst / order_rate seconds after a storm
-            self._refill(st, now_ns)
-            st.tokens -= 1.0
-            if st.tokens < -self.order_burst:
-                st.tokens = -self.order_burst
             memcpy(order, it, sizeof(OrderRecord))
             order.t_risk = now_ns
             self.accepted_n += 1
@@ -453,8 +436,14 @@ cdef class RiskGate:
             return self._reject(it, st, rej, L_FILTERS, R_SELF_TRADE, px, r.best_resting_sell)
         if it.side == SIDE_SELL and r.best_resting_buy > 0 and (it.otype == OT_MARKET or it.px <= r.best_resting_buy):
             return self._reject(it, st, rej, L_FILTERS, R_SELF_TRADE, px, r.best_resting_buy)
-        # order rate: token bucket (order_rate requests per second, order_burst deep)
-        self._refill(st, now_ns)
+        # order rate: token bucket (order_rate per second, order_burst deep)
+        if st.tokens < 0:
+            st.tokens = self.order_burst
+            st.tokens_ns = now_ns
+        st.tokens += (now_ns - st.tokens_ns) * 1e-9 * self.order_rate
+        if st.tokens > self.order_burst:
+            st.tokens = self.order_burst
+        st.tokens_ns = now_ns
         if st.tokens < 1.0:
             return self._reject(it, st, rej, L_FILTERS, R_RATE_LIMIT, st.tokens, 1.0)
         st.tokens -= 1.0

@@ -90,11 +90,11 @@ STAGES = (("feed", "mono_origin", "t_book"), ("parse", "mono_origin", "t_parse")
           ("inference", "t_features", "t_infer"), ("strategy", "t_infer", "t_strategy"),
           ("risk", "t_strategy", "t_risk"), ("send", "t_risk", "t_send"),
           ("tick_to_trade", "mono_origin", "t_send"))
-# order_rate 30 requests/s (NEW, REPLACE and CANCEL: the gate's bucket counts cancels too) = 1,800 a
-# minute, within the request-weight budget of 2,400 a minute with room for the account polling, and
-# the NEWs among them within Binance USD-M's 1,200 orders a minute. When cancels were not counted
-# (20 NEW/s + their cancels) the sim answered 429 after ~45 s and the orders after a 429 went the slow way.
-BENCH_LIMITS = ("max_daily_trades=1000000", "max_consecutive_losses=1000000", "order_rate=30", "order_burst=40")
+# order_rate 15 NEW/s (the gate's bucket counts new orders; cancels are never throttled): with about as
+# many cancels, ~1,800 requests a minute, within the venue's request weight of 2,400 a minute with room
+# for the countdown renewals (10 each, every 2.5 s) and the rest. At 20/s the sim answered 429 after
+# ~45 s (and with the countdown renewed every second, sooner), and the orders after a 429 went the slow way.
+BENCH_LIMITS = ("max_daily_trades=1000000", "max_consecutive_losses=1000000", "order_rate=15", "order_burst=30")
 
 
 def host() -> dict:

@@ -52,8 +52,7 @@ class RiskLimits(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     price_band: float = 0.02                 # fat-finger: limit price within 2% of the mark
     max_mark_age_s: float = 5.0              # a mark older than this is no mark
     max_data_age_s: float = 5.0              # market data older than this is a stale feed
-    order_rate: float = 10.0                 # order requests per second (sustained), below Binance's 300 per 10 s;
-                                             # cancels take a token too but are never refused
+    order_rate: float = 10.0                 # orders per second (sustained), below Binance's 300 per 10 s
     order_burst: float = 20.0                # bucket depth
     cooldown_s: float = 900.0                # after max_consecutive_losses
     regime_profiles: tuple[RegimeProfile, ...] = DEFAULT_PROFILES

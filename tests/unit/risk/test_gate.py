@@ -196,14 +196,7 @@ def test_margin_and_rate_limit():
         assert check(g2, st2, intent(qty=2, client_id=k))[0]
     assert rejected(g2, st2, intent(qty=2))[1] == "order_rate"
     assert check(g2, st2, intent(qty=2), now=NOW + 1_000_000_000)[0]                      # refilled
-    assert st2.tokens == 0.0
-    # a cancel takes a token (the venue counts its weight) but is never refused; the debt
-    # is bounded by the burst, and new orders wait until it is paid back
-    for k in range(5):
-        assert check(g2, st2, intent(action=schema.ACT_CANCEL), now=NOW + 1_000_000_000)[0]
-    assert st2.tokens == -3.0
-    assert rejected(g2, st2, intent(qty=2), now=NOW + 4_500_000_000)[1] == "order_rate"   # -3 + 3.5 < 1
-    assert check(g2, st2, intent(qty=2), now=NOW + 5_000_000_000)[0]                      # -3 + 4 = 1
+    assert check(g2, st2, intent(action=schema.ACT_CANCEL))[0]                            # cancels never throttled
 
 
 def test_reducing_orders_skip_limits_but_not_filters():

@@ -686,8 +686,8 @@ class FusedEngine:
                 "topology": self.cfg.topology,
                 "faults_survived": {**self.feed.fault_stats(), "user_stream_reconnects": self.user_reconnects,
                                     "process_restarts": {n: c.restarts for n, c in self.children.items()},
-                                    "gateway": {**self.gateway.stats, **(self.gw_link.counts if self.gw_link else {}),
-                                                **self._link_stats()}}}
+                                    "gateway": {**self.gateway.counters(),
+                                                **(self.gw_link.counts if self.gw_link else {})}}}
 
     def _pg_status(self) -> dict | None:
         """--pg: rows the journal process wrote (this run of it) and its outages."""
@@ -781,12 +781,6 @@ class FusedEngine:
                 await self.gateway.heartbeat()            # cancel-on-disconnect countdown
             except Exception as e:
                 log.warning("countdownCancelAll: %s", e)
-
-    def _link_stats(self) -> dict:
-        """The order connections' counters (opened, lost, all_busy: a request found every
-        connection waiting for an answer and went the slow way), where this process has them."""
-        links = getattr(getattr(self.gateway, "rest", None), "links", None)
-        return {f"links_{k}": v for k, v in links.stats.items()} if links is not None else {}
 
     def _rehearse_order(self, gateway) -> None:
         """A post-only bid of the strategy's size one tick under the last mid of the next

@@ -334,7 +334,7 @@ class OrderGateway:
         try:
             enc = self._encoder()
             if enc is not None:
-                build = enc.new if action == schema.ACT_NEW else enc.cancel if action == schema.ACT_CANCEL else None
+                build = _builder(enc, action)
                 if build is not None:
                     enc.time_offset_ms = self.rest.time_offset_ms
                     sent = self.rest.write_encoded(build, order)
@@ -386,7 +386,7 @@ class OrderGateway:
         cid = self.client_order_id(int(o["client_id"]))
         enc = self._encoder()
         if enc is not None:
-            build = enc.new if action == schema.ACT_NEW else enc.cancel if action == schema.ACT_CANCEL else None
+            build = _builder(enc, action)
             return self.rest.rehearse_encoded(build, a) if build is not None else 0
         return self.rest.rehearse("POST", "/fapi/v1/order", self._params(o, ins, cid))
 
@@ -578,6 +578,12 @@ class OrderGateway:
                 log.warning("user stream: %s: reconnecting", e)
                 await asyncio.sleep(1.0)
 
+    def counters(self) -> dict:
+        """``stats`` and the order connections' counters (``links_opened``, ``links_lost``,
+        ``links_all_busy``: a request found every connection waiting and went the slow way)."""
+        links = self.rest.links
+        return {**self.stats, **({f"links_{k}": v for k, v in links.stats.items()} if links is not None else {})}
+
     async def heartbeat(self) -> None:
         """Renew the venue's cancel-on-disconnect countdown for every instrument, at most
         every quarter of the countdown (called more often, it returns at once): each renewal
@@ -591,6 +597,11 @@ class OrderGateway:
                                  {"symbol": ins.symbol, "countdownTime": self.countdown_ms})
         self._renewed = now
         self.stats["countdown_renewals"] += 1
+
+
+def _builder(enc, action: int):
+    """The compiled encoder's request builder for an action (NEW, CANCEL), or None."""
+    return enc.new if action == schema.ACT_NEW else enc.cancel if action == schema.ACT_CANCEL else None
 
 
 async def _ready(value):

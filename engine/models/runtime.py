@@ -163,12 +163,9 @@ class EnsembleRuntime:
         x[:] = features
         if not math.isfinite(x.dot(x)):          # NaN/inf anywhere -> NaN/inf (0.7 us vs 1.4 for isfinite)
             raise ValueError("features not all finite: the model only scores rows whose 25 features are ready")
-        if self.prog is not None:
-            self.prog.run(commit)
-        else:
-            self.sess.run_with_iobinding(self.bindings[self.active])   # (passing RunOptions costs ~30 us here)
-            if commit:
-                self.active ^= 1
+        self.sess.run_with_iobinding(self.bindings[self.active])   # (passing RunOptions costs ~30 us here)
+        if commit:
+            self.active ^= 1
         self.calls += 1
         return self.probs
 
@@ -192,10 +189,7 @@ class EnsembleRuntime:
         if not math.isfinite(float(self.x[0].dot(self.x[0]))):
             return
         for _ in range(times):
-            if self.prog is not None:
-                self.prog.run(False)
-            else:
-                self.sess.run_with_iobinding(self.bindings[self.active])
+            self.sess.run_with_iobinding(self.bindings[self.active])
 
     @property
     def lstm_state(self) -> list:

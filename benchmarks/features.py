@@ -2,6 +2,9 @@
 """25-feature update per market message, as the brain calls it from Python, on the BTCUSDT
 capture; batch rows/s (training); against recomputing the technical indicators with
 TA-Lib over a window per message (what a naive live engine does) in the same run.
+The regime detector per closed minute on 30 days of real ETHUSDT 1-minute closes:
+OnlineRegime (one minute's step) against running the batch detector over the history
+at that minute (what OnlineRegime did until stop 20: a stall that grew with uptime).
 
     python benchmarks/features.py
 
@@ -56,6 +59,7 @@ def main():
         runs.append(time.perf_counter() - t0)
     emit({**base, "case": "batch_features, whole capture", "unit": "rows/s", "n": len(msgs),
           "per_s": round(len(msgs) / min(runs)), "best_s": round(min(runs), 4)}, h)
+    regimes(h)
     try:
         import talib
     except ImportError:
@@ -74,6 +78,38 @@ def main():
         lat2[i] = pc() - t0
     emit({**base, "case": "TA-Lib: recompute the 9 technicals over 200 bars per message",
           "vs": "FeatureEngine.on_message (25 features), from Python", **latency_stats(lat2)}, h)
+
+
+def regimes(h):
+    from engine.feed.candles import load_candles
+    from engine.features.regime import OnlineRegime, detect_regimes
+    path = shared_path("TheSnowGuru__Market-Swarm-Agents-", "user_data", "data", "binance", "futures",
+                       "ETH_USDT_USDT-1m-futures.feather")
+    if not os.path.exists(path):
+        print(f"skipped the regime cases: no candles at {path}", file=sys.stderr)
+        return
+    closes = load_candles(path)["close"]
+    on = OnlineRegime()
+    on._close(float(closes[0]))                       # numba compilation (cached) out of the timing
+    on = OnlineRegime()
+    lat = np.empty(len(closes), np.int64)
+    pc = time.perf_counter_ns
+    for i, c in enumerate(closes):
+        t0 = pc()
+        on._close(float(c))
+        lat[i] = pc() - t0
+    base = {"bench": "features", "symbol": "ETHUSDT", "minutes": len(closes)}
+    emit({**base, "case": "regime per closed minute: OnlineRegime (one minute's step)", **latency_stats(lat)}, h)
+    for days in (1, 7, 30):
+        hist = closes[:min(len(closes), days * 1440)]
+        runs = []
+        for _ in range(5 if days < 30 else 2):
+            t0 = pc()
+            detect_regimes(hist)
+            runs.append(pc() - t0)
+        emit({**base, "case": f"regime per closed minute: the batch detector over {days} day(s) of history",
+              "vs": "regime per closed minute: OnlineRegime (one minute's step)", "unit": "ns",
+              "n": len(runs), "best": min(runs), "history_minutes": len(hist)}, h)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ The semantics are ONNX's (MatMul, Add, Mul, Sigmoid, Tanh, Softmax, and ONNX-ML'
 LinearClassifier and TreeEnsembleClassifier, opset 3); ``EnsembleRuntime`` checks the
 program against ONNX Runtime on the same graph before using it.
 """
-from libc.math cimport expf, tanhf, isfinite
+from libc.math cimport expf, isfinite
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
 from libc.string cimport memcpy, memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 cdef extern from "ensemble_kernels.h" nogil:
@@ -29,6 +30,8 @@ cdef extern from "ensemble_kernels.h" nogil:
         float thr
         int32_t next[2]
     void cs_matvec(const float *x, const float *W, float *y, int64_t k, int64_t n)
+    void cs_sigmoid(const float *x, float *y, int64_t n)
+    void cs_tanh(const float *x, float *y, int64_t n)
     int cs_kernels_init(int allow_wide)
     void cs_trees(const cs_node *nodes, const int32_t *roots, int64_t n_trees, int mode,
                   const int32_t *wcls, const float *wval, const float *x, float *y)
@@ -40,6 +43,25 @@ cdef int _wide = cs_kernels_init(1)
 def kernel() -> str:
     """The matrix kernel in use: "avx2+fma" or "baseline"."""
     return "avx2+fma" if _wide else "baseline"
+
+
+def activation(str name, x):
+    """The program's vector ``sigmoid`` or ``tanh`` (the kernel in use) over a float32
+    array: a new float32 array. For tests and benchmarks."""
+    import numpy as np
+    a = np.ascontiguousarray(x, np.float32).ravel()
+    out = np.empty_like(a)
+    cdef float[::1] av = a
+    cdef float[::1] ov = out
+    if a.size == 0:
+        return out
+    if name == "sigmoid":
+        cs_sigmoid(&av[0], &ov[0], a.size)
+    elif name == "tanh":
+        cs_tanh(&av[0], &ov[0], a.size)
+    else:
+        raise ValueError(f"sigmoid or tanh, not {name!r}")
+    return out
 
 
 def use_wide(bint allow) -> str:
@@ -322,16 +344,37 @@ cdef class Program:
         self.runs += 1
 
     cdef void _run(self) noexcept nogil:
-        cdef Py_ssize_t i, rr, kk, jj
-        cdef const int64_t *o
+        cdef Py_ssize_t i
+        for i in range(self.n_ops):
+            self._op(self.ops + i * 12)
+
+    def op_ns(self, int times=200):
+        """Each operation timed alone (CLOCK_MONOTONIC), ``times`` runs of the whole program
+        in a row: per operation the median ns, as a list in program order (the arena's
+        inputs as they are; no commit). For finding what a model's time goes to."""
+        import numpy as np
+        cdef Py_ssize_t i, t
+        cdef timespec a, b
+        out = np.zeros((times, self.n_ops), np.int64)
+        cdef int64_t[:, ::1] v = out
+        with nogil:
+            for t in range(times):
+                for i in range(self.n_ops):
+                    clock_gettime(CLOCK_MONOTONIC, &a)
+                    self._op(self.ops + i * 12)
+                    clock_gettime(CLOCK_MONOTONIC, &b)
+                    v[t, i] = (b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec)
+        return [int(x) for x in np.median(out, axis=0)]
+
+    cdef inline void _op(self, const int64_t *o) noexcept nogil:
+        cdef Py_ssize_t rr, kk, jj
         cdef float *A = self.A
         cdef float *x
         cdef float *y
         cdef const float *w
         cdef float v
         cdef int64_t code, r, k, n
-        for i in range(self.n_ops):
-            o = self.ops + i * 12
+        if True:
             code = o[0]
             r, k, n = o[4], o[5], o[6]
             if code == 1:                                   # COPY rows: src stride k, dst stride p1
@@ -352,15 +395,9 @@ cdef class Program:
                         for jj in range(n):
                             y[jj] = x[jj] * w[jj]
             elif code == 5:
-                x = A + o[1]
-                y = A + o[3]
-                for jj in range(r * n):
-                    y[jj] = 1.0 / (1.0 + expf(-x[jj]))
+                cs_sigmoid(A + o[1], A + o[3], r * n)
             elif code == 6:
-                x = A + o[1]
-                y = A + o[3]
-                for jj in range(r * n):
-                    y[jj] = tanhf(x[jj])
+                cs_tanh(A + o[1], A + o[3], r * n)
             elif code == 7:                                 # SOFTMAX over the last axis
                 for rr in range(r):
                     if o[1] != o[3]:

@@ -460,7 +460,9 @@ cdef class RiskGate:
     # -------------------------------------------------------------- Python API
     def check(self, intent, RiskState state, now_ns=None):
         """(True, order) or (False, reject): 1-element ORDER_DTYPE / REJECT_DTYPE arrays
-        owned by the gate (copy them to keep them past the next call)."""
+        owned by the gate (copy them to keep them past the next call). The order's
+        ``t_risk``: ``now_ns`` when given (a backtest's clock), else CLOCK_MONOTONIC read
+        as the gate finished with it."""
         cdef Py_buffer b
         cdef int ok
         cdef int64_t now = cs_mono_ns() if now_ns is None else now_ns
@@ -471,6 +473,8 @@ cdef class RiskGate:
             ok = self.check_ptr(<const OrderRecord *>b.buf, state, now, self._optr, self._rptr)
         finally:
             PyBuffer_Release(&b)
+        if ok and now_ns is None:
+            self._optr.t_risk = cs_mono_ns()        # on the clock: when the gate was done with it
         return (True, self._order) if ok else (False, self._reject_rec)
 
     def rehearse(self, intent, RiskState state, now_ns=None):

@@ -38,15 +38,8 @@ cdef class CompiledStrategy:
         pass
 
     def on_market(self, int64_t ts, int64_t bb, int64_t ba, f, ready, bint valid, double signal=0.0):
-        from engine.schema import ORDER_DTYPE
         cdef OrderRecord buf[MAX_INTENTS]
-        cdef int i, n = self.quote(ts, bb, ba, valid, signal, buf, MAX_INTENTS)
-        out = []
-        for i in range(n):
-            a = np.zeros(1, ORDER_DTYPE)
-            (<OrderRecord *><size_t>a.ctypes.data)[0] = buf[i]
-            out.append(a)
-        return out
+        return _records(buf, self.quote(ts, bb, ba, valid, signal, buf, MAX_INTENTS))
 
     def on_exec(self, e):
         cdef ExecRecord r
@@ -124,6 +117,7 @@ cdef class TouchQuoter(CompiledStrategy):
 
 # ---------------------------------------------------------------- market making
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from libc.math cimport floor, ceil, log, sqrt, isfinite
 
 cdef int RVOL_60S = 3
@@ -131,23 +125,22 @@ cdef int[7] MM_USES = [3, 10, 11, 12, 13, 14, 15]     # rvol_60s and the book fe
 cdef int N_FEATURES_MIN = 16
 
 _ORDER_DTYPE = None
+_frombuffer = np.frombuffer
 
 
 cdef object _records(OrderRecord *buf, int n):
-    """n intents as a list of 1-element ORDER_DTYPE arrays (what every strategy returns)."""
+    """n intents as a list of 1-element ORDER_DTYPE arrays (what every strategy returns),
+    each over a bytearray of its record: ~0.4 us each, where numpy's own allocation of an
+    array of this many-field dtype (np.empty) costs ~2 us."""
     global _ORDER_DTYPE
-    cdef Py_buffer b
     cdef int i
     if _ORDER_DTYPE is None:
         from engine.schema import ORDER_DTYPE
         _ORDER_DTYPE = ORDER_DTYPE
     out = []
     for i in range(n):
-        a = np.empty(1, _ORDER_DTYPE)
-        PyObject_GetBuffer(a, &b, PyBUF_ANY_CONTIGUOUS)
-        (<OrderRecord *>b.buf)[0] = buf[i]
-        PyBuffer_Release(&b)
-        out.append(a)
+        out.append(_frombuffer(PyByteArray_FromStringAndSize(<const char *>&buf[i], sizeof(OrderRecord)),
+                               _ORDER_DTYPE))
     return out
 
 

@@ -111,7 +111,7 @@ class RunConfig:
     manifest: str = "run/group.json"         # --children systemd: the processes' command lines
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block);
                                              # fused: spin = the event loop busy-polls (one core)
-    rehearse_us: float = 200.0               # fused spin: rehearse the model and the order path this often (0: off)
+    rehearse_us: float = 200.0              # fused spin: rehearse the model and the order path this often (0: off)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
 TOPOLOGIES = ("fused", "2proc", "3proc", "4proc")
@@ -173,7 +173,7 @@ class FusedEngine:
                                    wait=cfg.wait)
         elif cfg.topology == "fused":
             self.feed = LiveFeed(instruments, ws_url, rest_url, on_message=self.on_message,
-                                 max_future_ms=self.cfg.max_future_ms)
+                                 max_future_ms=self.cfg.max_future_ms, on_read_end=self._brain_pass)
             self.feed_handler = self.feed.handler
         else:
             self.feed = self._split_feed(ws_url, rest_url)
@@ -449,9 +449,11 @@ class FusedEngine:
     def on_message(self, inst: int, records, fe, top) -> None:
         """fused, 2proc: one market message (book and features already updated by the feed).
         The brain does not run here but once the frames read together are all applied
-        (``_brain_pass``, next in the event loop): a burst of messages for an instrument
-        becomes one decision on its latest state (the rest are counted, ``conflated``), so
-        the engine cannot fall behind the market by scoring every message of a burst."""
+        (``_brain_pass``): a burst of messages for an instrument becomes one decision on its
+        latest state (the rest are counted, ``conflated``), so the engine cannot fall behind
+        the market by scoring every message of a burst. fused: the feed calls the pass as
+        soon as the socket read's frames are all handed over (LiveFeed's ``on_read_end``);
+        2proc, and fused if that did not happen: next in the event loop."""
         if self.publisher is not None:
             self.publisher.publish(self._sym(inst), records, top)
         self.metrics.messages_pending += 1
@@ -468,6 +470,8 @@ class FusedEngine:
             asyncio.get_running_loop().call_soon(self._brain_pass)
 
     def _brain_pass(self) -> None:
+        if not self._pass_due:
+            return                          # fused: already done at the end of the socket read
         self._pass_due = False
         latest, self._latest = self._latest, {}
         if self.stopping:
@@ -478,7 +482,7 @@ class FusedEngine:
     def _decide(self, inst: int, origin: int, ts: int, t_parse: int, fe, top: tuple) -> None:
         """The brain on an instrument's latest state, its intents through the gate."""
         b = self.brain
-        intents = b.on_state(inst, origin, ts, fe, *top)
+        intents = b.on_state(inst, origin, ts, fe, *top, t_parse)
         t_feat = b.t_feat
         self.data_ns[inst] = t_feat
         if b.mid:
@@ -487,16 +491,15 @@ class FusedEngine:
             self.book.on_mark(inst, b.mid)
         if intents:
             self.counts["intents"] += len(intents)
-            # every intent gated and written in order first, then their tasks and metrics
+            # every intent gated and written in order first; then, the message's requests out of
+            # the door, the refusals' and the writes' bookkeeping (journal, strategy, tasks, metrics)
             out = []
             try:
                 for it in intents:
-                    it["t_parse"] = t_parse
                     out.append(self._gate_and_write(it))
             finally:                        # an order written is always awaited and journaled
-                for sent in out:
-                    if sent is not None:
-                        self._sent(*sent)
+                for done in out:
+                    self._after(*done)
         st = self.stage_ns
         st["features"].append(t_feat - origin)
         if b.scored:
@@ -541,33 +544,37 @@ class FusedEngine:
             self.link.send_exec(e)
 
     def _submit(self, it) -> None:
-        sent = self._gate_and_write(it)
-        if sent is not None:
-            self._sent(*sent)
+        self._after(*self._gate_and_write(it))
 
     def _gate_and_write(self, it):
         """The gate; if it passes, the request written now (``OrderGateway.start``) and the
         PositionBook told (the next intent's gate check sees this order). Returns what
-        ``_sent`` needs, or None for a refusal (journaled, reported to the strategy)."""
+        ``_after`` needs to finish either outcome: everything else waits until the other
+        intents of the message are written too."""
         ok, res = self.gate.check(it, self.state)
         if not ok:
-            rej = schema.copy_records(res)
-            self.counts["rejects"] += 1
-            name = RiskGate.reason_name(int(rej["reason"][0]))
-            self.rejects_by_layer[name] = self.rejects_by_layer.get(name, 0) + 1
-            self.metrics.rejects.labels(name).inc()
-            self.journal.append_record(RK_REJECT, rej)
-            e = np.zeros(1, schema.EXEC_DTYPE)
-            e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, it["client_id"][0], it["inst"][0]
-            self._to_brain(e[0])
-            return
-        order = schema.copy_records(res)
-        order["t_risk"] = time.monotonic_ns()
+            return False, schema.copy_records(res), it
+        order = schema.copy_records(res)        # t_risk: the gate's
         # first out of the door (NEW/CANCEL written here, t_send stamped after the write), then
         # the bookkeeping: no await in between, so no answer can arrive before it is done
         pending = self.gateway.start(order)
         self.book.on_order_sent(order)
-        return order, pending, int(it["t_strategy"][0])
+        return True, order, (pending, int(it["t_strategy"][0]))
+
+    def _after(self, ok: bool, rec, more) -> None:
+        """``_gate_and_write``'s outcome finished: a refusal journaled and reported to the
+        strategy; a written order's task and metrics (``_sent``)."""
+        if ok:
+            self._sent(rec, *more)
+            return
+        self.counts["rejects"] += 1
+        name = RiskGate.reason_name(int(rec["reason"][0]))
+        self.rejects_by_layer[name] = self.rejects_by_layer.get(name, 0) + 1
+        self.metrics.rejects.labels(name).inc()
+        self.journal.append_record(RK_REJECT, rec)
+        e = np.zeros(1, schema.EXEC_DTYPE)
+        e["kind"], e["client_id"], e["inst"] = schema.EX_REJECT, more["client_id"][0], more["inst"][0]
+        self._to_brain(e[0])
 
     def _sent(self, order, pending, t_str: int) -> None:
         """After the write: the task that awaits the answer, counters and stage metrics."""
@@ -800,12 +807,9 @@ class FusedEngine:
         inst = insts[(insts.index(int(d["inst"][0])) + 1) % len(insts)] if int(d["inst"][0]) in self._mids \
             else insts[0]
         d["inst"], d["px"] = inst, self._mids[inst] - 1
-        d["t_parse"] = 0
         ok, res = self.gate.rehearse(d, self.state)
         if ok and gateway is not None:
-            order = schema.copy_records(res)
-            order["t_risk"] = time.monotonic_ns()
-            gateway.rehearse(order)
+            gateway.rehearse(schema.copy_records(res))
 
     async def _busy_poll(self) -> None:
         """fused ``--wait spin``: the event loop never sleeps. Every turn polls the sockets

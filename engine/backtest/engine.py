@@ -220,7 +220,7 @@ class Backtester:
         if commit:
             self._next_sample[k] = (t // self.sample_ns + 1) * self.sample_ns
         p = rt.predict(fe.out, commit)
-        signal = float(p[2] - p[0])
+        signal = p.item(2) - p.item(0)          # as the live Brain computes it
         self._model_calls += 1
         self._signal_sum += signal
         return signal

@@ -33,6 +33,8 @@ for BTC in 2025. They are parameters, not truths.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from numba import njit
 
@@ -76,6 +78,27 @@ def _holds(reg, trend, vol_ratio, dd):
 
 
 @njit(cache=True)
+def _step(raw, reg, cand, cand_n, dwell, trend, vol_ratio, dd):
+    """The hysteresis for one minute whose raw regime is ``raw``: (reg, cand, cand_n, dwell)
+    after it (the rules in the module docstring)."""
+    dwell += 1
+    if raw == reg:
+        cand_n = 0
+    else:
+        if raw == cand:
+            cand_n += 1
+        else:
+            cand = raw
+            cand_n = 1
+        escalate = SEVERITY[cand] > SEVERITY[reg]
+        if cand_n >= CONFIRM and (escalate or (dwell >= MIN_DWELL and not _holds(reg, trend, vol_ratio, dd))):
+            reg = cand
+            cand_n = 0
+            dwell = 0
+    return reg, cand, cand_n, dwell
+
+
+@njit(cache=True)
 def detect(close, out_regime, out_trend, out_vol_ratio, out_dd):
     n = close.shape[0]
     logc = np.log(close)
@@ -112,21 +135,7 @@ def detect(close, out_regime, out_trend, out_vol_ratio, out_dd):
         out_trend[t] = tr
         out_vol_ratio[t] = vr
         out_dd[t] = dd
-        raw = _raw(tr, vr, dd, reg)
-        dwell += 1
-        if raw == reg:
-            cand_n = 0
-        else:
-            if raw == cand:
-                cand_n += 1
-            else:
-                cand = raw
-                cand_n = 1
-            escalate = SEVERITY[cand] > SEVERITY[reg]
-            if cand_n >= CONFIRM and (escalate or (dwell >= MIN_DWELL and not _holds(reg, tr, vr, dd))):
-                reg = cand
-                cand_n = 0
-                dwell = 0
+        reg, cand, cand_n, dwell = _step(_raw(tr, vr, dd, reg), reg, cand, cand_n, dwell, tr, vr, dd)
         out_regime[t] = reg
     return n
 
@@ -188,26 +197,83 @@ def plot_regimes(ts_ns, close, regime, path: str, title: str = "") -> None:
     plt.close(fig)
 
 
+@njit(cache=True)
+def _minute(c, t, csum_lo, ccnt_lo, csum_prev, ccnt_prev, hyst):
+    """``detect``'s work for one more minute t, carried over from the minute before instead
+    of recomputed from the first: ``c`` the last min(t + 1, DD_WIN) closes (c[-1] the close
+    of minute t), ``csum_prev``/``ccnt_prev`` the running sums of vol and of its count over
+    minutes 0..t-1 and ``csum_lo``/``ccnt_lo`` those over 0..t-REF_WIN (0 before), ``hyst``
+    [reg, cand, cand_n, dwell] updated in place. The same arithmetic in the same order as
+    ``detect``, so the same answers. Returns (regime of minute t, vol sum, count) after it."""
+    v = np.nan
+    if t >= VOL_WIN:
+        lc = np.log(c[c.shape[0] - VOL_WIN - 1:])
+        v = np.std(lc[1:] - lc[:-1])
+    ok = not np.isnan(v)
+    csum = csum_prev + (v if ok else 0.0)
+    ccnt = ccnt_prev + (1.0 if ok else 0.0)
+    if t < TREND_WIN or np.isnan(v) or v <= 0:
+        return NORMAL, csum, ccnt
+    reg, cand, cand_n, dwell = hyst[0], hyst[1], hyst[2], hyst[3]
+    cnt = ccnt - ccnt_lo
+    ref = (csum - csum_lo) / cnt if cnt > 0 else 0.0
+    vr = v / ref if ref > 0 else 1.0
+    n = c.shape[0]
+    tr = (np.log(c[n - 1]) - np.log(c[n - 1 - TREND_WIN])) / (v * np.sqrt(TREND_WIN))
+    dd = 1.0 - c[n - 1] / np.max(c)
+    reg, cand, cand_n, dwell = _step(_raw(tr, vr, dd, reg), reg, cand, cand_n, dwell, tr, vr, dd)
+    hyst[0], hyst[1], hyst[2], hyst[3] = reg, cand, cand_n, dwell
+    return reg, csum, ccnt
+
+
 class OnlineRegime:
     """Regimes as market time passes: 1-minute closes of the mid built from (time, mid)
-    updates, the detector run on every closed minute over ``history`` (earlier 1-minute
-    closes, e.g. from candles) plus the minutes seen. ``on_mid`` returns the new regime when
-    it changes, else None. With less history than the detector needs it stays NORMAL."""
+    updates, the detector advanced by one minute at every closed minute (``_minute``: the
+    same answers as ``detect_regimes`` over ``history`` (earlier 1-minute closes, e.g. from
+    candles) plus every minute seen, in constant time and memory: the last day of closes
+    and a week of volatility sums, not a list growing for as long as the engine runs and
+    the whole of it run through the detector every minute). ``on_mid`` returns the new
+    regime when it changes, else None. With less history than the detector needs it stays
+    NORMAL."""
 
     def __init__(self, history=None):
         warmup()
-        self.closes = list(np.asarray(history, np.float64)) if history is not None else []
+        self._buf = np.empty(2 * DD_WIN)              # closes, the last day of them at [_n - DD_WIN, _n)
+        self._n = 0
+        # running (vol sum, count) of the minutes before each of the last REF_WIN minutes, the newest last
+        self.sums = deque([(0.0, 0.0)], maxlen=REF_WIN)
+        self.hyst = np.array([NORMAL, NORMAL, 0, 0], np.int64)
+        self.t = -1                                   # minutes closed so far - 1
         self.minute = -1
         self.last_mid = 0.0
         self.regime = NORMAL
         self.changes = 0
+        for c in (np.asarray(history, np.float64) if history is not None else ()):
+            self._close(float(c))     # the regime reported stays NORMAL until the first minute closes here
+
+    @property
+    def closes(self) -> np.ndarray:
+        """The last day of 1-minute closes (at most DD_WIN), the newest last (a view)."""
+        return self._buf[max(0, self._n - DD_WIN):self._n]
+
+    def _close(self, close: float) -> int:
+        if self._n == self._buf.size:                 # full: the last day moved to the front
+            self._buf[:DD_WIN - 1] = self._buf[self._n - DD_WIN + 1:self._n]
+            self._n = DD_WIN - 1
+        self._buf[self._n] = close
+        self._n += 1
+        self.t += 1
+        lo_sum, lo_cnt = self.sums[0] if self.t >= REF_WIN else (0.0, 0.0)    # minutes before t - REF_WIN + 1
+        prev_sum, prev_cnt = self.sums[-1]
+        r, s, n = _minute(self.closes, self.t, lo_sum, lo_cnt, prev_sum, prev_cnt, self.hyst)
+        self.sums.append((s, n))
+        return int(r)
 
     def on_mid(self, t_ns: int, mid: float):
         m = t_ns // 60_000_000_000
         changed = None
         if self.minute >= 0 and m != self.minute:
-            self.closes.append(self.last_mid)
-            r = int(detect_regimes(np.asarray(self.closes))["regime"][-1])
+            r = self._close(self.last_mid)
             if r != self.regime:
                 self.regime = changed = r
                 self.changes += 1

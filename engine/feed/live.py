@@ -26,10 +26,11 @@ log = logging.getLogger("cryptoscalp.feed")
 class LiveFeed:
     def __init__(self, instruments: list[Instrument], ws_url: str, rest_url: str,
                  streams=("depth@0ms", "bookTicker", "trade"), on_message=None, features: bool = True,
-                 max_future_ms: float = 1000.0):
+                 max_future_ms: float = 1000.0, on_read_end=None):
         """``max_future_ms``: a record stamped further ahead of this host's clock is dropped
         (Validator); 0 turns the check off, for a sim market running faster than real time,
-        whose exchange clock runs ahead by design."""
+        whose exchange clock runs ahead by design. ``on_read_end()``: called once the
+        messages of one socket read were all handed to ``on_message``."""
         from cext.validate import Validator
         self.instruments = instruments
         # live: a record's wall time is its monotonic receive stamp plus this host's offset
@@ -44,7 +45,7 @@ class LiveFeed:
         self.rest_url = rest_url.rstrip("/")
         self.on_message = on_message
         names = [f"{i.symbol.lower()}@{s}" for i in instruments for s in streams]
-        self.session = StreamSession(ws_url, names, self._on_frame, on_event=self._on_event)
+        self.session = StreamSession(ws_url, names, self._on_frame, on_event=self._on_event, on_read_end=on_read_end)
         self.messages = 0
         self.snapshots = 0
         self.latency_ns: list[int] = []          # frame received -> features updated

@@ -53,6 +53,36 @@ def event_id(stream: str, data: dict) -> int | None:
     return v if isinstance(v, int) else None
 
 
+class _ReadEnd(asyncio.BufferedProtocol):
+    """Between the socket and picows's protocol: after each read's frames were all handed to
+    the listener, ``done()``. So a consumer can act once per batch of frames read together
+    (on the latest state) at once, instead of one event-loop turn later."""
+
+    def __init__(self, inner, done):
+        self.inner, self.done = inner, done
+        self.get_buffer = inner.get_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.inner.buffer_updated(nbytes)
+        try:
+            self.done()
+        except Exception as e:      # as a failed loop callback: reported, the connection kept
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": "exception in the feed's read-end callback", "exception": e})
+
+    def eof_received(self):
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 class _Listener(WSListener):
     def __init__(self, session: "StreamSession", conn: int):
         self.session = session
@@ -61,6 +91,13 @@ class _Listener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
+        done = self.session.on_read_end
+        if done is not None:
+            try:
+                ut = transport.underlying_transport
+                ut.set_protocol(_ReadEnd(ut.get_protocol(), done))
+            except (AttributeError, NotImplementedError) as e:   # the consumer's own fallback then acts
+                log.warning("no read-end hook on this transport (%r): frames are handed over one by one", e)
 
     def on_ws_frame(self, transport: WSTransport, frame):
         mono = time.monotonic_ns()
@@ -81,6 +118,7 @@ class StreamSession:
 
     def __init__(self, base_url: str, streams: list[str], on_frame: Callable[[bytes, int, int], None], *,
                  on_event: Callable[[str, dict], None] | None = None,
+                 on_read_end: Callable[[], None] | None = None,
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 30.0,
                  rotate_after_s: float = 23.5 * 3600, handover_s: float = 10.0,
                  ping_idle_s: float = 30.0, handshake_timeout_s: float = 5.0, seed: int | None = None):
@@ -92,6 +130,7 @@ class StreamSession:
         self.streams = [_norm(s) for s in streams]
         self.on_frame = on_frame
         self.on_event = on_event or (lambda name, info: None)
+        self.on_read_end = on_read_end      # after the frames of one socket read were all delivered
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.rotate_after_s, self.handover_s = rotate_after_s, handover_s
         self.ping_idle_s, self.handshake_timeout_s = ping_idle_s, handshake_timeout_s

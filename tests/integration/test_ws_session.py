@@ -129,3 +129,45 @@ def test_frames_sent_with_the_handshake_are_delivered(btc_capture):
     got, stats = uvloop.run(_greeted(frames, 200))
     assert got == [p for _, p in frames[:200]]
     assert stats["closing_dropped"] == 0 and stats["frames"] == 200
+
+
+async def _read_ends(frames, n, fail_first=False):
+    srv = ReplayWSServer(frames, send_on_connect=n)
+    url = await srv.start()
+    got, ends, errors = [], [], []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx["exception"]))
+
+    def read_end():
+        ends.append(len(got))
+        if fail_first and len(ends) == 1:
+            raise RuntimeError("a consumer's bug")
+
+    s = StreamSession(url, STREAMS, lambda p, m, w: got.append(p), on_read_end=read_end, seed=1)
+    task = asyncio.ensure_future(s.run())
+    for _ in range(500):
+        if len(got) >= n:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    s.stop()
+    await asyncio.wait_for(task, 5)
+    await srv.close()
+    return got, ends, errors, dict(s.stats)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_read_end_is_called_after_each_reads_frames(btc_capture, loop):
+    """``on_read_end`` (the fused engine's brain pass) comes once the frames of a socket read
+    were all delivered: after the last frame, never before a frame of the same read, fewer
+    times than there are frames when they arrive together; a consumer that raises there is
+    reported as a failed loop callback and the connection carries on."""
+    frames, _ = load(btc_capture, 300)
+    run = asyncio.run if loop == "asyncio" else uvloop.run
+    got, ends, errors, stats = run(_read_ends(frames, 200))
+    assert got == [p for _, p in frames[:200]]
+    assert ends and ends[-1] == 200 and ends == sorted(ends)
+    assert len([e for e in ends if e]) < 200           # 200 frames sent at once: several per read
+    assert errors == []
+    got, ends, errors, stats = run(_read_ends(frames, 200, fail_first=True))
+    assert got == [p for _, p in frames[:200]] and ends[-1] == 200
+    assert [type(e) for e in errors] == [RuntimeError] and stats["connects"] == 1     # never reconnected

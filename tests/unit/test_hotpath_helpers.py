@@ -76,8 +76,31 @@ def test_top_fields_and_stamps_read_and_write_the_records():
     for a in its:
         assert [int(a[f][0]) for f in ("mono_origin", "t_book", "t_features", "t_infer", "t_strategy")] == [1, 2, 3, 4, 5]
     assert int(its[1]["px"][0]) == 9 and int(its[1]["t_risk"][0]) == 0       # nothing else touched
+    assert int(its[1]["t_parse"][0]) == 0
+    stamp_orders(its, 1, 2, 3, 4, 5, t_parse=6)
+    assert [int(a["t_parse"][0]) for a in its] == [6, 6, 6]
     with pytest.raises(ValueError, match="ORDER_DTYPE"):
         stamp_orders([np.zeros(1, schema.EXEC_DTYPE)], 1, 2, 3, 4, 5)
+
+
+def test_order_head_and_stamp_send_read_and_write_in_place():
+    import time
+    from cext.records import order_head, stamp_send
+    a = np.zeros(1, schema.ORDER_DTYPE)
+    a["action"], a["inst"], a["client_id"], a["ref_client_id"] = schema.ACT_CANCEL, 3, (1 << 40) + 5, 9
+    assert order_head(a) == (schema.ACT_CANCEL, 3, (1 << 40) + 5, 9)
+    before = time.monotonic_ns()
+    t = stamp_send(a)
+    assert before <= t <= time.monotonic_ns() and int(a["t_send"][0]) == t and int(a["t_risk"][0]) == 0
+    for bad in (np.zeros(2, schema.ORDER_DTYPE), np.zeros(1, schema.EXEC_DTYPE)):
+        with pytest.raises(ValueError):
+            order_head(bad)
+        with pytest.raises(ValueError):
+            stamp_send(bad)
+    ro = np.zeros(1, schema.ORDER_DTYPE)
+    ro.flags.writeable = False
+    with pytest.raises((BufferError, ValueError)):
+        stamp_send(ro)
 
 
 def test_copy_records_is_a_copy():

@@ -24,12 +24,22 @@ INSTRUMENTS = [
 ]
 
 
-def test_hmac_sha256_matches_hashlib():
-    rng = random.Random(5)
-    for _ in range(2000):
-        key = os.urandom(rng.choice([0, 1, 31, 32, 55, 56, 63, 64, 65, 127, 300]))
-        msg = os.urandom(rng.choice([0, 1, 55, 56, 57, 63, 64, 65, rng.randint(0, 600)]))
-        assert HmacSha256(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
+@pytest.mark.parametrize("sha_ni", [True, False])
+def test_hmac_sha256_matches_hashlib(sha_ni):
+    """With the CPU's SHA extensions (where it has them) and with the portable rounds."""
+    from cext import orderwire
+    was = orderwire.sha_kernel() == "sha-ni"
+    try:
+        kernel = orderwire.use_sha_ni(sha_ni)
+        if sha_ni and kernel != "sha-ni":
+            pytest.skip("this CPU has no SHA extensions (the portable rounds are tested beside)")
+        rng = random.Random(5)
+        for _ in range(2000):
+            key = os.urandom(rng.choice([0, 1, 31, 32, 55, 56, 63, 64, 65, 127, 300]))
+            msg = os.urandom(rng.choice([0, 1, 55, 56, 57, 63, 64, 65, rng.randint(0, 600)]))
+            assert HmacSha256(key).hexdigest(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
+    finally:
+        orderwire.use_sha_ni(was)
 
 
 def _python_request(rest, gw, method, params, ts, prefix):

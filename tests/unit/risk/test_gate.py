@@ -29,6 +29,17 @@ def test_accepts_and_stamps_and_counts_in_flight():
     assert st.open_orders(BTC) == (10, 0)        # in flight until the venue answers
 
 
+def test_t_risk_is_the_clock_when_the_gate_is_done_unless_a_time_is_given():
+    import time
+    g, st = make_gate(), make_state()
+    it = intent(qty=10)
+    before = time.monotonic_ns()
+    ok, order = g.check(it, st)         # the live engine's call: no time given
+    assert ok and before <= int(order["t_risk"][0]) <= time.monotonic_ns()
+    ok, order = g.check(it, st, NOW + 1)        # a backtest's clock is kept as it is
+    assert ok and int(order["t_risk"][0]) == NOW + 1
+
+
 def test_layer1_position_size_exact_boundary():
     g, st = make_gate(), make_state()
     # one lot = 60 USDT; 10% of 100k = 10,000 USDT = 166.67 lots

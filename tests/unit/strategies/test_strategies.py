@@ -172,6 +172,15 @@ def test_market_maker_rule_intent_by_intent():
     assert mm.quotes_sent == 4 and mm.cancels_sent == 3
 
 
+def test_intents_are_separate_writable_records():
+    """Each intent its own 1-element ORDER_DTYPE array (the engine stamps them in place)."""
+    mm = MarketMaker(0, 0.1, quote_lots=1, max_inventory_lots=4)
+    out = mm.on_market(1, 600_000, 600_010, feats(rvol_60s=0.0005), READY, True, 0.0)
+    assert len(out) == 2 and all(a.dtype == schema.ORDER_DTYPE and a.shape == (1,) and a.flags.writeable for a in out)
+    out[0]["px"] = 7
+    assert int(out[1]["px"][0]) != 7 and int(out[0]["px"][0]) == 7
+
+
 def test_market_maker_pulls_quotes_on_unusable_inputs():
     """Not ready, a non-finite volatility, an invalid book: every working quote cancelled,
     nothing new; a NaN model signal counts as no signal; a short vector is refused."""

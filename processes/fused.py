@@ -111,7 +111,7 @@ class RunConfig:
     manifest: str = "run/group.json"         # --children systemd: the processes' command lines
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block);
                                              # fused: spin = the event loop busy-polls (one core)
-    rehearse_us: float = 200.0              # fused spin: rehearse the model and the order path this often (0: off)
+    rehearse_us: float = 200.0               # fused spin: rehearse the model and the order path this often (0: off)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
 TOPOLOGIES = ("fused", "2proc", "3proc", "4proc")

@@ -171,3 +171,23 @@ def test_read_end_is_called_after_each_reads_frames(btc_capture, loop):
     got, ends, errors, stats = run(_read_ends(frames, 200, fail_first=True))
     assert got == [p for _, p in frames[:200]] and ends[-1] == 200
     assert [type(e) for e in errors] == [RuntimeError] and stats["connects"] == 1     # never reconnected
+
+
+def test_a_transport_without_set_protocol_keeps_the_loop_fallback(caplog):
+    """Where the transport cannot take the read-end protocol, the session says so and goes
+    on: the consumer's own fallback (the fused engine's pass one loop turn later) acts."""
+    from engine.feed.ws import _Listener
+
+    class Bare:                      # an underlying transport with no set_protocol
+        def get_protocol(self):
+            return object()
+
+    class WS:
+        underlying_transport = Bare()
+
+    s = StreamSession("ws://127.0.0.1:1", STREAMS, lambda p, m, w: None, on_read_end=lambda: None)
+    lst = _Listener(s, 0)
+    with caplog.at_level("WARNING", logger="cryptoscalp.ws"):
+        lst.on_ws_connected(WS())
+    assert lst.transport is not None
+    assert any("no read-end hook" in r.getMessage() for r in caplog.records)

@@ -1,25 +1,28 @@
 #!/usr/bin/env python
 """The fused engine's hot path in one process, on the real BTCUSDT capture: the same
 objects as ``cryptoscalp run`` (LiveFeed's frame handler -> FusedEngine.on_message ->
-Brain -> RiskGate -> OrderGateway.start), fed the capture's frames directly (no socket),
-with an order link that takes each request in memory and answers it at once (no
-network, no venue). Stage stamps are read back from the journal's orders, as
-``cryptoscalp bench latency`` does. What it separates from the end-to-end bench: the
-code's own cost, and what idling between frames does to it.
+the decision path: cext.hotpath.DecisionPath, or Brain -> RiskGate -> OrderGateway.start
+from Python), fed the capture's frames directly (no socket), with order connections that
+take each request in memory and answer it a loop turn later (engine.testing.orderlinks:
+the real OrderLink code, no network, no venue). Stage stamps are read back from the
+journal's orders, as ``cryptoscalp bench latency`` does. What it separates from the
+end-to-end bench: the code's own cost, and what idling between frames does to it.
 
     python benchmarks/hot_path.py [--model DIR | --no-model] [--gap-us 300] [--frames N]
 
 Cases (one JSON line per stage and case; the tick_to_trade line carries frames/s):
 - "back to back": every frame handed over as soon as the last one is done (the core
   never idles): the code's own cost with warm caches.
-- "back to back, order requests in Python": the same with the gateway building and
-  signing requests in Python (the obvious alternative to cext.orderwire).
+- "back to back, Python hot path": the same with each step from the brain to the write
+  called from Python (``--hot-path python``: the obvious alternative to cext.hotpath).
+- "back to back, Python hot path, order requests in Python": and the gateway building
+  and signing requests in Python (the obvious alternative to cext.orderwire).
 - "asleep between frames": ``time.sleep(gap)`` between frames, as an event loop asleep
   in epoll between real frames (the 20x sim sends one every ~400 us).
 - "busy between frames": the gap spin-waited instead (the core stays busy, nothing of
   ours runs in it): ``--wait spin`` without its rehearsal.
-- "busy + rehearsal": while spin-waiting, Brain.rehearse and OrderGateway.rehearse every
-  200 us, as ``--wait spin`` does.
+- "busy + rehearsal": while spin-waiting, DecisionPath.rehearse every 200 us, as
+  ``--wait spin`` does.
 With a model, the ensemble scores once every feature is ready (300 s of market time: the
 last ~45 s of the capture), so only those orders went through it; the line says how many.
 Excluded: loading the capture, training the model (default: the benchmarks' synthetic
@@ -38,8 +41,8 @@ from common import emit, host, synthetic_model  # noqa: E402
 
 from engine import latency  # noqa: E402
 from engine.execution.gateway import BinanceRest, OrderGateway  # noqa: E402
-from engine.execution.http1 import OrderLinks, Response  # noqa: E402
 from engine.feed.capture import load_capture  # noqa: E402
+from engine.testing.orderlinks import MemoryLinks  # noqa: E402
 from engine.testing.data import SHARED_DATA  # noqa: E402
 from engine.venues.instruments import Instrument  # noqa: E402
 
@@ -48,34 +51,8 @@ BTC = Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tic
                  min_notional="100")
 
 
-class _Link:
-    idle = True
-
-    def close(self):
-        pass
-
-
-class MemoryLinks(OrderLinks):
-    """Order links that keep each request in memory and answer it at once (an ACK with a
-    fresh order id for a POST, {} for a DELETE): the real encoding, no socket."""
-
-    def __init__(self):
-        super().__init__("http://127.0.0.1:1")
-        self.n = 0
-        self.bytes = 0
-        self.link = _Link()
-
-    def send(self, data: bytes):
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.n += 1
-        self.bytes += len(data)
-        body = b'{"orderId":%d}' % self.n if data.startswith(b"POST") else b"{}"
-        loop.call_soon(fut.set_result, Response(200, {}, body))
-        return self.link, fut
-
-
-async def one_case(frames, model, gap_ns: int, mode: str, python_requests: bool, scratch: str):
+async def one_case(frames, model, gap_ns: int, mode: str, python_requests: bool, scratch: str,
+                   hot_path: str = "compiled"):
     import msgspec
 
     from engine.risk.limits import RiskLimits
@@ -88,7 +65,7 @@ async def one_case(frames, model, gap_ns: int, mode: str, python_requests: bool,
     lim = msgspec.structs.replace(lim, order_rate=1e9, order_burst=1e9)
     j = tempfile.mkdtemp(dir=scratch)
     cfg = RunConfig(journal_dir=j, admin=None, model_dir=model, limits=lim, max_future_ms=0, quote_lots=3,
-                    status_every_s=0)
+                    status_every_s=0, hot_path=hot_path)
     rest = BinanceRest("http://127.0.0.1:1", "bench-key", "bench-secret")
     rest.links = MemoryLinks()
     gw = OrderGateway(rest, [BTC])
@@ -119,8 +96,11 @@ async def one_case(frames, model, gap_ns: int, mode: str, python_requests: bool,
             while perf() < end:
                 if mode == "rehearse" and perf() - last >= rehearse_ns:
                     last = perf()
-                    brain.rehearse()
-                    gw.rehearse()
+                    if eng.path is not None:
+                        eng.path.rehearse()
+                    else:
+                        brain.rehearse()
+                        gw.rehearse()
     wall = (perf() - t0) / 1e9
     eng.gc.stop()
     await asyncio.sleep(0.01)
@@ -151,13 +131,15 @@ def main() -> int:
             frames = frames[:args.frames]
         h = host()
         gap = int(args.gap_us * 1000)
-        cases = [("back to back", 0, "", False), ("back to back, order requests in Python", 0, "", True),
-                 (f"asleep {args.gap_us:g} us between frames", gap, "sleep", False),
-                 (f"busy {args.gap_us:g} us between frames", gap, "busy", False),
-                 (f"busy {args.gap_us:g} us between frames + rehearsal", gap, "rehearse", False)]
-        for name, gap_ns, mode, py_req in cases:
+        cases = [("back to back", 0, "", False, "compiled"),
+                 ("back to back, Python hot path", 0, "", False, "python"),
+                 ("back to back, Python hot path, order requests in Python", 0, "", True, "python"),
+                 (f"asleep {args.gap_us:g} us between frames", gap, "sleep", False, "compiled"),
+                 (f"busy {args.gap_us:g} us between frames", gap, "busy", False, "compiled"),
+                 (f"busy {args.gap_us:g} us between frames + rehearsal", gap, "rehearse", False, "compiled")]
+        for name, gap_ns, mode, py_req, hot in cases:
             print(f"hot_path: {name} ({len(frames)} frames)...", file=sys.stderr, flush=True)
-            stages, wall, requests, scored = asyncio.run(one_case(frames, model, gap_ns, mode, py_req, scratch))
+            stages, wall, requests, scored = asyncio.run(one_case(frames, model, gap_ns, mode, py_req, scratch, hot))
             for stage, v in stages.items():
                 rec = {"bench": "hot_path", "case": name, "stage": stage, **latency.percentiles(v),
                        "ensemble": bool(model)}
@@ -165,7 +147,7 @@ def main() -> int:
                     rec.update({"frames": len(frames), "frames_per_s": round(len(frames) / wall),
                                 "requests_written": requests, "ensemble_calls": scored,
                                 "excluded": "capture loading, model training, engine construction"})
-                    if py_req or gap_ns:
+                    if py_req or gap_ns or hot != "compiled":
                         rec["vs"] = "back to back"
                 emit(rec, h)
     finally:

@@ -24,11 +24,6 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 cdef extern from "ensemble_kernels.h" nogil:
-    ctypedef struct cs_node:
-        int16_t feat
-        int8_t mode
-        float thr
-        int32_t next[2]
     void cs_matvec(const float *x, const float *W, float *y, int64_t k, int64_t n)
     void cs_sigmoid(const float *x, float *y, int64_t n)
     void cs_tanh(const float *x, float *y, int64_t n)
@@ -130,27 +125,7 @@ cdef inline void _post(float *s, int n, int post) noexcept nogil:
 
 
 cdef class Program:
-    cdef float *A
-    cdef const int64_t *ops
-    cdef Py_ssize_t n_ops
-    cdef const int32_t *feat
-    cdef const float *thr
-    cdef const int8_t *mode
-    cdef const int32_t *tnext
-    cdef const int32_t *fnext
-    cdef const int32_t *wstart
-    cdef const int32_t *wcount
-    cdef const int32_t *roots
-    cdef const cs_node *nodes
-    cdef const int32_t *wcls
-    cdef const float *wval
-    cdef readonly object arena
-    cdef object _keep
-    cdef public int64_t runs
-    cdef const int64_t *commit_pairs
-    cdef Py_ssize_t n_commit
-    cdef Py_ssize_t row_off, row_n
-
+    # attributes: cext/ensemble.pxd
     def __init__(self, arena, ops, feat, thr, mode, tnext, fnext, wstart, wcount, roots, wcls, wval):
         import numpy as np
         if ops.ndim != 2 or ops.shape[1] != OP_WIDTH:
@@ -244,19 +219,30 @@ cdef class Program:
             if b.len != n * b.itemsize:
                 raise ValueError(f"a row of {n} values expected, got {b.len // b.itemsize}")
             if b.format[0] == b'd':
-                d = <const double *>b.buf
-                for i in range(n):
-                    x[i] = <float>d[i]
-                    ok = ok and isfinite(x[i])
-            else:
-                f = <const float *>b.buf
-                for i in range(n):
-                    x[i] = f[i]
-                    ok = ok and isfinite(x[i])
+                return self.run_ptr(<const double *>b.buf, n, commit)
+            f = <const float *>b.buf
+            for i in range(n):
+                x[i] = f[i]
+                ok = ok and isfinite(x[i])
         finally:
             PyBuffer_Release(&b)
         if ok:
             self.run(commit)
+        return ok
+
+    cdef bint run_ptr(self, const double *row, Py_ssize_t n, bint commit) noexcept nogil:
+        """``run_row`` for a float64 row at ``row`` (n must be ``set_row_input``'s: False
+        otherwise), without the GIL: what the compiled decision path calls."""
+        cdef Py_ssize_t i
+        cdef float *x = self.A + self.row_off
+        cdef bint ok = n == self.row_n and n > 0
+        if not ok:
+            return False
+        for i in range(n):
+            x[i] = <float>row[i]
+            ok = ok and isfinite(x[i])
+        if ok:
+            self._run_commit(commit)
         return ok
 
     cdef _check(self, int64_t size, int64_t n_nodes, int64_t n_w, int64_t n_roots):
@@ -333,14 +319,17 @@ cdef class Program:
     cpdef void run(self, bint commit=False) noexcept:
         """Execute the program once (inputs are where ``compile_graph`` put them); with
         ``commit``, then copy what ``set_commit`` names (the new state becomes the input)."""
+        with nogil:
+            self._run_commit(commit)
+
+    cdef void _run_commit(self, bint commit) noexcept nogil:
         cdef Py_ssize_t i
         cdef const int64_t *c
-        with nogil:
-            self._run()
-            if commit:
-                for i in range(self.n_commit):
-                    c = self.commit_pairs + 3 * i
-                    memcpy(self.A + c[1], self.A + c[0], c[2] * sizeof(float))
+        self._run()
+        if commit:
+            for i in range(self.n_commit):
+                c = self.commit_pairs + 3 * i
+                memcpy(self.A + c[1], self.A + c[0], c[2] * sizeof(float))
         self.runs += 1
 
     cdef void _run(self) noexcept nogil:
@@ -366,7 +355,7 @@ cdef class Program:
                     v[t, i] = (b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec)
         return [int(x) for x in np.median(out, axis=0)]
 
-    cdef inline void _op(self, const int64_t *o) noexcept nogil:
+    cdef void _op(self, const int64_t *o) noexcept nogil:
         cdef Py_ssize_t rr, kk, jj
         cdef float *A = self.A
         cdef float *x

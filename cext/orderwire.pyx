@@ -32,7 +32,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONT
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from cext.schema cimport (OrderRecord, SIDE_BUY, SIDE_SELL, OT_LIMIT, OT_POST_ONLY, OT_IOC, OT_MARKET, OT_FOK,
-                          OF_REDUCE_ONLY)
+                          OF_REDUCE_ONLY, ACT_NEW, ACT_CANCEL)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -46,12 +46,6 @@ cdef extern from "<time.h>" nogil:
 
 cdef uint32_t[8] H256 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                          0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-
-cdef struct Sha256:
-    uint32_t h[8]
-    uint64_t n             # bytes hashed so far
-    uint8_t buf[64]
-    int used               # bytes in buf
 
 cdef inline uint32_t _rotr(uint32_t x, int k) noexcept nogil:
     return (x >> k) | (x << (32 - k))
@@ -153,8 +147,6 @@ cdef void _final(Sha256 *s, uint8_t *out) noexcept nogil:
 
 cdef class HmacSha256:
     """HMAC-SHA256 with the key's pads hashed once (``hexdigest(msg)`` per message)."""
-    cdef Sha256 inner
-    cdef Sha256 outer
 
     def __init__(self, bytes key):
         cdef uint8_t k[64]
@@ -199,17 +191,6 @@ cdef class HmacSha256:
 
 
 # ---------------------------------------------------------------- the requests
-cdef enum:
-    MAXREQ = 1024          # the longest request is ~450 bytes (31-character symbol, 19-digit numbers)
-
-cdef struct Inst:
-    char symbol[32]
-    int symbol_len
-    int price_decimals
-    int qty_decimals
-    int64_t tick_units
-    int64_t lot_units
-
 UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -224,18 +205,8 @@ cdef class OrderEncoder:
     """OrderEncoder(secret, api_key, host_header, path_prefix, client_prefix, instruments, recv_window)
 
     ``new(order)`` / ``cancel(order)``: the whole request (bytes) for a 1-element
-    ORDER_DTYPE array, signed with the current time plus ``time_offset_ms``."""
-    cdef HmacSha256 mac
-    cdef bytes head_new        # "POST {prefix}/fapi/v1/order?"
-    cdef bytes head_cancel     # "DELETE {prefix}/fapi/v1/order?"
-    cdef bytes tail            # " HTTP/1.1\r\nHost: ..\r\nX-MBX-APIKEY: ..\r\nContent-Length: 0\r\n\r\n"
-    cdef bytes cprefix         # client order id prefix ("cs")
-    cdef Inst *insts
-    cdef int n_insts
-    cdef dict index            # inst id -> index into insts
-    cdef public int64_t time_offset_ms
-    cdef readonly int recv_window
-    cdef char buf[MAXREQ]
+    ORDER_DTYPE array, signed with the current time plus ``time_offset_ms``; ``build``
+    (C) the same for a record in place, by its action. Attributes: cext/orderwire.pxd."""
 
     def __init__(self, bytes secret, str api_key, str host_header, str path_prefix, str client_prefix,
                  instruments, int recv_window=5000):
@@ -290,62 +261,75 @@ cdef class OrderEncoder:
         """POST /fapi/v1/order for an ACT_NEW record."""
         cdef Py_buffer b
         cdef const OrderRecord *o = self._record(order, &b)
-        cdef Inst *ins
-        cdef int n = 0
-        cdef const char *typ
-        cdef const char *tif = NULL
         try:
-            ins = self._inst(o.inst)
-            if o.side != SIDE_BUY and o.side != SIDE_SELL:
-                raise ValueError(f"side {o.side}")
-            if o.otype == OT_LIMIT:
-                typ, tif = b"LIMIT", b"GTC"
-            elif o.otype == OT_POST_ONLY:
-                typ, tif = b"LIMIT", b"GTX"
-            elif o.otype == OT_IOC:
-                typ, tif = b"LIMIT", b"IOC"
-            elif o.otype == OT_FOK:
-                typ, tif = b"LIMIT", b"FOK"
-            elif o.otype == OT_MARKET:
-                typ = b"MARKET"
-            else:
-                raise ValueError(f"order type {o.otype}")
-            n = _put(self.buf, n, b"symbol=")
-            n = _putn(self.buf, n, ins.symbol, ins.symbol_len)
-            n = _put(self.buf, n, b"&side=BUY" if o.side == SIDE_BUY else b"&side=SELL")
-            n = _put(self.buf, n, b"&type=")
-            n = _put(self.buf, n, typ)
-            n = _put(self.buf, n, b"&quantity=")
-            n = _decimal(self.buf, n, o.qty * ins.lot_units, ins.qty_decimals)
-            n = _put(self.buf, n, b"&newClientOrderId=")
-            n = self._cid(n, o.client_id)
-            n = _put(self.buf, n, b"&newOrderRespType=ACK")
-            if tif != NULL:
-                n = _put(self.buf, n, b"&timeInForce=")
-                n = _put(self.buf, n, tif)
-                n = _put(self.buf, n, b"&price=")
-                n = _decimal(self.buf, n, o.px * ins.tick_units, ins.price_decimals)
-            if o.flags & OF_REDUCE_ONLY:
-                n = _put(self.buf, n, b"&reduceOnly=true")
+            return self._new(o)
         finally:
             PyBuffer_Release(&b)
-        return self._finish(self.head_new, n)
 
     def cancel(self, order):
         """DELETE /fapi/v1/order for an ACT_CANCEL record: its ``ref_client_id`` (or, 0,
         its own ``client_id``)."""
         cdef Py_buffer b
         cdef const OrderRecord *o = self._record(order, &b)
-        cdef Inst *ins
-        cdef int n = 0
         try:
-            ins = self._inst(o.inst)
-            n = _put(self.buf, n, b"symbol=")
-            n = _putn(self.buf, n, ins.symbol, ins.symbol_len)
-            n = _put(self.buf, n, b"&origClientOrderId=")
-            n = self._cid(n, o.ref_client_id if o.ref_client_id else o.client_id)
+            return self._cancel(o)
         finally:
             PyBuffer_Release(&b)
+
+    cdef object build(self, const OrderRecord *o):
+        """The request for a NEW or a CANCEL record (``new`` / ``cancel``), None for any
+        other action; ValueError for a record it cannot encode."""
+        if o.action == ACT_NEW:
+            return self._new(o)
+        if o.action == ACT_CANCEL:
+            return self._cancel(o)
+        return None
+
+    cdef bytes _new(self, const OrderRecord *o):
+        cdef Inst *ins = self._inst(o.inst)
+        cdef int n = 0
+        cdef const char *typ
+        cdef const char *tif = NULL
+        if o.side != SIDE_BUY and o.side != SIDE_SELL:
+            raise ValueError(f"side {o.side}")
+        if o.otype == OT_LIMIT:
+            typ, tif = b"LIMIT", b"GTC"
+        elif o.otype == OT_POST_ONLY:
+            typ, tif = b"LIMIT", b"GTX"
+        elif o.otype == OT_IOC:
+            typ, tif = b"LIMIT", b"IOC"
+        elif o.otype == OT_FOK:
+            typ, tif = b"LIMIT", b"FOK"
+        elif o.otype == OT_MARKET:
+            typ = b"MARKET"
+        else:
+            raise ValueError(f"order type {o.otype}")
+        n = _put(self.buf, n, b"symbol=")
+        n = _putn(self.buf, n, ins.symbol, ins.symbol_len)
+        n = _put(self.buf, n, b"&side=BUY" if o.side == SIDE_BUY else b"&side=SELL")
+        n = _put(self.buf, n, b"&type=")
+        n = _put(self.buf, n, typ)
+        n = _put(self.buf, n, b"&quantity=")
+        n = _decimal(self.buf, n, o.qty * ins.lot_units, ins.qty_decimals)
+        n = _put(self.buf, n, b"&newClientOrderId=")
+        n = self._cid(n, o.client_id)
+        n = _put(self.buf, n, b"&newOrderRespType=ACK")
+        if tif != NULL:
+            n = _put(self.buf, n, b"&timeInForce=")
+            n = _put(self.buf, n, tif)
+            n = _put(self.buf, n, b"&price=")
+            n = _decimal(self.buf, n, o.px * ins.tick_units, ins.price_decimals)
+        if o.flags & OF_REDUCE_ONLY:
+            n = _put(self.buf, n, b"&reduceOnly=true")
+        return self._finish(self.head_new, n)
+
+    cdef bytes _cancel(self, const OrderRecord *o):
+        cdef Inst *ins = self._inst(o.inst)
+        cdef int n = 0
+        n = _put(self.buf, n, b"symbol=")
+        n = _putn(self.buf, n, ins.symbol, ins.symbol_len)
+        n = _put(self.buf, n, b"&origClientOrderId=")
+        n = self._cid(n, o.ref_client_id if o.ref_client_id else o.client_id)
         return self._finish(self.head_cancel, n)
 
     cdef int _cid(self, int n, uint64_t cid) noexcept:

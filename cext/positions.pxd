@@ -41,6 +41,7 @@ cdef class PositionBook:
 
     cdef void order_sent(self, int action, uint64_t client_id, uint64_t ref_client_id, int inst, int side,
                          int64_t px, int64_t qty) except *
+    cdef void order_in_flight(self, const OrderRecord *o) noexcept nogil
     cdef void execution(self, int kind, uint64_t client_id, int inst, int side, int64_t px, int64_t qty,
                         int64_t leaves, double fee) except *
     cdef void _fill(self, int inst, int side, int64_t px, int64_t qty, double fee) except *

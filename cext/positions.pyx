@@ -16,11 +16,11 @@ all use it. Compiled (with cdef entry points for the backtester's event loop,
 cext.backtest) so that positions cost no Python per message; the Python methods are the
 same as they were when this was a dataclass.
 """
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from cpython.buffer cimport PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from cext.risk cimport RiskState
+from cext.risk cimport RiskState, InstRisk
 from cext.schema cimport OrderRecord
 
 cdef enum:
@@ -126,6 +126,22 @@ cdef class PositionBook:
                 self.orders.pop(ref_client_id, None)
             self.orders[client_id] = OpenOrder(inst, side, px, qty)
         self._sync(inst)
+
+    cdef void order_in_flight(self, const OrderRecord *o) noexcept nogil:
+        """What ``order_sent`` changes in the risk state for a NEW the gate accepted (its
+        open lots the gate counted already; our best resting price on its side), without
+        the open-orders dict: for a caller that must gate the next intent at once and calls
+        ``order_sent`` for this order before anything else reads the book (cext.hotpath
+        writes a message's requests first)."""
+        cdef InstRisk *r
+        if o.action != ACT_NEW or o.px <= 0 or o.inst >= <uint32_t>self.state.n:
+            return
+        r = &self.state.inst[o.inst]
+        if o.side == SIDE_BUY:
+            if o.px > r.best_resting_buy:
+                r.best_resting_buy = o.px
+        elif r.best_resting_sell == 0 or o.px < r.best_resting_sell:
+            r.best_resting_sell = o.px
 
     def on_exec(self, ex):
         """An execution report (EXEC_DTYPE record)."""

@@ -86,3 +86,5 @@ cdef class RiskGate:
                      int reason, double observed, double limit) noexcept nogil
     cdef int check_ptr(self, const OrderRecord *intent, RiskState st, int64_t now_ns,
                        OrderRecord *order, RejectRecord *rej) noexcept nogil
+    cdef int rehearse_ptr(self, const OrderRecord *intent, RiskState st, int64_t now_ns,
+                          OrderRecord *order, RejectRecord *rej) noexcept nogil

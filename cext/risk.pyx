@@ -487,31 +487,35 @@ cdef class RiskGate:
         cdef Py_buffer b
         cdef int ok
         cdef int64_t now = cs_mono_ns() if now_ns is None else now_ns
+        PyObject_GetBuffer(intent, &b, PyBUF_SIMPLE | PyBUF_ANY_CONTIGUOUS)
+        try:
+            if b.len != sizeof(OrderRecord):
+                raise ValueError(f"intent must be one ORDER_DTYPE record ({sizeof(OrderRecord)} bytes), got {b.len}")
+            ok = self.rehearse_ptr(<const OrderRecord *>b.buf, state, now, self._optr, self._rptr)
+        finally:
+            PyBuffer_Release(&b)
+        return (True, self._order) if ok else (False, self._reject_rec)
+
+    cdef int rehearse_ptr(self, const OrderRecord *it, RiskState state, int64_t now_ns,
+                          OrderRecord *order, RejectRecord *rej) noexcept nogil:
+        """``check_ptr`` with everything it changes put back (``rehearse``)."""
+        cdef int ok
         cdef InstRisk saved
         cdef uint64_t by_layer[9]
         cdef uint64_t checks = self.checks, accepted = self.accepted_n
         cdef double tokens = state.tokens
         cdef int64_t tokens_ns = state.tokens_ns
-        cdef const OrderRecord *it
-        cdef bint have_inst = False
-        PyObject_GetBuffer(intent, &b, PyBUF_SIMPLE | PyBUF_ANY_CONTIGUOUS)
-        try:
-            if b.len != sizeof(OrderRecord):
-                raise ValueError(f"intent must be one ORDER_DTYPE record ({sizeof(OrderRecord)} bytes), got {b.len}")
-            it = <const OrderRecord *>b.buf
-            memcpy(by_layer, self.rejected_by_layer, sizeof(by_layer))
-            if it.inst < <uint32_t>state.n:
-                memcpy(&saved, &state.inst[it.inst], sizeof(InstRisk))
-                have_inst = True
-            ok = self.check_ptr(it, state, now, self._optr, self._rptr)
-            if have_inst:
-                memcpy(&state.inst[it.inst], &saved, sizeof(InstRisk))
-            memcpy(self.rejected_by_layer, by_layer, sizeof(by_layer))
-            self.checks, self.accepted_n = checks, accepted
-            state.tokens, state.tokens_ns = tokens, tokens_ns
-        finally:
-            PyBuffer_Release(&b)
-        return (True, self._order) if ok else (False, self._reject_rec)
+        cdef bint have_inst = it.inst < <uint32_t>state.n
+        memcpy(by_layer, self.rejected_by_layer, sizeof(by_layer))
+        if have_inst:
+            memcpy(&saved, &state.inst[it.inst], sizeof(InstRisk))
+        ok = self.check_ptr(it, state, now_ns, order, rej)
+        if have_inst:
+            memcpy(&state.inst[it.inst], &saved, sizeof(InstRisk))
+        memcpy(self.rejected_by_layer, by_layer, sizeof(by_layer))
+        self.checks, self.accepted_n = checks, accepted
+        state.tokens, state.tokens_ns = tokens, tokens_ns
+        return ok
 
     def __cinit__(self, limits=None):
         from engine.schema import ORDER_DTYPE, REJECT_DTYPE

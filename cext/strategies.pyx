@@ -166,27 +166,7 @@ cdef class MarketMaker:
     per-message rule runs in C (the engine calls it on every market message), intents come
     back as 1-element ORDER_DTYPE arrays.
     """
-    cdef readonly int inst
-    cdef readonly double tick
-    cdef readonly int64_t quote_lots
-    cdef readonly int64_t max_inv
-    cdef readonly double gamma
-    cdef readonly double kappa
-    cdef readonly double tau
-    cdef readonly double skew
-    cdef readonly int64_t min_change
-    cdef readonly int strategy_id
-    cdef readonly uint64_t owner
-    cdef readonly int64_t backoff_ns
-    cdef public uint64_t next_id
-    cdef public int64_t inventory
-    cdef public int64_t quotes_sent
-    cdef public int64_t cancels_sent
-    cdef public int64_t quiet_until     # after a rejection: no new quotes before this time
-    cdef public int64_t now
-    cdef uint64_t q_id[3]               # by side (1 buy, 2 sell): the quote's client id, 0 = none
-    cdef int64_t q_px[3]
-    cdef int64_t q_lots[3]
+    # attributes: cext/strategies.pxd
 
     def __init__(self, int inst, double tick_size, *, int64_t quote_lots=10, int64_t max_inventory_lots=50,
                  double gamma=1e-4, double kappa=1.5, double horizon_s=10.0, double skew_ticks=2.0,
@@ -217,7 +197,7 @@ cdef class MarketMaker:
         a.strategy, a.score, a.event_ts = self.strategy_id, score, ts
         self.next_id += 1
 
-    cdef inline void _prices(self, double mid, double sigma, double signal, double *lo, double *hi) noexcept:
+    cdef void _prices(self, double mid, double sigma, double signal, double *lo, double *hi) noexcept:
         cdef double g = self.gamma, s2 = sigma * sigma, r, half
         # the signal clamped to [-1, 1] (NaN counts as 0: no model opinion, no skew)
         if not (signal == signal):
@@ -275,36 +255,50 @@ cdef class MarketMaker:
                 self.quotes_sent += 1
         return n
 
-    def on_market(self, int64_t ts_ns, int64_t best_bid, int64_t best_ask, features, ready, bint book_valid,
-                  double signal=0.0):
-        """New quotes (and cancels of the ones they replace) for the current market:
-        ``features`` the float64 feature vector, ``ready`` its bool readiness."""
-        cdef OrderRecord buf[4]
+    cdef int quote_ptr(self, int64_t ts, int64_t bb, int64_t ba, const double *f, const unsigned char *ready,
+                       Py_ssize_t n, bint valid, double signal, OrderRecord *out) noexcept:
+        """``on_market`` over the feature vector and its readiness flags in place (n values
+        each; fewer than the rule reads counts as not usable): the intents into ``out``
+        (room for 4), their count returned. The compiled decision path (cext.hotpath) calls it."""
         cdef double rvol = 0.0
-        cdef bint usable = book_valid and _usable(features, ready, &rvol)
-        return _records(buf, self._quote(ts_ns, best_bid, best_ask, rvol, usable, signal, buf))
+        cdef bint usable = valid and _usable(f, ready, n, &rvol)
+        return self._quote(ts, bb, ba, rvol, usable, signal, out)
 
-    def rehearse(self, int64_t ts_ns, int64_t best_bid, int64_t best_ask, features, ready, bint book_valid,
-                 double signal=0.0):
-        """``on_market`` for the CPU caches, changing nothing: the same code, the same
-        records made, then the strategy's state put back (its quotes, next client id,
-        counters, clock). Returns the intents it would have sent. A busy-polling engine
-        runs it between messages (fused ``--wait spin``)."""
+    cdef int rehearse_ptr(self, int64_t ts, int64_t bb, int64_t ba, const double *f, const unsigned char *ready,
+                          Py_ssize_t n, bint valid, double signal, OrderRecord *out) noexcept:
+        """``quote_ptr`` for the CPU caches, changing nothing: the same code and records,
+        then the strategy's state put back (its quotes, next client id, counters, clock)."""
         cdef uint64_t next_id = self.next_id
         cdef int64_t quotes = self.quotes_sent, cancels = self.cancels_sent, now = self.now
         cdef uint64_t q_id[3]
         cdef int64_t q_px[3]
         cdef int64_t q_lots[3]
+        cdef int k
         memcpy(q_id, self.q_id, sizeof(q_id))
         memcpy(q_px, self.q_px, sizeof(q_px))
         memcpy(q_lots, self.q_lots, sizeof(q_lots))
-        try:
-            return self.on_market(ts_ns, best_bid, best_ask, features, ready, book_valid, signal)
-        finally:
-            self.next_id, self.quotes_sent, self.cancels_sent, self.now = next_id, quotes, cancels, now
-            memcpy(self.q_id, q_id, sizeof(q_id))
-            memcpy(self.q_px, q_px, sizeof(q_px))
-            memcpy(self.q_lots, q_lots, sizeof(q_lots))
+        k = self.quote_ptr(ts, bb, ba, f, ready, n, valid, signal, out)
+        self.next_id, self.quotes_sent, self.cancels_sent, self.now = next_id, quotes, cancels, now
+        memcpy(self.q_id, q_id, sizeof(q_id))
+        memcpy(self.q_px, q_px, sizeof(q_px))
+        memcpy(self.q_lots, q_lots, sizeof(q_lots))
+        return k
+
+    def on_market(self, int64_t ts_ns, int64_t best_bid, int64_t best_ask, features, ready, bint book_valid,
+                  double signal=0.0):
+        """New quotes (and cancels of the ones they replace) for the current market:
+        ``features`` the float64 feature vector, ``ready`` its bool readiness."""
+        cdef OrderRecord buf[4]
+        cdef _Vector v = _Vector(features, ready)
+        return _records(buf, self.quote_ptr(ts_ns, best_bid, best_ask, v.f, v.r, v.n, book_valid, signal, buf))
+
+    def rehearse(self, int64_t ts_ns, int64_t best_bid, int64_t best_ask, features, ready, bint book_valid,
+                 double signal=0.0):
+        """``on_market`` for the CPU caches, changing nothing (``rehearse_ptr``). Returns the
+        intents it would have sent."""
+        cdef OrderRecord buf[4]
+        cdef _Vector v = _Vector(features, ready)
+        return _records(buf, self.rehearse_ptr(ts_ns, best_bid, best_ask, v.f, v.r, v.n, book_valid, signal, buf))
 
     def on_exec(self, e):
         cdef int kind = int(e["kind"]), side
@@ -323,33 +317,45 @@ cdef class MarketMaker:
                     self.q_id[side] = 0
 
 
-cdef bint _usable(features, ready, double *rvol) except -1:
+cdef bint _usable(const double *f, const unsigned char *r, Py_ssize_t n, double *rvol) noexcept:
     """The feature vector's rvol_60s into ``rvol``; True when it and the book features are
-    ready (contiguous float64 / bool arrays are read in place, anything else converted)."""
-    cdef Py_buffer fb, rb
+    ready (a vector shorter than the rule reads is not usable)."""
     cdef int i
-    cdef bint ok = True
+    if n < N_FEATURES_MIN:
+        return False
+    for i in range(7):
+        if not r[MM_USES[i]]:
+            return False
+    rvol[0] = f[RVOL_60S]
+    return True
+
+
+cdef class _Vector:
+    """A feature vector and its readiness flags held as contiguous float64 / bool arrays
+    (converted if they are not), their pointers, and how many values both have."""
+    cdef object features, ready
     cdef const double *f
     cdef const unsigned char *r
-    if not (_is_vec(features, b'd', 8) and _is_vec(ready, b'?', 1)):
-        features = np.ascontiguousarray(features, dtype=np.float64)
-        ready = np.ascontiguousarray(ready, dtype=np.bool_)
-    PyObject_GetBuffer(features, &fb, PyBUF_ANY_CONTIGUOUS)
-    try:
-        PyObject_GetBuffer(ready, &rb, PyBUF_ANY_CONTIGUOUS)
+    cdef Py_ssize_t n
+
+    def __cinit__(self, features, ready):
+        cdef Py_buffer fb, rb
+        if not (_is_vec(features, b'd', 8) and _is_vec(ready, b'?', 1)):
+            features = np.ascontiguousarray(features, dtype=np.float64)
+            ready = np.ascontiguousarray(ready, dtype=np.bool_)
+        PyObject_GetBuffer(features, &fb, PyBUF_ANY_CONTIGUOUS)
         try:
-            if fb.len < N_FEATURES_MIN * 8 or rb.len < N_FEATURES_MIN:
-                raise ValueError(f"MarketMaker: a feature vector of at least {N_FEATURES_MIN} values and "
-                                 f"readiness flags, got {fb.len // 8} and {rb.len}")
-            f, r = <const double *>fb.buf, <const unsigned char *>rb.buf
-            for i in range(7):
-                ok = ok and r[MM_USES[i]] != 0
-            rvol[0] = f[RVOL_60S]
+            PyObject_GetBuffer(ready, &rb, PyBUF_ANY_CONTIGUOUS)
+            try:
+                if fb.len < N_FEATURES_MIN * 8 or rb.len < N_FEATURES_MIN:
+                    raise ValueError(f"MarketMaker: a feature vector of at least {N_FEATURES_MIN} values and "
+                                     f"readiness flags, got {fb.len // 8} and {rb.len}")
+                self.f, self.r, self.n = <const double *>fb.buf, <const unsigned char *>rb.buf, min(fb.len // 8, rb.len)
+            finally:
+                PyBuffer_Release(&rb)
         finally:
-            PyBuffer_Release(&rb)
-    finally:
-        PyBuffer_Release(&fb)
-    return ok
+            PyBuffer_Release(&fb)
+        self.features, self.ready = features, ready      # the pointers stay valid while these live
 
 
 cdef bint _is_vec(a, char kind, Py_ssize_t itemsize):

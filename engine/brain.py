@@ -2,9 +2,11 @@
 strategy -> intents, stage-stamped. No I/O and no clock reads beyond the stage stamps
 (CLOCK_MONOTONIC): market time comes from the records.
 
-One component for every topology: the fused engine calls ``on_message`` from the feed's
-callback and gates the intents at once; the brain process (``processes/brain.py``, 3proc)
-calls it from the market ring and publishes the intents to the intent ring.
+One component for every topology: the brain process (``processes/brain.py``, 3proc)
+calls ``on_message`` from the market ring and publishes the intents to the intent ring; the
+fused engine (fused, 2proc) runs the same strategies, regimes and models through
+``cext.hotpath.DecisionPath`` (the same steps compiled into one call with the gate and the
+order write; ``--hot-path python`` calls ``on_state`` here instead).
 """
 from __future__ import annotations
 
@@ -64,9 +66,7 @@ class Brain:
             self.mid = (bb + ba) // 2
             changed = self.regimes[inst].on_mid(ts, float(self.mid))
             if changed is not None:
-                self.on_event({"event": "regime", "symbol": self.symbols[inst], "regime": REGIMES[changed]})
-                if inst in self.models:
-                    self.models[inst].set_regime(changed)
+                self.regime_changed(inst, changed)
         signal_ = 0.0
         rt = self.models.get(inst)
         self.features[inst] = fe
@@ -84,6 +84,12 @@ class Brain:
         if intents:
             stamp_orders(intents, origin, t_book, t_feat, t_inf, t_str, t_parse)
         return intents
+
+    def regime_changed(self, inst: int, regime: int) -> None:
+        """The instrument's regime changed: journaled, and the model's weights follow it."""
+        self.on_event({"event": "regime", "symbol": self.symbols[inst], "regime": REGIMES[regime]})
+        if inst in self.models:
+            self.models[inst].set_regime(regime)
 
     def rehearse(self) -> None:
         """Between messages in a busy-polling engine: each model run on its instrument's

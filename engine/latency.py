@@ -235,10 +235,12 @@ class ProcSampler:
 # ------------------------------------------------------------------ the run
 def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
         warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
-        cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto") -> list[dict]:
+        cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto",
+        hot_path: str = "compiled") -> list[dict]:
     """One measured run; returns the JSON-line records (see the module docstring).
     ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1');
-    ``inference``: the engine's ``--inference`` (how the ensemble runs)."""
+    ``inference``: the engine's ``--inference`` (how the ensemble runs); ``hot_path``: the
+    engine's ``--hot-path`` (fused, 2proc: the decision compiled into one call, or Python)."""
     cli = cli or shutil.which("cryptoscalp") or os.path.join(os.path.dirname(sys.executable), "cryptoscalp")
     from engine.venues.sim.run import SimProcess
     from engine.venues.sim.server import TEST_API_KEY, TEST_API_SECRET
@@ -261,6 +263,8 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
             cmd += ["--model", model, "--inference", inference]
         if cpus:
             cmd += ["--cpus", cpus]
+        if topology in ("fused", "2proc"):
+            cmd += ["--hot-path", hot_path]
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
         eng = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         sampler = ProcSampler(eng.pid)
@@ -292,6 +296,8 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         if cpus or sim_cpus:
             case += f", pinned ({cpus or 'engine unpinned'}; sim={sim_cpus or 'unpinned'})"
         backends = sorted({m["backend"] for m in journal_models(j)})
+        if topology in ("fused", "2proc") and hot_path != "compiled":
+            case += f", {hot_path} hot path"
         if model:
             # the 3proc/4proc brain journals nothing of its own: its backend is the one asked for
             case += f", ensemble ({'/'.join(backends) or inference})"

@@ -62,11 +62,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cext.book import top_fields
+from cext.hotpath import ACCEPTED, WRITTEN
 from cext.records import message_times
 from cext.risk import RiskGate, RiskState
 from engine import schema
 from engine.brain import Brain
-from engine.execution.gateway import MARKET_OUTCOMES
+from engine.execution.gateway import MARKET_OUTCOMES, OrderGateway
 from engine.execution.recovery import VenueSync, journal_memory
 from engine.ipc.orderflow import GATEWAY_DOWN as GW_REFUSED
 from engine.features.vector import NAMES as FEATURE_NAMES
@@ -112,9 +113,13 @@ class RunConfig:
     wait: str = "hybrid"                     # 2proc: the market ring reader's wait (spin | hybrid | block);
                                              # fused: spin = the event loop busy-polls (one core)
     rehearse_us: float = 200.0               # fused spin: rehearse the model and the order path this often (0: off)
+    hot_path: str = "compiled"               # fused, 2proc: the decision as one compiled call (cext.hotpath:
+                                             # brain, gate, order written) | python (Brain.on_state, then the gate
+                                             # and OrderGateway.start, each called from Python)
     cpus: dict = field(default_factory=dict)  # role -> CPU set, e.g. {"engine": "1", "feed": "0"}
 
 TOPOLOGIES = ("fused", "2proc", "3proc", "4proc")
+HOT_PATHS = ("compiled", "python")
 RECONCILING = "user stream down or reconciling"
 GATEWAY_DOWN = "gateway process down or restarting"
 
@@ -177,6 +182,13 @@ class FusedEngine:
             self.feed_handler = self.feed.handler
         else:
             self.feed = self._split_feed(ws_url, rest_url)
+        # the decision, from the instrument's state to the order written, as one compiled call
+        self.path = None
+        if cfg.hot_path not in HOT_PATHS:
+            raise ValueError(f"hot path {cfg.hot_path!r}: one of {', '.join(HOT_PATHS)}")
+        if self.brain is not None and cfg.hot_path == "compiled" and isinstance(gateway, OrderGateway):
+            from cext.hotpath import DecisionPath
+            self.path = DecisionPath(self.brain, self.gate, self.state, self.book, gateway, self.feed.features)
         self.pg_name = cfg.pg_name or os.path.abspath(cfg.journal_dir)
         self.pg_final = None
         if cfg.pg_dsn:
@@ -480,7 +492,37 @@ class FusedEngine:
             self._decide(inst, origin, ts, t_parse, fe, top)
 
     def _decide(self, inst: int, origin: int, ts: int, t_parse: int, fe, top: tuple) -> None:
-        """The brain on an instrument's latest state, its intents through the gate."""
+        """The brain on an instrument's latest state, its intents through the gate and out:
+        one compiled call (``DecisionPath.decide``: every request the gate passes written
+        before it returns), then the bookkeeping of what it did, in order: a written
+        order's task (``OrderGateway.written``), the slow path of one it could not write,
+        a refusal journaled and told to the strategy."""
+        p = self.path
+        if p is None:
+            return self._decide_python(inst, origin, ts, t_parse, fe, top)
+        out = p.decide(inst, origin, ts, t_parse, *top)
+        t_feat = p.t_features
+        self.data_ns[inst] = t_feat
+        if p.mid:
+            self._mids[inst] = p.mid
+        if out:
+            self.counts["intents"] += len(out)
+            for outcome, rec, a, b in out:
+                if outcome == WRITTEN:
+                    self._sent(rec, self.gateway.written(rec, a, b), int(rec["t_strategy"][0]))
+                elif outcome == ACCEPTED:
+                    self._sent(rec, self.gateway.start(rec, write=False), int(rec["t_strategy"][0]))
+                else:
+                    self._after(False, rec, a)
+        st = self.stage_ns
+        st["features"].append(t_feat - origin)
+        if p.scored:
+            st["inference"].append(p.t_infer - t_feat)
+        st["strategy"].append(p.t_strategy - p.t_infer)
+
+    def _decide_python(self, inst: int, origin: int, ts: int, t_parse: int, fe, top: tuple) -> None:
+        """``_decide`` through Python (``--hot-path python``): Brain.on_state, then each
+        intent gated and written (``_gate_and_write``) and finished (``_after``)."""
         b = self.brain
         intents = b.on_state(inst, origin, ts, fe, *top, t_parse)
         t_feat = b.t_feat
@@ -834,9 +876,12 @@ class FusedEngine:
             if every and now - last >= every and not self._pass_due:    # never ahead of a decision
                 last = now
                 try:
-                    if self.brain is not None:
-                        self.brain.rehearse()
-                    self._rehearse_order(gateway)
+                    if self.path is not None:
+                        self.path.rehearse()
+                    else:
+                        if self.brain is not None:
+                            self.brain.rehearse()
+                        self._rehearse_order(gateway)
                     self.rehearsals += 1
                 except Exception as e:                  # warming must never stop the loop
                     self.rehearsal_error = repr(e)

@@ -314,14 +314,15 @@ class OrderGateway:
         e["strategy"], e["mono_origin"], e["mono_send"] = order["strategy"], order["mono_origin"], order["t_send"]
         return e
 
-    def start(self, order: np.ndarray):
+    def start(self, order: np.ndarray, write: bool = True):
         """Begin sending one ORDER record (1-element array), synchronously: the checks, and
         for NEW and CANCEL the signed request written now on an idle order connection, with
         ``t_send`` stamped after the write. Returns an awaitable of the EXEC records (ACK or
         REJECT for NEW, CANCELED or REJECT for CANCEL; fills arrive through
         ``on_user_event``). With no idle connection (or for REPLACE and CANCEL_ALL) the
         request goes out through aiohttp when the awaitable runs, ``t_send`` stamped just
-        before it. Never raises: a failure is a REJECT record."""
+        before it. Never raises: a failure is a REJECT record. ``write=False``: the write
+        was tried already and did not happen (cext.hotpath): the checks, then the slow path."""
         action, inst, client_id, ref_id = order_head(order)    # in C: numpy scalar reads cost ~1 us each
         o = order[0]
         ins = self.by_inst.get(inst)
@@ -330,27 +331,39 @@ class OrderGateway:
         if not self.breaker.allow(time.monotonic()):
             self.stats["breaker_refusals"] += 1
             return _ready(self._exec(o, schema.EX_REJECT, -1))
-        sent = None
-        try:
-            enc = self._encoder()
-            if enc is not None:
-                build = _builder(enc, action)
-                if build is not None:
-                    enc.time_offset_ms = self.rest.time_offset_ms
-                    sent = self.rest.write_encoded(build, order)
-            elif action == schema.ACT_NEW:
-                sent = self.rest.write("POST", "/fapi/v1/order", self._params(o, ins, self.client_order_id(client_id)))
-            elif action == schema.ACT_CANCEL:
-                ref = self.client_order_id(ref_id or client_id)
-                sent = self.rest.write("DELETE", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": ref})
-        except Exception as e:                  # a bad record or a dead transport: the slow path decides
-            self.stats["fast_errors"] += 1
-            self.last_fast_error = f"{type(e).__name__}: {e}"
-            sent = None
+        sent = self._write(order, o, ins, action, client_id, ref_id) if write else None
         if sent is not None:
             stamp_send(order)
             self.stats["fast_sent"] += 1
         return self._complete(order, o, ins, self.client_order_id(client_id), action, sent)
+
+    def _write(self, order, o, ins: Instrument, action: int, client_id: int, ref_id: int):
+        """The request written now on an idle order connection: its handle, or None."""
+        try:
+            enc = self._encoder()
+            if enc is not None:
+                build = _builder(enc, action)
+                if build is None:
+                    return None
+                enc.time_offset_ms = self.rest.time_offset_ms
+                return self.rest.write_encoded(build, order)
+            if action == schema.ACT_NEW:
+                return self.rest.write("POST", "/fapi/v1/order", self._params(o, ins, self.client_order_id(client_id)))
+            if action == schema.ACT_CANCEL:
+                ref = self.client_order_id(ref_id or client_id)
+                return self.rest.write("DELETE", "/fapi/v1/order", {"symbol": ins.symbol, "origClientOrderId": ref})
+        except Exception as e:                  # a bad record or a dead transport: the slow path decides
+            self.stats["fast_errors"] += 1
+            self.last_fast_error = f"{type(e).__name__}: {e}"
+        return None
+
+    def written(self, order: np.ndarray, link, fut):
+        """``start``'s awaitable for an order the compiled decision path (cext.hotpath) has
+        written already, with its ``t_send``, on ``link`` (whose answer ``fut`` gets)."""
+        action, inst, client_id, _ = order_head(order)
+        self.stats["fast_sent"] += 1
+        return self._complete(order, order[0], self.by_inst[inst], self.client_order_id(client_id), action,
+                              (link, fut))
 
     def _encoder(self):
         """The compiled request encoder once the order links are open (None before, or

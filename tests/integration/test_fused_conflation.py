@@ -3,7 +3,9 @@ instrument before the loop turns make one brain decision on the latest (the othe
 conflated); two instruments keep their own book tops even when the feed hands both the same
 buffer (a ring reader does). The pass runs at the end of the socket read when the feed says
 so (LiveFeed's on_read_end), and a message's orders are all written before any refusal of the
-same message is journaled or reported."""
+same message is journaled or reported. These stand a recording brain in for the real one, so
+they run the Python hot path (``hot_path="python"``); the compiled one is tested in
+test_decision_path.py."""
 import asyncio
 import time
 
@@ -43,7 +45,7 @@ def test_one_decision_per_batch_on_the_latest_state(tmp_path):
     async def main():
         rest = BinanceRest("http://127.0.0.1:1", "k", "s")
         rest.links = OrderLinks("http://127.0.0.1:1")
-        eng = FusedEngine(RunConfig(journal_dir=str(tmp_path / "j"), admin=None), [BTC, ETH], rest,
+        eng = FusedEngine(RunConfig(journal_dir=str(tmp_path / "j"), admin=None, hot_path="python"), [BTC, ETH], rest,
                           OrderGateway(rest, [BTC, ETH]), "ws://127.0.0.1:1", "http://127.0.0.1:1/fapi/v1")
         eng.brain = brain = RecordingBrain()
         top = np.zeros(1, schema.BOOK_TOP_DTYPE)       # one buffer for every instrument, as RingFeed's
@@ -75,7 +77,7 @@ def test_one_decision_per_batch_on_the_latest_state(tmp_path):
 def _engine(tmp_path):
     rest = BinanceRest("http://127.0.0.1:1", "k", "s")
     rest.links = OrderLinks("http://127.0.0.1:1")
-    return FusedEngine(RunConfig(journal_dir=str(tmp_path / "j"), admin=None), [BTC, ETH], rest,
+    return FusedEngine(RunConfig(journal_dir=str(tmp_path / "j"), admin=None, hot_path="python"), [BTC, ETH], rest,
                        OrderGateway(rest, [BTC, ETH]), "ws://127.0.0.1:1", "http://127.0.0.1:1/fapi/v1")
 
 

@@ -1,3 +1,4 @@
+# distutils: language = c++
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The fused engine's decision path in one C call: ``DecisionPath``.
 
@@ -43,12 +44,16 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport PyObject
 
 from cext.schema cimport OrderRecord, RejectRecord, SIDE_BUY, ACT_NEW, ACT_CANCEL, OT_POST_ONLY
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cext.shm_core cimport cs_mono_ns
 from cext.ensemble cimport Program
 from cext.strategies cimport MarketMaker
 from cext.risk cimport RiskGate, RiskState, InstRisk
 from cext.positions cimport PositionBook
 from cext.orderwire cimport OrderEncoder
+from cext.feedhandler cimport FeedHandler
+from cext.book cimport OrderBook
+from cext.schema cimport MarketRecord, BookTop
 
 cdef enum:
     F_BOOK_INVALID = 4
@@ -76,6 +81,9 @@ cdef struct InstState:
     int64_t ts, bb, ba, mid
     bint valid
     double signal
+    # the last decision's stamps (``last``)
+    int64_t t_features, t_infer, t_strategy, decided_mid
+    bint scored
 
 
 cdef inline void *_buffer_ptr(object a, Py_ssize_t nbytes, str what) except NULL:
@@ -224,6 +232,18 @@ cdef class DecisionPath:
     # ------------------------------------------------------------------ one decision
     def decide(self, int inst, int64_t origin, int64_t ts, int64_t t_parse, int64_t bb, int64_t ba,
                uint32_t flags, int64_t t_book):
+        return self.decide_c(inst, origin, ts, t_parse, bb, ba, flags, t_book)
+
+    def last(self, int inst):
+        """(t_features, t_infer, t_strategy, scored, mid) of the instrument's last decision."""
+        cdef InstState *s
+        if inst < 0 or inst >= self.n or not self.st[inst].known:
+            raise ValueError(f"instrument {inst} is not one of the brain's")
+        s = &self.st[inst]
+        return s.t_features, s.t_infer, s.t_strategy, s.scored, s.decided_mid
+
+    cdef object decide_c(self, int inst, int64_t origin, int64_t ts, int64_t t_parse, int64_t bb, int64_t ba,
+                         uint32_t flags, int64_t t_book):
         cdef InstState *s
         cdef MarketMaker mm
         cdef Program prog = None
@@ -268,6 +288,7 @@ cdef class DecisionPath:
             s.mid = mid
         n = mm.quote_ptr(ts, bb, ba, s.f, s.ready, s.n_features, valid, signal, self.intents)
         self.t_strategy = t_str = cs_mono_ns()
+        s.t_features, s.t_infer, s.t_strategy, s.scored, s.decided_mid = t_feat, t_inf, t_str, self.scored, mid
         for i in range(n):
             o = &self.intents[i]
             o.mono_origin, o.t_parse, o.t_book, o.t_features, o.t_infer, o.t_strategy = \
@@ -438,6 +459,125 @@ cdef class DecisionPath:
         data = self.enc.build(&self.r_order)
         _idle_link(self.link_list)
         return 1 if data is not None else 0
+
+
+cdef struct Latest:
+    bint due                        # a decision is due on it at the read's end
+    int64_t origin, ts, t_parse, bb, ba, t_book
+    uint32_t flags
+
+
+cdef class FeedPath:
+    """FeedPath(handler, features, decision, feed, engine)
+
+    The fused engine's market side compiled, around a DecisionPath: the WebSocket session
+    hands each frame to ``frame`` and calls ``read_end`` once a socket read's frames were
+    all handed over. Per frame (LiveFeed._on_frame and FusedEngine.on_message, in C): the
+    FeedHandler (parse, validate, book), the instrument's book top, its features
+    (FeatureEngine.on_message, numba), and the instrument's latest state kept for the
+    decision (a second message of the same instrument in the same read replaces it:
+    ``conflated``). At the read's end: one decision per instrument with a state due (in
+    the order they first came), every request written, then the engine's bookkeeping of
+    each (``engine._decided(inst, origin, outcomes)``) and the counters the Python side
+    reads (``feed.messages``, ``feed.latency_ns``, ``metrics.messages_pending``,
+    ``engine.counts["conflated"]``), caught up once per read instead of once per frame.
+    Nothing is decided once ``engine.stopping``."""
+    cdef FeedHandler handler
+    cdef DecisionPath decision
+    cdef object feed, engine, metrics
+    cdef int n
+    cdef list books, fe_calls, tops, views
+    cdef BookTop **top
+    cdef Latest *latest
+    cdef int *due
+    cdef int n_due
+    cdef list latency
+    cdef readonly uint64_t frames, messages, conflated
+    cdef uint64_t messages_pending, conflated_pending
+
+    def __init__(self, FeedHandler handler, features, DecisionPath decision, feed, engine):
+        from engine.schema import BOOK_TOP_DTYPE
+        self.handler, self.decision, self.feed, self.engine = handler, decision, feed, engine
+        self.metrics = engine.metrics
+        self.n = decision.n
+        self.latest = <Latest *>calloc(max(self.n, 1), sizeof(Latest))
+        self.top = <BookTop **>calloc(max(self.n, 1), sizeof(BookTop *))
+        self.due = <int *>calloc(max(self.n, 1), sizeof(int))
+        if self.latest == NULL or self.top == NULL or self.due == NULL:
+            raise MemoryError()
+        self.books, self.fe_calls, self.tops = [None] * self.n, [None] * self.n, [None] * self.n
+        for inst in range(self.n):
+            if not decision.st[inst].known:
+                continue
+            self.books[inst] = <OrderBook?>handler.books[inst]
+            self.fe_calls[inst] = features[inst].on_message
+            t = np.zeros(1, BOOK_TOP_DTYPE)
+            self.tops[inst] = t
+            self.top[inst] = <BookTop *>_buffer_ptr(t, sizeof(BookTop), "book top")
+        # the handler's record buffer as arrays of 1..64 records, made once (a slice per frame costs ~0.3 us)
+        self.views = [handler._buf[:k] for k in range(65)]
+        self.latency = feed.latency_ns
+
+    def __dealloc__(self):
+        free(self.latest)
+        free(self.top)
+        free(self.due)
+
+    def frame(self, bytes payload, int64_t mono, int64_t wall=0):
+        """One data frame off the socket (``mono``: its CLOCK_MONOTONIC read stamp)."""
+        cdef FeedHandler h = self.handler
+        cdef int inst = h.frame_ptr(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), mono, -1, payload)
+        cdef Py_ssize_t n = h.res_n
+        cdef BookTop *t
+        cdef Latest *L
+        self.frames += 1
+        if inst < 0 or n == 0:
+            return
+        if inst >= self.n or self.books[inst] is None:
+            raise ValueError(f"a frame for instrument {inst}, which the decision path does not trade")
+        t = self.top[inst]
+        (<OrderBook>self.books[inst]).fill_top(t, 0 if h.valid(inst) else F_BOOK_INVALID, cs_mono_ns())
+        recs = h._out[:1] if h.res_status else (self.views[n] if n < 65 else h._buf[:n])
+        self.fe_calls[inst](recs, self.tops[inst])
+        self.messages += 1
+        self.messages_pending += 1
+        if self.messages <= 100_000:
+            self.latency.append(cs_mono_ns() - mono)
+        L = &self.latest[inst]
+        if L.due:
+            self.conflated += 1
+            self.conflated_pending += 1
+        else:
+            L.due = True
+            self.due[self.n_due] = inst
+            self.n_due += 1
+        L.origin, L.ts, L.t_parse = h.res_recs[0].mono_origin, h.res_recs[n - 1].exch_ts, h.t_parse
+        L.bb, L.ba, L.flags, L.t_book = t.bid_px[0], t.ask_px[0], t.flags, t.mono_pub
+
+    def read_end(self):
+        """The read's frames all handed over: the decisions due, then the bookkeeping."""
+        cdef int k, inst, n = self.n_due
+        cdef Latest *L
+        cdef list done = []
+        self.n_due = 0
+        stopping = self.engine.stopping
+        for k in range(n):
+            inst = self.due[k]
+            L = &self.latest[inst]
+            L.due = False
+            if not stopping:
+                done.append((inst, L.origin, self.decision.decide_c(inst, L.origin, L.ts, L.t_parse, L.bb, L.ba,
+                                                                    L.flags, L.t_book)))
+        if self.messages_pending:
+            self.feed.messages += self.messages_pending
+            self.metrics.messages_pending += self.messages_pending
+            self.messages_pending = 0
+        if self.conflated_pending:
+            self.engine.counts["conflated"] += self.conflated_pending
+            self.conflated_pending = 0
+        decided = self.engine._decided
+        for inst, origin, out in done:
+            decided(inst, origin, out)
 
 
 cdef inline bint _all_ready(const uint8_t *r, Py_ssize_t n) noexcept:

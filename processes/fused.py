@@ -182,13 +182,9 @@ class FusedEngine:
             self.feed_handler = self.feed.handler
         else:
             self.feed = self._split_feed(ws_url, rest_url)
-        # the decision, from the instrument's state to the order written, as one compiled call
-        self.path = None
+        self.path = self.feed_path = None
         if cfg.hot_path not in HOT_PATHS:
             raise ValueError(f"hot path {cfg.hot_path!r}: one of {', '.join(HOT_PATHS)}")
-        if self.brain is not None and cfg.hot_path == "compiled" and isinstance(gateway, OrderGateway):
-            from cext.hotpath import DecisionPath
-            self.path = DecisionPath(self.brain, self.gate, self.state, self.book, gateway, self.feed.features)
         self.pg_name = cfg.pg_name or os.path.abspath(cfg.journal_dir)
         self.pg_final = None
         if cfg.pg_dsn:
@@ -226,6 +222,16 @@ class FusedEngine:
         # labelled children looked up once (``labels()`` costs a few us per call)
         self.order_ctr = {schema.ACT_NEW: self.metrics.orders.labels("new"),
                           schema.ACT_CANCEL: self.metrics.orders.labels("cancel"), -1: self.metrics.orders.labels("other")}
+        # the decision, from the instrument's state to the order written, as one compiled call; in
+        # the fused topology the market side too, from the frame to the decision (unless every
+        # message is also published to other hosts: that stays the Python on_message's)
+        if self.brain is not None and cfg.hot_path == "compiled" and isinstance(gateway, OrderGateway):
+            from cext.hotpath import DecisionPath, FeedPath
+            self.path = DecisionPath(self.brain, self.gate, self.state, self.book, gateway, self.feed.features)
+            if self.feed_handler is not None and self.publisher is None:
+                self.feed_path = FeedPath(self.feed_handler, self.feed.features, self.path, self.feed, self)
+                self.feed.session.on_frame = self.feed_path.frame
+                self.feed.session.on_read_end = self.feed_path.read_end
 
     def _split_feed(self, ws_url: str, rest_url: str):
         """2proc: the heartbeat region, the ring reader, and the feed process (started in run).
@@ -497,14 +503,17 @@ class FusedEngine:
         before it returns), then the bookkeeping of what it did, in order: a written
         order's task (``OrderGateway.written``), the slow path of one it could not write,
         a refusal journaled and told to the strategy."""
-        p = self.path
-        if p is None:
+        if self.path is None:
             return self._decide_python(inst, origin, ts, t_parse, fe, top)
-        out = p.decide(inst, origin, ts, t_parse, *top)
-        t_feat = p.t_features
+        self._decided(inst, origin, self.path.decide(inst, origin, ts, t_parse, *top))
+
+    def _decided(self, inst: int, origin: int, out) -> None:
+        """The bookkeeping of one ``DecisionPath`` decision (``out``: its outcomes, None
+        when the strategy had nothing to do), after every request it made was written."""
+        t_feat, t_inf, t_str, scored, mid = self.path.last(inst)
         self.data_ns[inst] = t_feat
-        if p.mid:
-            self._mids[inst] = p.mid
+        if mid:
+            self._mids[inst] = mid
         if out:
             self.counts["intents"] += len(out)
             for outcome, rec, a, b in out:
@@ -516,9 +525,9 @@ class FusedEngine:
                     self._after(False, rec, a)
         st = self.stage_ns
         st["features"].append(t_feat - origin)
-        if p.scored:
-            st["inference"].append(p.t_infer - t_feat)
-        st["strategy"].append(p.t_strategy - p.t_infer)
+        if scored:
+            st["inference"].append(t_inf - t_feat)
+        st["strategy"].append(t_str - t_inf)
 
     def _decide_python(self, inst: int, origin: int, ts: int, t_parse: int, fe, top: tuple) -> None:
         """``_decide`` through Python (``--hot-path python``): Brain.on_state, then each

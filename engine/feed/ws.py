@@ -53,6 +53,16 @@ def event_id(stream: str, data: dict) -> int | None:
     return v if isinstance(v, int) else None
 
 
+def _told(done) -> None:
+    """The read-end callback; its exception is reported as a failed loop callback's and
+    the connection is kept."""
+    try:
+        done()
+    except Exception as e:
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": "exception in the feed's read-end callback", "exception": e})
+
+
 class _ReadEnd(asyncio.BufferedProtocol):
     """Between the socket and picows's protocol: after each read's frames were all handed to
     the listener, ``done()``. So a consumer can act once per batch of frames read together
@@ -64,11 +74,7 @@ class _ReadEnd(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.inner.buffer_updated(nbytes)
-        try:
-            self.done()
-        except Exception as e:      # as a failed loop callback: reported, the connection kept
-            asyncio.get_running_loop().call_exception_handler(
-                {"message": "exception in the feed's read-end callback", "exception": e})
+        _told(self.done)
 
     def eof_received(self):
         return self.inner.eof_received()
@@ -91,13 +97,16 @@ class _Listener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
+        self.read_end = None
         done = self.session.on_read_end
         if done is not None:
             try:
                 ut = transport.underlying_transport
                 ut.set_protocol(_ReadEnd(ut.get_protocol(), done))
-            except (AttributeError, NotImplementedError) as e:   # the consumer's own fallback then acts
-                log.warning("no read-end hook on this transport (%r): frames are handed over one by one", e)
+            except (AttributeError, NotImplementedError) as e:
+                log.warning("no read-end hook on this transport (%r): the read's end is told after the frame "
+                            "picows marks as the last of its buffer instead", e)
+                self.read_end = done
 
     def on_ws_frame(self, transport: WSTransport, frame):
         mono = time.monotonic_ns()
@@ -105,6 +114,8 @@ class _Listener(WSListener):
         t = frame.msg_type
         if t == WSMsgType.TEXT or t == WSMsgType.BINARY:
             self.session._on_payload(self.conn, frame.get_payload_as_bytes(), mono, wall)
+            if self.read_end is not None and frame.last_in_buffer:
+                _told(self.read_end)
         elif t == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()

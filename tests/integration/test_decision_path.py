@@ -42,15 +42,25 @@ def _engine(journal, hot_path, model=None):
     return FusedEngine(cfg, [BTC], rest, OrderGateway(rest, [BTC]), "ws://127.0.0.1:1", "http://127.0.0.1:1/fapi/v1")
 
 
-async def _replay(eng, frames):
-    """The capture's frames through the engine's feed, one per loop turn (each one decided)."""
+async def _replay(eng, frames, per_read=1):
+    """The capture's frames through the engine's WebSocket session callbacks, as its
+    listener calls them: ``per_read`` frames at a time, then the read's end, then a loop turn
+    (the answers). Compiled: FeedPath.frame / read_end; Python: LiveFeed._on_frame /
+    FusedEngine._brain_pass."""
     clock = time.monotonic_ns
+    session = eng.feed.session
+    k = 0
     for f in frames:
         if f.startswith(b'{"stream"'):
-            eng.feed._on_frame(f, clock(), 0)
+            session.on_frame(f, clock(), 0)
+            k += 1
+            if k % per_read:
+                continue
+            session.on_read_end()
         else:                                        # the REST depth snapshot, as LiveFeed applies it
             eng.feed.handler.on_frame(f, clock(), BTC.symbol)
         await asyncio.sleep(0)
+    session.on_read_end()
     for _ in range(5):
         await asyncio.sleep(0)                       # the last answers and their journaling
 
@@ -67,14 +77,17 @@ def _no_stamps(rec):
     return tuple(rec[k] for k in rec.dtype.names if k not in STAMPS and k not in ("mono_send", "mono_recv"))
 
 
-def test_the_compiled_path_sends_what_the_python_path_sends_on_the_capture(tmp_path, btc_capture):
+@pytest.mark.parametrize("per_read", [1, 3])
+def test_the_compiled_path_sends_what_the_python_path_sends_on_the_capture(tmp_path, btc_capture, per_read):
+    """Frames read one at a time (every message decided) and three at a time (the read's
+    latest state decided, the rest conflated)."""
     frames = [f for _, f in load_capture(btc_capture)]
     runs = {}
     for hot in ("compiled", "python"):
         async def main():
             eng = _engine(tmp_path / hot, hot)
-            assert (eng.path is not None) == (hot == "compiled")
-            await _replay(eng, frames)
+            assert (eng.feed_path is not None) == (eng.path is not None) == (hot == "compiled")
+            await _replay(eng, frames, per_read)
             eng.journal.close()
             reg = eng.brain.regimes[BTC.inst]
             mm = eng.brain.strategies[BTC.inst]
@@ -82,7 +95,9 @@ def test_the_compiled_path_sends_what_the_python_path_sends_on_the_capture(tmp_p
                     "regime": (reg.t, reg.minute, reg.regime, reg.closes.tolist()),
                     "strategy": (mm.next_id, mm.quotes_sent, mm.cancels_sent, mm.quotes),
                     "gate": eng.gate.stats(), "open": sorted(eng.book.orders),
-                    "risk": eng.state.open_orders(BTC.inst), "counts": dict(eng.counts)}
+                    "risk": eng.state.open_orders(BTC.inst), "counts": dict(eng.counts),
+                    "messages": (eng.feed.messages, eng.metrics.messages_pending, len(eng.feed.latency_ns)),
+                    "features": eng.feed.features[BTC.inst].out.tobytes()}
         runs[hot] = asyncio.run(main())
     a, b = runs["compiled"], runs["python"]
     orders = a["journal"][RK_ORDER]
@@ -93,8 +108,9 @@ def test_the_compiled_path_sends_what_the_python_path_sends_on_the_capture(tmp_p
     strip = [r.split(b"&timestamp=")[0] for r in a["requests"]]
     assert strip == [r.split(b"&timestamp=")[0] for r in b["requests"]]
     assert a["regime"] == b["regime"] and len(a["regime"][3]) >= 5          # minutes closed alike
-    for k in ("strategy", "gate", "open", "risk", "counts"):
+    for k in ("strategy", "gate", "open", "risk", "counts", "messages", "features"):
         assert a[k] == b[k], k
+    assert (a["counts"]["conflated"] > 1000) == (per_read > 1)
     # refusals happened, and by the layer that needs the orders in flight of the same decision
     # (a requote's new bid against the ask it has not cancelled yet): PositionBook.order_in_flight
     from cext.risk import RiskGate

@@ -173,10 +173,20 @@ def test_read_end_is_called_after_each_reads_frames(btc_capture, loop):
     assert [type(e) for e in errors] == [RuntimeError] and stats["connects"] == 1     # never reconnected
 
 
-def test_a_transport_without_set_protocol_keeps_the_loop_fallback(caplog):
+def test_a_transport_without_set_protocol_tells_the_read_end_by_the_last_frame(caplog):
     """Where the transport cannot take the read-end protocol, the session says so and goes
-    on: the consumer's own fallback (the fused engine's pass one loop turn later) acts."""
+    on: the read's end is told after the frame picows marks as the last of its buffer."""
+    from picows import WSMsgType
     from engine.feed.ws import _Listener
+
+    class Frame:                     # what the listener reads of picows's WSFrame
+        msg_type = WSMsgType.TEXT
+
+        def __init__(self, payload, last):
+            self.payload, self.last_in_buffer = payload, last
+
+        def get_payload_as_bytes(self):
+            return self.payload
 
     class Bare:                      # an underlying transport with no set_protocol
         def get_protocol(self):
@@ -185,9 +195,14 @@ def test_a_transport_without_set_protocol_keeps_the_loop_fallback(caplog):
     class WS:
         underlying_transport = Bare()
 
-    s = StreamSession("ws://127.0.0.1:1", STREAMS, lambda p, m, w: None, on_read_end=lambda: None)
+    got, ends = [], []
+    s = StreamSession("ws://127.0.0.1:1", STREAMS, lambda p, m, w: got.append(p), on_read_end=lambda: ends.append(len(got)))
     lst = _Listener(s, 0)
     with caplog.at_level("WARNING", logger="cryptoscalp.ws"):
         lst.on_ws_connected(WS())
     assert lst.transport is not None
     assert any("no read-end hook" in r.getMessage() for r in caplog.records)
+    s._connecting = 0                # this connection is the one being opened as primary
+    for k in range(3):               # three frames read together: only the last one is marked
+        lst.on_ws_frame(None, Frame(b'{"k":%d}' % k, k == 2))
+    assert got == [b'{"k":0}', b'{"k":1}', b'{"k":2}'] and ends == [3]

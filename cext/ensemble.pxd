@@ -31,11 +31,13 @@ cdef class Program:
     cdef const int64_t *commit_pairs
     cdef Py_ssize_t n_commit
     cdef Py_ssize_t row_off, row_n
+    cdef readonly Py_ssize_t n_pre       # ops [0, n_pre): the prelude, read only the recurrent state and constants
+    cdef bint pre_fresh                  # its results are those of the current state
 
     cdef _check(self, int64_t size, int64_t n_nodes, int64_t n_w, int64_t n_roots)
     cdef _check_tree(self, int32_t root, int64_t k, int64_t n, int64_t n_nodes, set modes)
     cdef bint run_ptr(self, const double *row, Py_ssize_t n, bint commit) noexcept nogil
     cpdef void run(self, bint commit=*) noexcept
-    cdef void _run_commit(self, bint commit) noexcept nogil
+    cdef void _run_commit(self, bint commit, bint cached) noexcept nogil
     cdef void _run(self) noexcept nogil
     cdef void _op(self, const int64_t *o) noexcept nogil

@@ -16,6 +16,13 @@ class weights.
 The semantics are ONNX's (MatMul, Add, Mul, Sigmoid, Tanh, Softmax, and ONNX-ML's
 LinearClassifier and TreeEnsembleClassifier, opset 3); ``EnsembleRuntime`` checks the
 program against ONNX Runtime on the same graph before using it.
+
+The first ``n_prelude`` operations (the prelude) read only the recurrent state and
+constants: the LSTM's recurrent products, h @ W_hh for each layer, which change only when
+the state is committed. ``run`` executes everything; ``run_row`` / ``run_ptr`` run the
+prelude only when the state moved since it last ran (a commit, ``invalidate`` after the
+state was written from outside), then the rest: per row the LSTM reads its input weights
+only (~90 of ~220 KB of its weights).
 """
 from libc.math cimport expf, isfinite
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t
@@ -24,7 +31,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_WRITABLE, PyBUF_FORMAT
 
 cdef extern from "ensemble_kernels.h" nogil:
-    void cs_matvec(const float *x, const float *W, float *y, int64_t k, int64_t n)
+    void cs_matvec(const float *x, const float *W, float *y, int64_t k, int64_t n, const float *init)
     void cs_sigmoid(const float *x, float *y, int64_t n)
     void cs_tanh(const float *x, float *y, int64_t n)
     int cs_kernels_init(int allow_wide)
@@ -67,7 +74,7 @@ def use_wide(bint allow) -> str:
     return kernel()
 
 # operation codes (engine.models.native emits them)
-COPY, MATMUL, ADD, MUL, SIGMOID, TANH, SOFTMAX, LINEAR, TREES = 1, 2, 3, 4, 5, 6, 7, 8, 9
+COPY, MATMUL, ADD, MUL, SIGMOID, TANH, SOFTMAX, LINEAR, TREES, MATMUL_FROM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 # post transforms of the ONNX-ML classifiers
 POST_NONE, POST_SOFTMAX, POST_LOGISTIC, POST_SOFTMAX_ZERO = 0, 1, 2, 3
 POST_BINARY_PROB, POST_BINARY_LOGIT = 4, 5      # one score in column 0 -> [1 - p, p] / [sigmoid(-s), sigmoid(s)]
@@ -126,10 +133,15 @@ cdef inline void _post(float *s, int n, int post) noexcept nogil:
 
 cdef class Program:
     # attributes: cext/ensemble.pxd
-    def __init__(self, arena, ops, feat, thr, mode, tnext, fnext, wstart, wcount, roots, wcls, wval):
+    def __init__(self, arena, ops, feat, thr, mode, tnext, fnext, wstart, wcount, roots, wcls, wval,
+                 Py_ssize_t n_prelude=0):
         import numpy as np
         if ops.ndim != 2 or ops.shape[1] != OP_WIDTH:
             raise ValueError(f"ops: [n, {OP_WIDTH}] int64 expected, got shape {ops.shape}")
+        if not 0 <= n_prelude <= ops.shape[0]:
+            raise ValueError(f"a prelude of {n_prelude} operations in a program of {ops.shape[0]}")
+        self.n_pre = n_prelude
+        self.pre_fresh = False
         n_nodes = len(feat)
         if not (len(thr) == len(mode) == len(tnext) == len(fnext) == len(wstart) == len(wcount) == n_nodes):
             raise ValueError("tree node arrays differ in length")
@@ -190,6 +202,12 @@ cdef class Program:
         self._keep.append(keep)
         self.commit_pairs = <const int64_t *>_ptr(keep, 8, "commit pairs")
         self.n_commit = len(p)
+        self.pre_fresh = False
+
+    def invalidate(self) -> None:
+        """The arena's recurrent state was written from outside (a reset): the prelude is
+        run again before the next ``run_row`` / ``run_ptr``."""
+        self.pre_fresh = False
 
     def set_row_input(self, Py_ssize_t off, Py_ssize_t n) -> None:
         """Where ``run_row`` puts a row: n floats at arena offset ``off`` (the graph's x)."""
@@ -242,7 +260,7 @@ cdef class Program:
             x[i] = <float>row[i]
             ok = ok and isfinite(x[i])
         if ok:
-            self._run_commit(commit)
+            self._run_commit(commit, True)
         return ok
 
     cdef _check(self, int64_t size, int64_t n_nodes, int64_t n_w, int64_t n_roots):
@@ -259,8 +277,10 @@ cdef class Program:
             if code == 1:
                 inside(a, (r - 1) * k + n if r else 0, "source")
                 inside(out, (r - 1) * o[7] + n if r else 0, "destination")
-            elif code == 2:
+            elif code == 2 or code == 10:
                 inside(a, r * k, "A"); inside(b, k * n, "B"); inside(out, r * n, "out")
+                if code == 10:
+                    inside(o[7], r * n, "start")
             elif code in (3, 4):
                 inside(a, r * n, "A"); inside(b, o[7] * n, "B"); inside(out, r * n, "out")
                 if o[7] not in (1, r):
@@ -320,16 +340,21 @@ cdef class Program:
         """Execute the program once (inputs are where ``compile_graph`` put them); with
         ``commit``, then copy what ``set_commit`` names (the new state becomes the input)."""
         with nogil:
-            self._run_commit(commit)
+            self._run_commit(commit, False)
 
-    cdef void _run_commit(self, bint commit) noexcept nogil:
+    cdef void _run_commit(self, bint commit, bint cached) noexcept nogil:
+        """The program (``cached``: the prelude only if the state changed since it last
+        ran), then the commit copies."""
         cdef Py_ssize_t i
         cdef const int64_t *c
-        self._run()
-        if commit:
+        for i in range(self.n_pre if cached and self.pre_fresh else 0, self.n_ops):
+            self._op(self.ops + i * 12)
+        self.pre_fresh = True
+        if commit and self.n_commit:
             for i in range(self.n_commit):
                 c = self.commit_pairs + 3 * i
                 memcpy(self.A + c[1], self.A + c[0], c[2] * sizeof(float))
+            self.pre_fresh = False                   # the state the prelude read has moved on
         self.runs += 1
 
     cdef void _run(self) noexcept nogil:
@@ -337,17 +362,25 @@ cdef class Program:
         for i in range(self.n_ops):
             self._op(self.ops + i * 12)
 
-    def op_ns(self, int times=200):
+    def op_ns(self, int times=200, Py_ssize_t evict_bytes=0):
         """Each operation timed alone (CLOCK_MONOTONIC), ``times`` runs of the whole program
         in a row: per operation the median ns, as a list in program order (the arena's
-        inputs as they are; no commit). For finding what a model's time goes to."""
+        inputs as they are; no commit). For finding what a model's time goes to.
+        ``evict_bytes``: before each run, that many bytes of scratch memory written, so
+        the program meets caches the rest of an engine has used (cold), as in a trading
+        loop between messages."""
         import numpy as np
-        cdef Py_ssize_t i, t
+        cdef Py_ssize_t i, t, j
         cdef timespec a, b
         out = np.zeros((times, self.n_ops), np.int64)
+        scratch = np.zeros(max(evict_bytes, 64), np.uint8)
         cdef int64_t[:, ::1] v = out
+        cdef unsigned char[::1] sc = scratch
         with nogil:
             for t in range(times):
+                if evict_bytes:
+                    for j in range(0, evict_bytes, 64):
+                        sc[j] += 1
                 for i in range(self.n_ops):
                     clock_gettime(CLOCK_MONOTONIC, &a)
                     self._op(self.ops + i * 12)
@@ -371,7 +404,10 @@ cdef class Program:
                     memcpy(A + o[3] + rr * o[7], A + o[1] + rr * k, n * sizeof(float))
             elif code == 2:                                 # MATMUL out[r,n] = a[r,k] @ b[k,n]
                 for rr in range(r):
-                    cs_matvec(A + o[1] + rr * k, A + o[2], A + o[3] + rr * n, k, n)
+                    cs_matvec(A + o[1] + rr * k, A + o[2], A + o[3] + rr * n, k, n, NULL)
+            elif code == 10:                                # MATMUL_FROM out[r,n] = p1[r,n] + a[r,k] @ b[k,n]
+                for rr in range(r):
+                    cs_matvec(A + o[1] + rr * k, A + o[2], A + o[3] + rr * n, k, n, A + o[7] + rr * n)
             elif code == 3 or code == 4:                    # ADD / MUL, b [1 or r, n] broadcast
                 for rr in range(r):
                     x = A + o[1] + rr * n

@@ -16,13 +16,20 @@
 typedef float cs_v8 __attribute__((vector_size(32)));
 typedef float cs_v4 __attribute__((vector_size(16)));
 
-/* y[0:n] = x[0:k] @ W[k, n] (row-major W). Columns in blocks of 4 vectors held in
- * registers across the whole of k (one store per column, not one per multiply-add); the
- * rest one column at a time. */
+/* y[0:n] = init[0:n] + x[0:k] @ W[k, n] (row-major W; init NULL: zeros; init may be y).
+ * Columns in blocks of 4 vectors held in registers across the whole of k (one store per
+ * column, not one per multiply-add); the rest one column at a time. Each column's sum
+ * starts from init and adds the rows in order. */
 #define CS_MATVEC_BODY(V, L)                                                      \
     int64_t j = 0;                                                                \
     for (; j + 4 * (L) <= n; j += 4 * (L)) {                                      \
         V a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                 \
+        if (init) {                                                               \
+            memcpy(&a0, init + j, sizeof(V));                                     \
+            memcpy(&a1, init + j + (L), sizeof(V));                               \
+            memcpy(&a2, init + j + 2 * (L), sizeof(V));                           \
+            memcpy(&a3, init + j + 3 * (L), sizeof(V));                           \
+        }                                                                         \
         for (int64_t i = 0; i < k; i++) {                                         \
             const float *w = W + i * n + j;                                       \
             const float v = x[i];                                                 \
@@ -42,22 +49,22 @@ typedef float cs_v4 __attribute__((vector_size(16)));
         memcpy(y + j + 3 * (L), &a3, sizeof(V));                                  \
     }                                                                             \
     for (; j < n; j++) {                                                          \
-        float a = 0;                                                              \
+        float a = init ? init[j] : 0.0f;                                          \
         for (int64_t i = 0; i < k; i++)                                           \
             a += x[i] * W[i * n + j];                                             \
         y[j] = a;                                                                 \
     }
 
-static void cs_matvec_base(const float *__restrict x, const float *__restrict W, float *__restrict y,
-                           int64_t k, int64_t n)
+static void cs_matvec_base(const float *__restrict x, const float *__restrict W, float *y,
+                           int64_t k, int64_t n, const float *init)
 {
     CS_MATVEC_BODY(cs_v4, 4)
 }
 
 #ifdef CS_X86
 __attribute__((target("avx2,fma")))
-static void cs_matvec_avx2(const float *__restrict x, const float *__restrict W, float *__restrict y,
-                           int64_t k, int64_t n)
+static void cs_matvec_avx2(const float *__restrict x, const float *__restrict W, float *y,
+                           int64_t k, int64_t n, const float *init)
 {
     CS_MATVEC_BODY(cs_v8, 8)
 }
@@ -140,7 +147,7 @@ __attribute__((target("avx2,fma")))
 static void cs_tanh_avx2(const float *x, float *y, int64_t n) { CS_MAP_BODY(cs_v8, cs_i8, 8, CS_TANH_V) }
 #endif
 
-typedef void (*cs_matvec_fn)(const float *, const float *, float *, int64_t, int64_t);
+typedef void (*cs_matvec_fn)(const float *, const float *, float *, int64_t, int64_t, const float *);
 typedef void (*cs_map_fn)(const float *, float *, int64_t);
 static cs_matvec_fn cs_matvec = cs_matvec_base;
 static cs_map_fn cs_sigmoid = cs_sigmoid_base, cs_tanh = cs_tanh_base;

@@ -16,6 +16,12 @@ score under class 0, see ``_trees``). Every tensor has a fixed shape of at most 
 else raises ``Unsupported`` with the reason, and ``EnsembleRuntime`` runs the graph in ONNX
 Runtime instead.
 
+A Concat of the row's input with recurrent state read only by MatMuls with constant
+weights (the exported LSTM's ``concat(x, h) @ W``) is not copied: each MatMul becomes the
+state's rows of W times h, in the program's prelude (run again only when the state is
+committed), plus the input's rows times x, summed from it (``MATMUL_FROM``). The sums
+then add the state's rows first: a different order of the same float32 additions.
+
 ``EnsembleRuntime`` never uses a program it has not checked against ONNX Runtime on the
 same graph (``check``): ``PROBE_ROWS`` rows built around the trees' split points, stepped
 through both with the LSTM state carried, every output within ``NATIVE_TOL``.
@@ -58,9 +64,11 @@ class _Builder:
         self.shape = {}             # tensor -> (offset, rows, cols)
         self.ints = {}              # integer constants (Split sizes)
         self.ops = []
+        self.pre_ops = []           # the prelude: operations on the recurrent state and constants only
         self.trees = dict(feat=[], thr=[], mode=[], tnext=[], fnext=[], wstart=[], wcount=[], roots=[],
                           wcls=[], wval=[])
         self.split_points = {}
+        self.concats = {}           # a Concat of [input, state] never copied: (rows, columns, its parts)
 
     def alloc(self, name, r, n, data=None):
         if name in self.shape:
@@ -77,8 +85,8 @@ class _Builder:
             raise Unsupported(f"tensor {name!r} is used before it is computed (or is not a float tensor)")
         return self.shape[name]
 
-    def op(self, code, a=0, b=0, out=0, r=0, k=0, n=0, p1=0, p2=0, p3=0, p4=0, p5=0):
-        self.ops.append((code, a, b, out, r, k, n, p1, p2, p3, p4, p5))
+    def op(self, code, a=0, b=0, out=0, r=0, k=0, n=0, p1=0, p2=0, p3=0, p4=0, p5=0, prelude=False):
+        (self.pre_ops if prelude else self.ops).append((code, a, b, out, r, k, n, p1, p2, p3, p4, p5))
 
 
 def _two_d(shape, what):
@@ -104,6 +112,7 @@ def compile_graph(model_bytes: bytes) -> NativeGraph:
     for o in g.output:
         consumers.setdefault(o.name, []).append("graph output")
     init_names = {i.name for i in g.initializer}
+    split = _state_splits(g, init_names)
     for vi in g.input:
         if vi.name in init_names:
             continue
@@ -178,7 +187,14 @@ def compile_graph(model_bytes: bytes) -> NativeGraph:
             shapes = [B.get(x) for x in ins]
             axis = at.get("axis", 0)
             axis = axis + 2 if axis < 0 else axis
-            if axis == 1:
+            if node.output[0] in split and axis == 1 and len({s[1] for s in shapes}) == 1:
+                # [input, state] read only by MatMuls: no copy; each MatMul reads the parts (below)
+                col, parts = 0, []
+                for x, (off, r, n) in zip(ins, shapes):
+                    parts.append((x, off, col, n))
+                    col += n
+                B.concats[node.output[0]] = (shapes[0][1], col, parts)
+            elif axis == 1:
                 r = shapes[0][1]
                 if any(s[1] != r for s in shapes):
                     raise Unsupported(f"Concat {node.name}: rows differ")
@@ -221,6 +237,21 @@ def compile_graph(model_bytes: bytes) -> NativeGraph:
             for name, s in zip(node.output, sizes):
                 B.op(E.COPY, a=off + col, out=out_tensor(name, r, s), r=r, k=n, n=s, p1=s)
                 col += s
+        elif t == "MatMul" and ins[0] in B.concats:
+            r, k, parts = B.concats[ins[0]]
+            b_off, k2, n = B.get(ins[1])
+            if k != k2:
+                raise Unsupported(f"MatMul {node.name}: [{r}, {k}] @ [{k2}, {n}]")
+            out = out_tensor(node.output[0], r, n)
+            # concat(x, h) @ W = h @ W[rows of h] (the prelude: once per state) + x @ W[rows of x]
+            state = [p for p in parts if p[0] in split[ins[0]]]
+            inputs = [p for p in parts if p[0] not in split[ins[0]]]
+            acc = B.alloc(node.output[0] + "__state", r, n)
+            for i, (_, off, col, w) in enumerate(state):
+                B.op(E.MATMUL if i == 0 else E.MATMUL_FROM, a=off, b=b_off + col * n, out=acc, r=r, k=w, n=n,
+                     p1=acc, prelude=True)
+            for i, (_, off, col, w) in enumerate(inputs):
+                B.op(E.MATMUL_FROM, a=off, b=b_off + col * n, out=out, r=r, k=w, n=n, p1=acc if i == 0 else out)
         elif t in ("MatMul", "Gemm"):
             a_off, r, k = B.get(ins[0])
             b_off, k2, n = B.get(ins[1])
@@ -295,14 +326,40 @@ def compile_graph(model_bytes: bytes) -> NativeGraph:
     for off, data in B.chunks:
         arena[off:off + data.size] = data
     tr = B.trees
-    ops = np.array(B.ops, np.int64).reshape(-1, E.OP_WIDTH)
+    ops = np.array(B.pre_ops + B.ops, np.int64).reshape(-1, E.OP_WIDTH)
     prog = E.Program(arena, ops, np.array(tr["feat"], np.int32), np.array(tr["thr"], np.float32),
                      np.array(tr["mode"], np.int8), np.array(tr["tnext"], np.int32), np.array(tr["fnext"], np.int32),
                      np.array(tr["wstart"], np.int32), np.array(tr["wcount"], np.int32),
-                     np.array(tr["roots"], np.int32), np.array(tr["wcls"], np.int32), np.array(tr["wval"], np.float32))
+                     np.array(tr["roots"], np.int32), np.array(tr["wcls"], np.int32), np.array(tr["wval"], np.float32),
+                     len(B.pre_ops))
     slots = {vi.name: B.shape[vi.name] for vi in (*g.input, *g.output) if vi.name not in init_names}
     points = {f: np.unique(np.array(v, np.float32)) for f, v in B.split_points.items()}
     return NativeGraph(prog, arena, slots, points, len(ops))
+
+
+def _state_splits(g, init_names) -> dict:
+    """Concat outputs (axis 1) that join the row's input with recurrent state (a graph input
+    ``h`` whose next value is the output ``h_out``) and are read only by MatMuls with a
+    constant right side: {output: the state inputs among its parts}. Each such MatMul is
+    split by rows of its weights, the state's product moved to the prelude."""
+    state = {i.name for i in g.input} & {o.name[:-4] for o in g.output if o.name.endswith("_out")}
+    readers = {}
+    for node in g.node:
+        for x in node.input:
+            readers.setdefault(x, []).append(node)
+    outputs = {o.name for o in g.output}
+    out = {}
+    for node in g.node:
+        if node.op_type != "Concat" or node.output[0] in outputs:
+            continue
+        parts = set(node.input)
+        if not parts & state or parts <= state:
+            continue
+        rd = readers.get(node.output[0], [])
+        if rd and all(r.op_type == "MatMul" and r.input[0] == node.output[0] and r.input[1] in init_names
+                      and node.output[0] not in r.input[1:] for r in rd):
+            out[node.output[0]] = parts & state
+    return out
 
 
 def _label_unused(node, consumers):

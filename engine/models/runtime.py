@@ -146,6 +146,8 @@ class EnsembleRuntime:
         for buf in self.state:
             for a in buf:
                 a[:] = 0
+        if self.prog is not None:
+            self.prog.invalidate()          # the program's prelude read the old state
 
     def predict(self, features: np.ndarray, commit: bool = True) -> np.ndarray:
         """Ensemble probabilities (down, flat, up) for one feature row. Features must all be

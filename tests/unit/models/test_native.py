@@ -195,6 +195,11 @@ def test_op_ns_times_every_operation():
                                     [("x", [1, 8])], [("y", [1, 6])], inits=[("W", W)]))
     ns = g.program.op_ns(20)
     assert len(ns) == g.n_ops and all(isinstance(v, int) and v >= 0 for v in ns)
+    g.view("x")[:] = rng.normal(size=8)
+    g.program.run()
+    y = g.view("y").copy()
+    cold = g.program.op_ns(5, evict_bytes=1 << 20)        # caches written over before each run
+    assert len(cold) == g.n_ops and np.array_equal(g.view("y"), y)
 
 
 def test_program_refuses_offsets_outside_its_arena():
@@ -273,3 +278,52 @@ def test_run_row_copies_checks_and_runs():
         p.run_row(np.zeros((4, 2))[:, 0])
     with pytest.raises(TypeError):
         p.run_row([1.0, 2.0, 3.0, 4.0])                # not a buffer (EnsembleRuntime converts these)
+
+
+def _recurrent_graph(rng, n_x=5, n_h=8):
+    """y = tanh(concat(x, h) @ W + b): the shape of the exported LSTM's steps, with the next
+    state h_out = y (and a second reader of the concat, as the LSTM's gates have)."""
+    W = rng.standard_normal((n_x + n_h, n_h)).astype(np.float32)
+    V = rng.standard_normal((n_x + n_h, 3)).astype(np.float32)
+    b = rng.standard_normal((1, n_h)).astype(np.float32)
+    nodes = [helper.make_node("Concat", ["x", "h"], ["xh"], axis=1),
+             helper.make_node("MatMul", ["xh", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Tanh", ["a"], ["h_out"]), helper.make_node("MatMul", ["xh", "V"], ["y"])]
+    return _model(nodes, [("x", [1, n_x]), ("h", [1, n_h])], [("y", [1, 3]), ("h_out", [1, n_h])],
+                  [("W", W), ("V", V), ("b", b)])
+
+
+def test_the_recurrent_product_runs_once_per_state():
+    """concat(x, h) @ W is h's rows of W times h in the prelude (no concat copy) plus x's rows
+    times x: what ONNX Runtime computes within float rounding; run_row runs the prelude again
+    only when the state was committed (or invalidated), and its answers equal a full run's."""
+    rng = np.random.default_rng(7)
+    data = _recurrent_graph(rng)
+    g = native.compile_graph(data)
+    assert g.program.n_pre == 2                     # h @ W[5:], h @ V[5:]
+    s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    full = native.compile_graph(data)                   # the same program, always run whole
+    for p in (g, full):
+        p.program.set_commit([(p.slots["h_out"][0], p.slots["h"][0], 8)])
+        p.program.set_row_input(p.slots["x"][0], 5)
+    h = np.zeros((1, 8), np.float32)
+    for step in range(30):
+        x = rng.standard_normal(5)
+        commit = step % 3 == 2
+        ref_y, ref_h = s.run(["y", "h_out"], {"x": x.reshape(1, -1).astype(np.float32), "h": h})
+        assert g.program.run_row(x, commit)
+        full.view("x")[:] = x
+        full.program.run(commit)
+        assert np.array_equal(g.view("y"), full.view("y")) and np.array_equal(g.view("h"), full.view("h"))
+        np.testing.assert_allclose(g.view("y"), ref_y, atol=1e-5, rtol=1e-5)
+        if commit:
+            h = ref_h
+        np.testing.assert_allclose(g.view("h"), h, atol=1e-5, rtol=1e-5)
+    g.view("h")[:] = 0                                  # a reset from outside: stale until told
+    g.program.invalidate()
+    full.view("h")[:] = 0
+    x = rng.standard_normal(5)
+    g.program.run_row(x, False)
+    full.view("x")[:] = x
+    full.program.run(False)
+    assert np.array_equal(g.view("y"), full.view("y"))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Tick-to-trade by stage, fused topology (without and with the ensemble; with the ensemble
-also busy-polling, unpinned and pinned, and pinned once more with the ensemble in ONNX
-Runtime instead of the compiled graph) against 2proc and 3proc (spin and hybrid waits) and
-4proc (hybrid), in one run:
+also busy-polling, unpinned and pinned, and pinned twice more: with the ensemble in ONNX
+Runtime instead of the compiled graph, and with each step from the brain to the write
+called from Python instead of the compiled decision path, ``--hot-path python``) against
+2proc and 3proc (spin and hybrid waits) and 4proc (hybrid), in one run:
 the same harness as ``cryptoscalp bench latency`` (engine/latency.py: a sim process, the
 engine against it, stage stamps read back from the journal's orders, CPU and RSS per
 process from /proc). One JSON line per stage and per process (STYLE.md), PNG histograms
@@ -45,22 +46,25 @@ def main() -> int:
     # the sim to CPU 0 (the other CPUs, if any, stay free)
     # the ensemble runs as the engine runs it by default (the graph compiled to C, checked
     # against ONNX Runtime at load), and once more in ONNX Runtime, pinned: the alternative
+    # and the decision from the instrument's state to the write as one compiled call (the default,
+    # cext.hotpath), and once more each step called from Python, pinned: the alternative
     pin = ("engine=1", "0") if os.cpu_count() >= 2 else (None, None)
-    fused = [("fused", "hybrid", None, (None, None), "auto")]
+    fused = [("fused", "hybrid", None, (None, None), "auto", "compiled")]
     if args.model:
-        fused += [("fused", "hybrid", args.model, (None, None), "auto"),
-                  ("fused", "spin", args.model, (None, None), "auto"),
-                  ("fused", "spin", args.model, pin, "auto"),
-                  ("fused", "spin", args.model, pin, "onnxruntime")]
-    cases = fused + [(t, w, None, (None, None), "auto") for t, w in
+        fused += [("fused", "hybrid", args.model, (None, None), "auto", "compiled"),
+                  ("fused", "spin", args.model, (None, None), "auto", "compiled"),
+                  ("fused", "spin", args.model, pin, "auto", "compiled"),
+                  ("fused", "spin", args.model, pin, "onnxruntime", "compiled"),
+                  ("fused", "spin", args.model, pin, "auto", "python")]
+    cases = fused + [(t, w, None, (None, None), "auto", "compiled") for t, w in
                      (("2proc", "spin"), ("2proc", "hybrid"), ("3proc", "spin"), ("3proc", "hybrid"), ("4proc", "hybrid"))]
     # 4proc spin: three spinning processes on a 2-core host, not run
-    for topology, wait, model, (cpus, sim_cpus), inference in cases:
+    for topology, wait, model, (cpus, sim_cpus), inference, hot_path in cases:
         name = (topology if topology == "fused" and wait == "hybrid" else f"{topology}-{wait}") + \
             ("-ensemble" if model else "") + ("-pinned" if cpus else "") + \
-            ("-onnxruntime" if inference == "onnxruntime" else "")
+            ("-onnxruntime" if inference == "onnxruntime" else "") + ("-python" if hot_path == "python" else "")
         recs = latency.run(topology, seconds=seconds, wait=wait, model=model, cpus=cpus, sim_cpus=sim_cpus,
-                           inference=inference, plot=os.path.join(out, f"latency-{name}.png"),
+                           inference=inference, hot_path=hot_path, plot=os.path.join(out, f"latency-{name}.png"),
                            progress=lambda m: print(m, file=sys.stderr, flush=True))
         for r in recs:
             if (topology != "fused" or model or wait != "hybrid") and r["stage"] == "tick_to_trade":

@@ -298,8 +298,8 @@ cdef class DecisionPath:
         self.n_intents = n
         for i in range(n):                           # gated and written in order, nothing else between
             self.outcome[i] = self._gate_and_write(i)
-        if self.scored:
-            rt.calls += 1
+        if prog is not None:
+            rt.calls += 1                            # as EnsembleRuntime.predict counts (it did the rest)
         return self._outcomes() if n else None
 
     cdef _minute(self, int inst, double last_mid, int64_t ts, double mid):

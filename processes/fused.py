@@ -1050,16 +1050,21 @@ class FusedEngine:
         return cancelled
 
     async def shutdown(self) -> None:
-        """Stop quoting, cancel everything, journal it."""
+        """Stop quoting, cancel everything, settle every order with the venue, journal it."""
         self.stopping = True
         if self.tasks:                  # orders on their way: their answers (at most 5 s in all)
             await asyncio.wait(list(self.tasks), timeout=5)
         cancelled = await self.cancel_all()
         try:
             await asyncio.sleep(0.2)           # a fill racing the cancel reaches the venue's trade list
-            await self.venue.sync_fills()
+            # what the cancel-all did not settle (refused while rate limited, an answer lost, an order the
+            # venue's countdown cancelled while the user stream was down, an acknowledgement later than the
+            # wait above): every order of ours still open at the venue cancelled, with retries; every order
+            # acknowledged and never seen to end looked up, its end journaled; fills nobody heard fetched
+            rec = await self.venue.recover(self.seed_positions, emit=self.on_exec, event="settled_at_stop")
+            cancelled += len(rec["orphans_cancelled"])
         except Exception as e:
-            log.error("fills sync at stop: %s", e)
+            log.error("settling orders and fills with the venue at stop: %s", e)
         try:            # what the venue still holds for us after the cancel-all (must be nothing)
             left = len(await self.venue.call("GET", "/fapi/v1/openOrders"))
         except Exception as e:

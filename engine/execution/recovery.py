@@ -102,7 +102,7 @@ class VenueSync:
             out.append((ins, lots, float(p["entryPrice"]) / float(ins.tick_size) if lots else 0.0))
         return out
 
-    async def recover(self, seed_positions, unsure: dict | None = None, emit=None) -> dict:
+    async def recover(self, seed_positions, unsure: dict | None = None, emit=None, event: str = "recovered") -> dict:
         """Before trading: at start (after a crash or a restart), and in the 4proc topology
         after the gateway process died:
         - orders of ours the venue still holds are cancelled;
@@ -117,7 +117,8 @@ class VenueSync:
           nobody trades as if flat.
         Ends go to ``emit`` (an EXEC record; default: the journal; the engine passes its
         ``on_exec`` when it runs with a position book that must see them too), after the
-        fills. The journal then holds every order's life and every fill exactly once."""
+        fills. The journal then holds every order's life and every fill exactly once. The
+        engine runs it at its stop too (``event``: what the journal's record is called)."""
         emit = emit or (lambda e: self.journal.append_record(RK_EXEC, np.asarray(e).reshape(1)))
         venue = await self.call("GET", "/fapi/v1/openOrders")
         orphans, foreign = [], []
@@ -173,7 +174,7 @@ class VenueSync:
         if unresolved:
             log.error("%d orders of ours the venue could not tell us about (left as they are): %s",
                       len(unresolved), unresolved[:5])
-        rec = {"event": "recovered", "orphans_cancelled": orphans, "foreign_open_orders": len(foreign),
+        rec = {"event": event, "orphans_cancelled": orphans, "foreign_open_orders": len(foreign),
                "positions_lots": positions, "fills_recovered": recovered_fills, "orders_ended": ended,
                "unsure": len(unsure or {}), "unresolved": unresolved}
         self.journal.append_event(rec)

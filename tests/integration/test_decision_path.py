@@ -34,9 +34,9 @@ def _limits():
     return msgspec.structs.replace(lim, order_rate=1e9, order_burst=1e9)
 
 
-def _engine(journal, hot_path, model=None):
+def _engine(journal, hot_path, model=None, backend="auto"):
     cfg = RunConfig(journal_dir=str(journal), admin=None, model_dir=model, limits=_limits(), max_future_ms=0,
-                    quote_lots=3, status_every_s=0, hot_path=hot_path)
+                    quote_lots=3, status_every_s=0, hot_path=hot_path, model_backend=backend)
     rest = BinanceRest("http://127.0.0.1:1", "test-key", "test-secret")
     rest.links = MemoryLinks()
     return FusedEngine(cfg, [BTC], rest, OrderGateway(rest, [BTC]), "ws://127.0.0.1:1", "http://127.0.0.1:1/fapi/v1")
@@ -123,18 +123,20 @@ def test_the_compiled_path_sends_what_the_python_path_sends_on_the_capture(tmp_p
         assert t == sorted(t), o
 
 
-def test_the_compiled_path_scores_as_the_runtime_does(tmp_path, trained_registry):
+@pytest.mark.parametrize("backend", ["native", "onnxruntime"])
+def test_the_compiled_path_scores_as_the_runtime_does(tmp_path, trained_registry, backend):
     """Each scored decision's probabilities are the ones EnsembleRuntime.predict gives on
     the same features with the same commits (one loaded from the same registry, stepped
     alongside); sample_ns=0 commits every decision, as a 100 ms sampling does when
-    messages are that far apart."""
+    messages are that far apart. The compiled program is run in place; an ONNX Runtime
+    session through EnsembleRuntime.predict."""
     async def main():
-        eng = _engine(tmp_path / "j", "compiled", model=trained_registry["root"])
+        eng = _engine(tmp_path / "j", "compiled", model=trained_registry["root"], backend=backend)
         from engine.models.registry import ModelRegistry
-        ref = ModelRegistry(trained_registry["root"]).load()
+        ref = ModelRegistry(trained_registry["root"]).load(backend=backend)
         p = DecisionPath(eng.brain, eng.gate, eng.state, eng.book, eng.gateway, eng.feed.features, sample_ns=0)
         rt = eng.brain.models[BTC.inst]
-        assert rt.backend == ref.backend == "native"
+        assert rt.backend == ref.backend == backend
         fe = eng.feed.features[BTC.inst]
         rng = np.random.default_rng(4)
         fe.ready[:] = True

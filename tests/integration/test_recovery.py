@@ -48,3 +48,50 @@ def test_a_fill_of_an_order_the_journal_never_saw_is_recovered(sim, tmp_path):
     assert {int(r["trade_id"]) for r in execs} == mine
     assert {int(r["client_id"]) for r in execs} == {BASE + 7}
     assert all(int(r["kind"]) == schema.EX_PARTIAL and int(r["qty"]) > 0 for r in execs)
+
+
+def test_the_stop_settles_what_the_cancel_all_did_not(sim, tmp_path):
+    """An order of ours the venue ended while nobody listened (here: cancelled at the venue
+    with no user stream), and a cancel-all at the stop refused (the engine waiting out a
+    429): the stop still journals the order's end, as the venue tells it
+    (FusedEngine.shutdown -> VenueSync.recover, ``settled_at_stop``)."""
+    import time
+
+    import numpy as np
+
+    from engine.journal.journal import RK_EVENT
+    from processes.fused import FusedEngine, RunConfig
+
+    async def go():
+        rest = BinanceRest(sim.base, sim.key, sim.secret)
+        gw = OrderGateway(rest, [DEFAULT_BTC])
+        eng = FusedEngine(RunConfig(journal_dir=str(tmp_path / "j"), admin=None), [DEFAULT_BTC], rest, gw,
+                          "ws://127.0.0.1:1", sim.base + "/fapi/v1")
+        await rest.open()
+        book = (await rest.call("GET", "/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 5}, signed=False))
+        bid = DEFAULT_BTC.price_to_ticks(book["bids"][0][0])
+        o = np.zeros(1, schema.ORDER_DTYPE)
+        o["action"], o["side"], o["otype"], o["inst"] = schema.ACT_NEW, schema.SIDE_BUY, schema.OT_LIMIT, 0
+        o["client_id"], o["px"], o["qty"] = eng.cid_base + 1, bid - 200, 10
+        for e in await gw.send(o):                  # acknowledged and journaled: resting at the venue
+            eng.on_exec(e)
+        assert int(e["kind"]) == schema.EX_ACK
+        cid_s = gw.client_order_id(eng.cid_base + 1)
+        st, body, _ = sim.request("DELETE", "/fapi/v1/order", {"symbol": "BTCUSDT", "origClientOrderId": cid_s})
+        assert st == 200 and body["status"] == "CANCELED"
+        rest.blocked_until = time.monotonic() + 0.5      # the cancel-all is refused (rate limited)
+        await eng.shutdown()
+        eng.journal.close()
+        await rest.close()
+        return eng.venue_open_after_stop
+
+    left = asyncio.run(go())
+    es = list(JournalReader(str(tmp_path / "j")).entries())
+    ends = [e.record() for e in es if e.kind == RK_EXEC and int(e.record()["client_id"]) == (1 << 40) + 1]
+    assert [int(r["kind"]) for r in ends] == [schema.EX_ACK, schema.EX_CANCELED]
+    refused = [e.record() for e in es if e.kind == RK_EXEC and int(e.record()["client_id"]) == 0]
+    assert [int(r["reason"]) for r in refused] == [-1003]           # the cancel-all, rate limited
+    ev = [e.record() for e in es if e.kind == RK_EVENT]
+    settled = [x for x in ev if x["event"] == "settled_at_stop"]
+    assert len(settled) == 1 and list(settled[0]["orders_ended"].values()) == ["CANCELED"]
+    assert ev[-1]["event"] == "stop" and left == 0

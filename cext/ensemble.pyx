@@ -37,6 +37,8 @@ cdef extern from "ensemble_kernels.h" nogil:
     int cs_kernels_init(int allow_wide)
     void cs_trees(const cs_node *nodes, const int32_t *roots, int64_t n_trees, int mode,
                   const int32_t *wcls, const float *wval, const float *x, float *y)
+    void cs_trees_complete(const float *nodes, const float *leaves, const int32_t *cls, int64_t n_trees,
+                           int depth, int mode, int64_t n, const float *x, float *y)
 
 OP_WIDTH = 12
 cdef int _wide = cs_kernels_init(1)
@@ -74,7 +76,7 @@ def use_wide(bint allow) -> str:
     return kernel()
 
 # operation codes (engine.models.native emits them)
-COPY, MATMUL, ADD, MUL, SIGMOID, TANH, SOFTMAX, LINEAR, TREES, MATMUL_FROM = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+COPY, MATMUL, ADD, MUL, SIGMOID, TANH, SOFTMAX, LINEAR, TREES, MATMUL_FROM, TREES_COMPLETE = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
 # post transforms of the ONNX-ML classifiers
 POST_NONE, POST_SOFTMAX, POST_LOGISTIC, POST_SOFTMAX_ZERO = 0, 1, 2, 3
 POST_BINARY_PROB, POST_BINARY_LOGIT = 4, 5      # one score in column 0 -> [1 - p, p] / [sigmoid(-s), sigmoid(s)]
@@ -204,6 +206,10 @@ cdef class Program:
         self.n_commit = len(p)
         self.pre_fresh = False
 
+    def codes(self) -> list:
+        """The operation codes, in program order (the prelude's first)."""
+        return [int(self.ops[i * 12]) for i in range(self.n_ops)]
+
     def invalidate(self) -> None:
         """The arena's recurrent state was written from outside (a reset): the prelude is
         run again before the next ``run_row`` / ``run_ptr``."""
@@ -294,6 +300,22 @@ cdef class Program:
                 inside(a, r * k, "x"); inside(out, r * n, "out"); inside(o[10], n, "base values")
                 if o[7] < 0 or o[7] + o[8] > n_roots:
                     raise ValueError(f"op {i}: trees [{o[7]}, {o[7] + o[8]}) outside {n_roots}")
+            elif code == 11:
+                depth, cmp_, cls_off = o[11] % 16, (o[11] // 16) % 8, o[11] >> 7
+                if o[11] < 0 or not 0 <= cmp_ <= 5 or o[8] < 0:
+                    raise ValueError(f"op {i}: comparison {cmp_} or {o[8]} trees")
+                inner = (1 << depth) - 1
+                inside(a, r * k, "x"); inside(out, r * n, "out"); inside(o[10], n, "base values")
+                inside(b, o[8] * inner * 2, "nodes")
+                inside(o[7], o[8] * (inner + 1) * (1 if cls_off else n), "leaves")
+                feats = self.arena[b:b + o[8] * inner * 2].view("int32")[1::2]
+                if len(feats) and not ((feats >= 0) & (feats < k)).all():
+                    raise ValueError(f"op {i}: a node's feature index outside [0, {k})")
+                if cls_off:
+                    inside(cls_off, o[8], "tree classes")
+                    c = self.arena[cls_off:cls_off + o[8]].view("int32")
+                    if len(c) and not ((c >= 0) & (c < n)).all():
+                        raise ValueError(f"op {i}: a tree's class outside [0, {n})")
             else:
                 raise ValueError(f"op {i}: unknown code {code}")
         for i in range(n_roots):
@@ -439,6 +461,14 @@ cdef class Program:
                             v += w[kk] * x[kk]
                         y[jj] = v
                     _post(y, <int>n, <int>o[8])
+            elif code == 11:                                # TREES_COMPLETE: b nodes, p1 leaves, p2 trees, p3 post, p4 base,
+                for rr in range(r):                         # p5 (class per tree or -1) * 128 + mode * 16 + depth
+                    x = A + o[1] + rr * k
+                    y = A + o[3] + rr * n
+                    memcpy(y, A + o[10], n * sizeof(float))
+                    cs_trees_complete(A + o[2], A + o[7], (<const int32_t *>A) + (o[11] >> 7) if o[11] >= 128 else NULL,
+                                      o[8], <int>(o[11] % 16), <int>((o[11] // 16) % 8), n, x, y)
+                    _post(y, <int>n, <int>o[9])
             elif code == 9:                                 # TREES: roots [p1, p1+p2), p3 post, p4 base values, p5 the nodes' one comparison (or -1)
                 for rr in range(r):
                     x = A + o[1] + rr * k

@@ -233,4 +233,52 @@ static void cs_trees(const cs_node *nodes, const int32_t *roots, int64_t n_trees
     }
 }
 
+/* Shallow trees laid out complete (depth D, every node at its breadth-first index: the
+ * children of i at 2i + 1, true, and 2i + 2, false; a leaf above depth D is repeated under
+ * padding nodes, so any way down reaches its weights). Per tree 2^D - 1 nodes of 8 bytes
+ * (the threshold, then the feature index's int32 bits) and 2^D leaves: n class weights
+ * each, or, when every leaf of every tree adds to one class (``cls``: the tree's class),
+ * that one weight. One tree after the other: no pointer to follow, D compares per tree,
+ * and the memory a row reads is a sequence the prefetcher can stream instead of scattered
+ * nodes. Trees are walked CS_LANES at a time (their loads overlap), and their leaves
+ * added in tree order. */
+#define CS_WALK_COMPLETE(GO)                                                      \
+    for (int64_t t0 = 0; t0 < n_trees; t0 += CS_LANES) {                          \
+        const int m = (int)(n_trees - t0 < CS_LANES ? n_trees - t0 : CS_LANES);   \
+        int64_t idx[CS_LANES] = {0};                                              \
+        const float *base = nodes + t0 * inner * 2;                               \
+        for (int d = 0; d < depth; d++)                                           \
+            for (int l = 0; l < m; l++) {                                         \
+                const float *nd = base + (l * inner + idx[l]) * 2;                \
+                int32_t f;                                                        \
+                memcpy(&f, nd + 1, sizeof(f));                                    \
+                const float v = x[f], th = nd[0];                                 \
+                idx[l] = 2 * idx[l] + ((GO) ? 1 : 2);                             \
+            }                                                                     \
+        if (cls) {                                                                \
+            for (int l = 0; l < m; l++)                                           \
+                y[cls[t0 + l]] += leaves[(t0 + l) * nleaf + idx[l] - inner];      \
+        } else {                                                                  \
+            for (int l = 0; l < m; l++) {                                         \
+                const float *lv = leaves + ((t0 + l) * nleaf + idx[l] - inner) * n; \
+                for (int64_t c = 0; c < n; c++)                                   \
+                    y[c] += lv[c];                                                \
+            }                                                                     \
+        }                                                                         \
+    }
+
+static void cs_trees_complete(const float *nodes, const float *leaves, const int32_t *cls, int64_t n_trees,
+                              int depth, int mode, int64_t n, const float *x, float *y)
+{
+    const int64_t inner = ((int64_t)1 << depth) - 1, nleaf = (int64_t)1 << depth;
+    switch (mode) {
+    case 0: CS_WALK_COMPLETE(v <= th) break;
+    case 1: CS_WALK_COMPLETE(v < th) break;
+    case 2: CS_WALK_COMPLETE(v >= th) break;
+    case 3: CS_WALK_COMPLETE(v > th) break;
+    case 4: CS_WALK_COMPLETE(v == th) break;
+    default: CS_WALK_COMPLETE(v != th) break;
+    }
+}
+
 #endif

@@ -314,8 +314,17 @@ def compile_graph(model_bytes: bytes) -> NativeGraph:
             _label_unused(node, consumers)
             n, root0, n_trees, post, base = _trees(node, at, k, B)
             b_off = B.alloc(node.name + "__base", 1, n, data=base)
-            B.op(E.TREES, a=off, out=out_tensor(node.output[1], r, n), r=r, k=k, n=n,
-                 p1=root0, p2=n_trees, p3=post, p4=b_off)
+            complete = _complete(B, root0, n_trees, n)
+            if complete is not None:                 # shallow trees, one comparison: laid out complete
+                nodes, leaves, cls, depth, cmp_ = complete
+                nd_off = B.alloc(node.name + "__nodes", 1, nodes.size, data=nodes)
+                lv_off = B.alloc(node.name + "__leaves", 1, leaves.size, data=leaves)
+                cls_off = B.alloc(node.name + "__classes", 1, cls.size, data=cls) if cls is not None else 0
+                B.op(E.TREES_COMPLETE, a=off, b=nd_off, out=out_tensor(node.output[1], r, n), r=r, k=k, n=n,
+                     p1=lv_off, p2=n_trees, p3=post, p4=b_off, p5=cls_off * 128 + cmp_ * 16 + depth)
+            else:
+                B.op(E.TREES, a=off, out=out_tensor(node.output[1], r, n), r=r, k=k, n=n,
+                     p1=root0, p2=n_trees, p3=post, p4=b_off)
         else:
             raise Unsupported(f"operator {t} ({node.name})")
 
@@ -460,6 +469,61 @@ def _trees(node, at, k, B):
     root0 = len(tr["roots"])
     tr["roots"].extend(roots[t] for t in sorted(roots))
     return n, root0, len(roots), post, base
+
+
+COMPLETE_MAX_DEPTH = 6      # deeper trees stay nodes and pointers (a complete layout would grow as 2^depth)
+
+
+def _complete(B, root0: int, n_trees: int, n: int):
+    """The trees [root0, root0 + n_trees) of the builder's node arrays laid out complete
+    (``cs_trees_complete``): (nodes [trees, 2^D - 1, 2] as threshold and feature index (its
+    int32 bits), leaves [trees, 2^D, n] as class weights, or [trees, 2^D] with each tree's
+    class (int32 bits) when every leaf of a tree adds one weight to one class, else None;
+    D, the comparison), or None when a tree is deeper than COMPLETE_MAX_DEPTH or the
+    branches do not all compare the same way. Float32 arrays: they go into the arena."""
+    tr = B.trees
+    feat, thr, mode, tn, fn = tr["feat"], tr["thr"], tr["mode"], tr["tnext"], tr["fnext"]
+    roots = tr["roots"][root0:root0 + n_trees]
+    modes, depth = set(), 0
+    todo = [(r, 0) for r in roots]
+    while todo:
+        i, d = todo.pop()
+        if feat[i] < 0:
+            depth = max(depth, d)
+            continue
+        if d >= COMPLETE_MAX_DEPTH:
+            return None
+        modes.add(mode[i])
+        todo += [(tn[i], d + 1), (fn[i], d + 1)]
+    if len(modes) > 1:
+        return None
+    inner = (1 << depth) - 1
+    nodes = np.zeros((n_trees, max(inner, 0), 2), np.float32)
+    feats = nodes.view(np.int32)
+    leaves = np.zeros((n_trees, inner + 1, n), np.float32)
+    tree_cls = np.full(n_trees, -1, np.int64)           # the one class a tree's leaves add to (-2: several)
+    for t, r in enumerate(roots):
+        todo = [(r, 0)]                              # (node, breadth-first position)
+        while todo:
+            i, pos = todo.pop()
+            if pos >= inner:                         # depth D: the leaf's weights
+                w0, nw = tr["wstart"][i], tr["wcount"][i]
+                for j in range(w0, w0 + nw):
+                    leaves[t, pos - inner, tr["wcls"][j]] += tr["wval"][j]
+                c = tr["wcls"][w0] if nw == 1 else -2
+                tree_cls[t] = c if tree_cls[t] in (-1, c) else -2
+                continue
+            if feat[i] >= 0:
+                nodes[t, pos, 0] = thr[i]
+                feats[t, pos, 1] = feat[i]
+                todo += [(tn[i], 2 * pos + 1), (fn[i], 2 * pos + 2)]
+            else:                                    # a leaf above depth D: under it, itself both ways
+                todo += [(i, 2 * pos + 1), (i, 2 * pos + 2)]
+    cls = None
+    if (tree_cls >= 0).all():                            # one weight per leaf, one class per tree
+        leaves = leaves[np.arange(n_trees), :, tree_cls].copy()
+        cls = tree_cls.astype(np.int32).view(np.float32)
+    return nodes, leaves, cls, depth, (modes.pop() if modes else 0)
 
 
 def probe_rows(graph: NativeGraph, n_features: int, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:

@@ -54,7 +54,7 @@ def _tree_classifier(modes, n_classes=3, post="NONE", base=None, weights=None, c
                                                   (0, "LEAF", 0, 0, 0)]):
             nt.append(t); ni.append(nid); nf.append(feat); nv.append(v); nm.append(m); tt.append(a); ff.append(b)
         for leaf in (1, 3, 4):
-            for c in (class_ids if class_ids is not None else range(n_classes)):
+            for c in (class_ids(t) if callable(class_ids) else class_ids if class_ids is not None else range(n_classes)):
                 ct.append(t); cn.append(leaf); ci.append(c)
                 cw.append(float(rng.random()) if weights is None else weights(rng))
     kw = dict(nodes_treeids=nt, nodes_nodeids=ni, nodes_featureids=nf, nodes_values=nv, nodes_modes=nm,
@@ -327,3 +327,44 @@ def test_the_recurrent_product_runs_once_per_state():
     full.view("x")[:] = x
     full.program.run(False)
     assert np.array_equal(g.view("y"), full.view("y"))
+
+
+@pytest.mark.parametrize("mode", ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"])
+def test_shallow_trees_of_one_comparison_are_laid_out_complete(mode):
+    """Every comparison, at, just below and just above each threshold, through the complete
+    layout (a leaf above the full depth repeated under padding nodes): ONNX Runtime's
+    answers; a mixed ensemble keeps the node walk."""
+    data = _model([_tree_classifier([mode] * 20, post="SOFTMAX", base=[0.1, -0.2, 0.3])], [("x", [1, 4])],
+                  [("probabilities", [1, 3])])
+    g = _compare(data, _grid_rows())
+    assert g.program.codes() == [E.TREES_COMPLETE]
+    mixed = _model([_tree_classifier(["BRANCH_LEQ", "BRANCH_GT"] * 5)], [("x", [1, 4])], [("probabilities", [1, 3])])
+    assert _compare(mixed, _grid_rows()).program.codes() == [E.TREES]
+    # boosted trees' layout: each tree adds one weight to one class (tree t to class t % 3)
+    boosted = _model([_tree_classifier([mode] * 21, post="SOFTMAX", class_ids=lambda t: [t % 3],
+                                       weights=lambda r: float(r.normal()))], [("x", [1, 4])],
+                     [("probabilities", [1, 3])])
+    assert _compare(boosted, _grid_rows()).program.codes() == [E.TREES_COMPLETE]
+
+
+def _chain_tree(depth):
+    """One tree, a chain of ``depth`` branches (x[d % 4] <= d / 4: a leaf, else on)."""
+    nt, ni, nf, nv, nm, tt, ff, cn, ci, cw = [], [], [], [], [], [], [], [], [], []
+    for d in range(depth):
+        nt += [0, 0]; ni += [2 * d, 2 * d + 1]; nf += [d % 4, 0]; nv += [d / 4, 0.0]
+        nm += ["BRANCH_LEQ", "LEAF"]; tt += [2 * d + 1, 0]; ff += [2 * d + 2, 0]
+        cn += [2 * d + 1] * 3; ci += [0, 1, 2]; cw += [d / 10, 1 - d / 10, 0.5]
+    nt.append(0); ni.append(2 * depth); nf.append(0); nv.append(0.0); nm.append("LEAF"); tt.append(0); ff.append(0)
+    cn += [2 * depth] * 3; ci += [0, 1, 2]; cw += [0.9, 0.1, 0.2]
+    return helper.make_node("TreeEnsembleClassifier", ["x"], ["label", "probabilities"], domain="ai.onnx.ml",
+                            nodes_treeids=nt, nodes_nodeids=ni, nodes_featureids=nf, nodes_values=nv, nodes_modes=nm,
+                            nodes_truenodeids=tt, nodes_falsenodeids=ff, class_treeids=[0] * len(cn),
+                            class_nodeids=cn, class_ids=ci, class_weights=cw, classlabels_int64s=[0, 1, 2])
+
+
+@pytest.mark.parametrize("depth, code", [(native.COMPLETE_MAX_DEPTH, E.TREES_COMPLETE),
+                                         (native.COMPLETE_MAX_DEPTH + 1, E.TREES)])
+def test_deep_trees_keep_the_node_walk(depth, code):
+    data = _model([_chain_tree(depth)], [("x", [1, 4])], [("probabilities", [1, 3])])
+    rows = np.random.default_rng(1).uniform(-0.5, 2.0, (300, 4)).astype(np.float32)
+    assert _compare(data, rows).program.codes() == [code]

@@ -49,8 +49,8 @@ from cext.shm_core cimport cs_mono_ns
 from cext.ensemble cimport Program
 from cext.strategies cimport MarketMaker
 from cext.risk cimport RiskGate, RiskState, InstRisk
-from cext.positions cimport PositionBook
-from cext.orderwire cimport OrderEncoder
+from cext.positions cimport PositionBook, Position
+from cext.orderwire cimport OrderEncoder, WriteHold
 from cext.feedhandler cimport FeedHandler
 from cext.book cimport OrderBook
 from cext.schema cimport MarketRecord, BookTop
@@ -125,7 +125,8 @@ cdef class DecisionPath:
     # order connections, and futures made ahead for the answers (one each costs ~5 us
     # when it is made right before the write, in the running engine)
     cdef bytearray gw_insts
-    cdef object rest, breaker
+    cdef object rest
+    cdef WriteHold rest_hold, breaker_hold   # a 429's Retry-After, the circuit breaker: no write before
     cdef OrderEncoder enc
     cdef object links
     cdef list link_list, spare
@@ -140,6 +141,7 @@ cdef class DecisionPath:
     cdef list rts                   # inst -> the EnsembleRuntime last seen for it
     cdef list progs                 # inst -> its compiled Program, or None (ONNX Runtime)
     cdef list probs_arr             # inst -> its probabilities array (kept: probs points into it)
+    cdef list positions             # inst -> its Position in the position book
     cdef const float **probs
     # the last call
     cdef OrderRecord intents[MAX_INTENTS]
@@ -202,7 +204,9 @@ cdef class DecisionPath:
         self.gw_insts = bytearray(max(gateway.by_inst, default=-1) + 1)
         for inst in gateway.by_inst:
             self.gw_insts[inst] = 1
-        self.rest, self.breaker = gateway.rest, gateway.breaker
+        self.rest = gateway.rest
+        self.rest_hold, self.breaker_hold = gateway.rest.hold, gateway.breaker.hold
+        self.positions = [book.positions.get(inst) for inst in range(self.n)]
         self.spare = []
         self._refresh()
 
@@ -211,23 +215,27 @@ cdef class DecisionPath:
         free(self.probs)
 
     # ------------------------------------------------------------------ the model
-    cdef _model(self, int inst):
-        """The instrument's runtime (None: no model), its compiled program and
-        probabilities pointer refreshed when the brain loaded another one."""
-        cdef PyObject *p = PyDict_GetItem(self.models, inst)
-        if p == NULL:
-            return None
-        rt = <object>p
-        if rt is not self.rts[inst]:
-            prog = rt.prog
-            self.progs[inst] = prog if isinstance(prog, Program) else None
-            a = np.ascontiguousarray(rt.probs)
-            if a.dtype != np.float32 or a.size < 3 or a is not rt.probs:
-                raise ValueError("the model's probabilities: a contiguous float32 vector of 3 expected")
-            self.probs_arr[inst] = a
-            self.probs[inst] = <const float *>_buffer_ptr(a, 4 * a.size, "probabilities")
+    def refresh_models(self):
+        """Each instrument's runtime as the brain holds it now (after a reload or a
+        rollback: the engine calls this at once; the path also looks after every decision
+        that made orders and in every rehearsal, off the write)."""
+        for inst in range(self.n):
+            if not self.st[inst].known:
+                continue
+            rt = self.models.get(inst)
+            if rt is self.rts[inst]:
+                continue
+            self.progs[inst] = self.probs_arr[inst] = None
+            self.probs[inst] = NULL
+            if rt is not None:
+                prog = rt.prog
+                a = np.ascontiguousarray(rt.probs)
+                if a.dtype != np.float32 or a.size < 3 or a is not rt.probs:
+                    raise ValueError("the model's probabilities: a contiguous float32 vector of 3 expected")
+                self.progs[inst] = prog if isinstance(prog, Program) else None
+                self.probs_arr[inst] = a
+                self.probs[inst] = <const float *>_buffer_ptr(a, 4 * a.size, "probabilities")
             self.rts[inst] = rt
-        return rt
 
     # ------------------------------------------------------------------ one decision
     def decide(self, int inst, int64_t origin, int64_t ts, int64_t t_parse, int64_t bb, int64_t ba,
@@ -269,7 +277,7 @@ cdef class DecisionPath:
                 self._minute(inst, last, ts, <double>mid)
             else:
                 s.last_mid = <double>mid
-        rt = self._model(inst)
+        rt = self.rts[inst]
         self.scored = rt is not None and _all_ready(s.ready, s.n_features)
         if self.scored:
             commit = t_feat >= s.next_sample
@@ -314,7 +322,7 @@ cdef class DecisionPath:
     cdef _mark(self, int inst, int64_t mid, int64_t t):
         cdef InstRisk *r = &self.state.inst[inst]
         r.mark_px, r.mark_ns, r.data_ns, r.book_valid = mid, t, t, True
-        self.book.on_mark(inst, mid)
+        self.book.mark(<Position?>self.positions[inst], mid)
 
     cdef int _gate_and_write(self, int i) except -1:
         cdef OrderRecord *o = &self.orders[i]
@@ -340,7 +348,7 @@ cdef class DecisionPath:
             if self.enc is None or self.link_list is None:
                 return False
         now_s = cs_mono_ns() * 1e-9
-        if now_s < self.breaker.open_until or now_s < self.rest.blocked_until:
+        if now_s < self.rest_hold.until or now_s < self.breaker_hold.until:
             return False
         try:
             self.enc.time_offset_ms = self.rest.time_offset_ms
@@ -366,12 +374,14 @@ cdef class DecisionPath:
 
     cdef _refresh(self):
         """The gateway's encoder (made once its order connections are open) and order
-        connections as they are now, and futures made for the next answers (in a running
-        loop). Off the write: at construction, after each decision, in each rehearsal."""
+        connections as they are now, futures made for the next answers (in a running loop),
+        and the brain's models (``refresh_models``). Off the write: at construction, after
+        each decision that made orders, in each rehearsal."""
         if self.enc is None:
             enc = self.gateway._enc if self.gateway._enc is not None else self.gateway._encoder()
             if enc is not None:
                 self.enc = <OrderEncoder?>enc
+        self.refresh_models()
         links = self.rest.links
         if links is not self.links:
             self.links = links
@@ -429,7 +439,7 @@ cdef class DecisionPath:
             s = &self.st[inst]
             if not s.have_last:
                 continue
-            rt = self._model(inst)
+            rt = self.rts[inst]
             if rt is not None and _all_ready(s.ready, s.n_features):
                 prog = self.progs[inst]
                 if prog is not None:

@@ -26,6 +26,9 @@ cdef class HmacSha256:
     cdef Sha256 outer
     cdef void hex_into(self, const uint8_t *msg, Py_ssize_t n, char *out) noexcept nogil
 
+cdef class WriteHold:
+    cdef public double until
+
 cdef class OrderEncoder:
     cdef HmacSha256 mac
     cdef bytes head_new        # "POST {prefix}/fapi/v1/order?"

@@ -190,6 +190,17 @@ cdef class HmacSha256:
         return PyBytes_FromStringAndSize(out, 64).decode()
 
 
+# ---------------------------------------------------------------- holds
+cdef class WriteHold:
+    """Until when (CLOCK_MONOTONIC seconds, ``time.monotonic``) no order request may be
+    written: a 429/418's Retry-After (BinanceRest), an open circuit breaker (the gateway).
+    A C field, so that the compiled decision path (cext.hotpath) reads it without a Python
+    attribute lookup; the Python side sets it through the owners' properties."""
+
+    def __init__(self, double until=0.0):
+        self.until = until
+
+
 # ---------------------------------------------------------------- the requests
 UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 

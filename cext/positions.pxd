@@ -47,6 +47,7 @@ cdef class PositionBook:
     cdef void _fill(self, int inst, int side, int64_t px, int64_t qty, double fee) except *
     cdef void _sync(self, int inst) except *
     cpdef void on_mark(self, int inst, int64_t mark_px) except *
+    cdef void mark(self, Position p, int64_t mark_px) except *
     cpdef double unrealized(self, int inst) except? -1e300
     cpdef double equity(self) except? -1e300
     cdef void _update_equity(self) except *

@@ -207,7 +207,10 @@ cdef class PositionBook:
 
     # ---------------------------------------------------------------- marks and equity
     cpdef void on_mark(self, int inst, int64_t mark_px) except *:
-        cdef Position p = self.positions[inst]
+        self.mark(self.positions[inst], mark_px)
+
+    cdef void mark(self, Position p, int64_t mark_px) except *:
+        """``on_mark`` for the instrument's Position itself (one of ``positions``)."""
         p.mark_px = mark_px
         if p.qty:                   # flat: the mark moves nothing
             self._update_equity()

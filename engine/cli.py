@@ -99,6 +99,7 @@ def _cmd_run(args) -> int:
                     admin=None if args.admin == "none" else args.admin,
                     metrics_port=None if args.metrics_port < 0 else args.metrics_port,
                     topology=args.topology, wait=args.wait, cpus=cpus, hot_path=args.hot_path,
+                    rehearse_us=args.rehearse_us,
                     children=args.children, group=args.group, manifest=args.manifest,
                     symbols=tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols
                     else (("BTCUSDT",) if args.venue == "binance" else ()),
@@ -142,6 +143,7 @@ def _cmd_bench(args) -> int:
             recs = latency.run(t, seconds=args.seconds, speed=args.speed, wait=args.wait, warmup_s=args.warmup,
                                model=args.model, inference=args.inference, cpus=_fused_cpus(args.cpus) if t == "fused" else args.cpus,
                                sim_cpus=args.sim_cpus, plot=plot, hot_path=args.hot_path,
+                               rehearse_us=args.rehearse_us,
                                progress=lambda m: print(m, file=sys.stderr, flush=True))
         except RuntimeError as e:
             print(f"bench latency: {e}", file=sys.stderr)
@@ -729,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split topologies: how ring readers wait (spin burns a core each; default hybrid); "
                          "fused: spin = the event loop busy-polls and rehearses between messages (one core)")
     rn.add_argument("--cpus", help="CPU sets per process, e.g. 'feed=0;brain=1;engine=2' (default: not pinned)")
+    rn.add_argument("--rehearse-us", type=float, default=200.0,
+                    help="fused --wait spin: rehearse the model and the order path this often between messages "
+                         "(default 200 us; 0: never)")
     rn.add_argument("--hot-path", choices=["compiled", "python"], default="compiled",
                     help="fused, 2proc: the decision from the instrument's state to the order written as one "
                          "compiled call (default; cext.hotpath) or each step called from Python")
@@ -803,6 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "check (auto, the default)")
     be.add_argument("--cpus", help="CPU sets, e.g. 'feed=0;engine=1' (fused: 'engine=1' or just '1')")
     be.add_argument("--sim-cpus", help="CPU set for the sim process, e.g. '0' (default: not pinned)")
+    be.add_argument("--rehearse-us", type=float, default=200.0,
+                    help="fused --wait spin: the engine's --rehearse-us (default 200)")
     be.add_argument("--hot-path", choices=["compiled", "python"], default="compiled",
                     help="fused, 2proc: the engine's --hot-path (the decision compiled into one call, or each "
                          "step called from Python: the comparison)")

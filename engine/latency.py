@@ -236,7 +236,7 @@ class ProcSampler:
 def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wait: str = "hybrid",
         warmup_s: float = 5.0, model: str | None = None, cpus: str | None = None, plot: str | None = None,
         cli: str | None = None, progress=print, sim_cpus: str | None = None, inference: str = "auto",
-        hot_path: str = "compiled") -> list[dict]:
+        hot_path: str = "compiled", rehearse_us: float = 200.0) -> list[dict]:
     """One measured run; returns the JSON-line records (see the module docstring).
     ``cpus``: the engine's ``--cpus``; ``sim_cpus``: CPUs for the sim process ('0', '0,1');
     ``inference``: the engine's ``--inference`` (how the ensemble runs); ``hot_path``: the
@@ -265,6 +265,8 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
             cmd += ["--cpus", cpus]
         if topology in ("fused", "2proc"):
             cmd += ["--hot-path", hot_path]
+        if topology == "fused" and wait == "spin":
+            cmd += ["--rehearse-us", str(rehearse_us)]
         env = dict(os.environ, CRYPTOSCALP_API_KEY=TEST_API_KEY, CRYPTOSCALP_API_SECRET=TEST_API_SECRET)
         eng = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         sampler = ProcSampler(eng.pid)
@@ -309,6 +311,7 @@ def run(topology: str = "fused", seconds: float = 60.0, speed: float = 20.0, wai
         t2t["messages"] = final["messages"]
         t2t["orders_sent"] = final["orders_sent"]
         if wait == "spin" and topology == "fused":
+            t2t["rehearse_us"] = rehearse_us
             t2t["rehearsals"] = final.get("rehearsals")
             t2t["rehearsal_error"] = final.get("rehearsal_error")
         if model:

@@ -820,6 +820,8 @@ class FusedEngine:
                     self._mark_from_region(ins.inst)
             now = time.monotonic_ns()
             self.gc.tick()                            # the collector's pauses here, not mid-message
+            if self.path is not None:
+                self.path.refresh_models()            # (reloads tell it at once; this catches any other way)
             m = self.metrics
             m.flush()
             m.heartbeat.set(time.time())
@@ -839,6 +841,12 @@ class FusedEngine:
                 await self.gateway.heartbeat()            # cancel-on-disconnect countdown
             except Exception as e:
                 log.warning("countdownCancelAll: %s", e)
+
+    def _models_changed(self, out):
+        """The brain loaded other models: the compiled path takes them for its next decision."""
+        if self.path is not None:
+            self.path.refresh_models()
+        return out
 
     def _rehearse_order(self, gateway) -> None:
         """A post-only bid of the strategy's size one tick under the last mid of the next
@@ -967,12 +975,12 @@ class FusedEngine:
 
         def reload_model(_):
             if self.brain is not None:
-                return self.brain.reload_model()
+                return self._models_changed(self.brain.reload_model())
             return self._restart_brain("model reload")
 
         def rollback_model(_):
             if self.brain is not None:
-                return self.brain.rollback_model()
+                return self._models_changed(self.brain.rollback_model())
             from engine.models.registry import ModelRegistry
             self._need_model()                        # refused before the registry moves
             rec = ModelRegistry(self.cfg.model_dir).rollback(reason="admin")

@@ -36,6 +36,7 @@ import aiohttp
 import numpy as np
 import orjson
 
+from cext.orderwire import WriteHold
 from cext.records import order_head, stamp_send
 from engine import schema
 from engine.venues.instruments import Instrument
@@ -88,8 +89,16 @@ class CircuitBreaker:
     window_s: float = 30.0
     cooldown_s: float = 30.0
     errors: deque = field(default_factory=deque)
-    open_until: float = 0.0
     trips: int = 0
+    hold: WriteHold = field(default_factory=WriteHold)      # open_until, where the compiled path reads it
+
+    @property
+    def open_until(self) -> float:
+        return self.hold.until
+
+    @open_until.setter
+    def open_until(self, t: float) -> None:
+        self.hold.until = t
 
     def allow(self, now: float) -> bool:
         return now >= self.open_until
@@ -134,10 +143,19 @@ class BinanceRest:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.session: aiohttp.ClientSession | None = None
         self.weight_used = 0
-        self.blocked_until = 0.0          # monotonic: after 429 / 418
+        self.hold = WriteHold()           # blocked_until, where the compiled path reads it
         self.sign_ns: list[int] = []      # per request written at once: encoding and signing ...
         self.write_ns: list[int] = []     # ... and the write itself (the first 100,000 of each)
         self.time_offset_ms = 0           # venue time - our time, from /time
+
+    @property
+    def blocked_until(self) -> float:
+        """Monotonic seconds: after a 429 / 418, nothing is sent before this."""
+        return self.hold.until
+
+    @blocked_until.setter
+    def blocked_until(self, t: float) -> None:
+        self.hold.until = t
 
     async def open(self) -> None:
         if self.session is None:

@@ -247,3 +247,22 @@ def test_a_rehearsal_changes_nothing_and_writes_nothing(tmp_path):
         eng.journal.close()
 
     asyncio.run(main())
+
+
+def test_a_reloaded_model_is_the_one_the_path_scores_with(tmp_path, registry_copy):
+    async def main():
+        eng = _engine(tmp_path / "j", "compiled", model=registry_copy)
+        fe = eng.feed.features[BTC.inst]
+        fe.out[:] = 0.001
+        fe.ready[:] = True
+        old = eng.brain.models[BTC.inst]
+        _decide(eng.path)
+        assert old.calls == 1
+        eng.admin_handlers()["reload-model"](None)      # the admin's reload: the path is told at once
+        new = eng.brain.models[BTC.inst]
+        assert new is not old
+        _decide(eng.path)
+        assert (old.calls, new.calls) == (1, 1)
+        eng.journal.close()
+
+    asyncio.run(main())

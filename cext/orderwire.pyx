@@ -29,7 +29,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from cext.schema cimport (OrderRecord, SIDE_BUY, SIDE_SELL, OT_LIMIT, OT_POST_ONLY, OT_IOC, OT_MARKET, OT_FOK,
                           OF_REDUCE_ONLY, ACT_NEW, ACT_CANCEL)
@@ -374,7 +374,13 @@ cdef class OrderEncoder:
         self.mac.hex_into(<const uint8_t *>self.buf, n, self.buf + n + 11)
         memcpy(self.buf + n, b"&signature=", 11)
         n += 11 + 64
-        return head + PyBytes_FromStringAndSize(self.buf, n) + self.tail
+        cdef Py_ssize_t hl = len(head), tl = len(self.tail)
+        out = PyBytes_FromStringAndSize(NULL, hl + n + tl)      # the request in one allocation
+        cdef char *p = PyBytes_AS_STRING(out)
+        memcpy(p, <const char *>head, hl)
+        memcpy(p + hl, self.buf, n)
+        memcpy(p + hl + n, <const char *>self.tail, tl)
+        return out
 
 
 cdef inline int _put(char *buf, int n, const char *s) noexcept:

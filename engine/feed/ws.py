@@ -59,8 +59,12 @@ def _told(done) -> None:
     try:
         done()
     except Exception as e:
-        asyncio.get_running_loop().call_exception_handler(
-            {"message": "exception in the feed's read-end callback", "exception": e})
+        _failed(e)
+
+
+def _failed(e: Exception) -> None:
+    asyncio.get_running_loop().call_exception_handler(
+        {"message": "exception in the feed's read-end callback", "exception": e})
 
 
 class _ReadEnd(asyncio.BufferedProtocol):
@@ -74,7 +78,10 @@ class _ReadEnd(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.inner.buffer_updated(nbytes)
-        _told(self.done)
+        try:                        # (``_told``, written out: this is the path to every decision)
+            self.done()
+        except Exception as e:
+            _failed(e)
 
     def eof_received(self):
         return self.inner.eof_received()
@@ -98,6 +105,7 @@ class _Listener(WSListener):
     def on_ws_connected(self, transport: WSTransport):
         self.transport = transport
         self.read_end = None
+        self.turn_due = False
         done = self.session.on_read_end
         if done is not None:
             try:
@@ -105,7 +113,7 @@ class _Listener(WSListener):
                 ut.set_protocol(_ReadEnd(ut.get_protocol(), done))
             except (AttributeError, NotImplementedError) as e:
                 log.warning("no read-end hook on this transport (%r): the read's end is told after the frame "
-                            "picows marks as the last of its buffer instead", e)
+                            "picows marks as the last of its buffer, and one loop turn later", e)
                 self.read_end = done
 
     def on_ws_frame(self, transport: WSTransport, frame):
@@ -114,11 +122,21 @@ class _Listener(WSListener):
         t = frame.msg_type
         if t == WSMsgType.TEXT or t == WSMsgType.BINARY:
             self.session._on_payload(self.conn, frame.get_payload_as_bytes(), mono, wall)
-            if self.read_end is not None and frame.last_in_buffer:
-                _told(self.read_end)
+            if self.read_end is not None:
+                # the frame picows marks as its buffer's last; a ping or pong it answers itself may be the
+                # last instead, and is not handed over: a loop turn later too (a second call finds nothing due)
+                if frame.last_in_buffer:
+                    _told(self.read_end)
+                if not self.turn_due:
+                    self.turn_due = True
+                    asyncio.get_running_loop().call_soon(self._turn)
         elif t == WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
+
+    def _turn(self) -> None:
+        self.turn_due = False
+        _told(self.read_end)
 
     def on_ws_disconnected(self, transport: WSTransport):
         self.session._on_disconnected(self.conn)

@@ -175,7 +175,8 @@ def test_read_end_is_called_after_each_reads_frames(btc_capture, loop):
 
 def test_a_transport_without_set_protocol_tells_the_read_end_by_the_last_frame(caplog):
     """Where the transport cannot take the read-end protocol, the session says so and goes
-    on: the read's end is told after the frame picows marks as the last of its buffer."""
+    on: the read's end is told after the frame picows marks as the last of its buffer, and
+    one loop turn later (the buffer's last frame may be a ping picows answered itself)."""
     from picows import WSMsgType
     from engine.feed.ws import _Listener
 
@@ -203,6 +204,13 @@ def test_a_transport_without_set_protocol_tells_the_read_end_by_the_last_frame(c
     assert lst.transport is not None
     assert any("no read-end hook" in r.getMessage() for r in caplog.records)
     s._connecting = 0                # this connection is the one being opened as primary
-    for k in range(3):               # three frames read together: only the last one is marked
-        lst.on_ws_frame(None, Frame(b'{"k":%d}' % k, k == 2))
-    assert got == [b'{"k":0}', b'{"k":1}', b'{"k":2}'] and ends == [3]
+
+    async def frames():
+        for k in range(3):           # three frames read together: only the last one is marked
+            lst.on_ws_frame(None, Frame(b'{"k":%d}' % k, k == 2))
+        assert got == [b'{"k":0}', b'{"k":1}', b'{"k":2}'] and ends == [3]
+        lst.on_ws_frame(None, Frame(b'{"k":3}', False))     # a ping picows answered was the buffer's last
+        assert ends == [3]
+        await asyncio.sleep(0)                              # one loop turn later: told all the same
+        assert ends == [3, 4]
+    asyncio.run(frames())

@@ -170,12 +170,16 @@ cdef class FeedHandler:
                     applied.append(sync.last_u)
                 status = st if st != SYNC_STALE else status
             if sync.state == ST_SYNCED:
-                self.snapshot_needed.discard(inst)
                 status = SYNC_APPLIED
             self.res_applied = applied
             self.res_n_applied = len(applied)
-        if status == SYNC_GAP or status == SYNC_CROSSED or sync.state == ST_WAIT_SNAPSHOT:
+        # a book waiting for a snapshot (never synced, a gap, crossed) needs one; a book synced, or
+        # waiting for the stream's update that spans the snapshot it has, does not (the bridge comes
+        # on the stream: another snapshot now would only reset it, and cost 20 of the venue's weight)
+        if sync.state == ST_WAIT_SNAPSHOT:
             self.snapshot_needed.add(inst)
+        else:
+            self.snapshot_needed.discard(inst)
         self.res_sync = status
         if status == SYNC_GAP or status == SYNC_CROSSED:
             log.warning("%s: book %s at u=%d; resyncing from a new snapshot", self.instruments[inst].symbol,

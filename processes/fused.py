@@ -27,7 +27,7 @@ with the feed either in the same loop or in a process of its own (``RunConfig.to
   from the venue) before the new one is used; cancels needed meanwhile go out through this
   process's own REST session.
 
-Wiring (every piece is a component from engine/):
+Wiring (every piece is a component from engine/ or cext/):
     LiveFeed (WebSocket + FeedHandler + books + FeatureEngine)  --on_message-->
     brain: regime (OnlineRegime) -> model (EnsembleRuntime, optional) -> strategy
     risk:  RiskGate.check against RiskState (PositionBook keeps it current; TradingMonitor
@@ -37,6 +37,15 @@ Wiring (every piece is a component from engine/):
     journal: every intent's order or reject, every execution report, every state change
              (JournalWriter); market records are not journaled here (the recorder keeps
              raw frames when asked)
+
+The hot path (``hot_path="compiled"``, the default): the same components, called from C
+(cext.hotpath): in the fused topology FeedPath takes each frame from the WebSocket session
+through the FeedHandler, the book top and the features, and at the end of each socket
+read DecisionPath decides on each instrument's latest state (regime, model, strategy,
+mark, gate) and writes every request the gate passes before it returns; the Python code
+here then does the bookkeeping (``_decided``: answers' tasks, journal, metrics, refusals
+told to the strategy). 2proc: the ring reader's ``on_message`` and ``_brain_pass`` call
+DecisionPath. ``hot_path="python"``: each step called from here (``_decide_python``).
 
 Stages are stamped on each order (CLOCK_MONOTONIC): ``mono_origin`` (frame read off the
 socket), ``t_features``, ``t_infer``, ``t_strategy``, ``t_risk``, ``t_send`` (REST request

@@ -65,3 +65,31 @@ def test_gap_publishes_status_and_invalid_book(btc_capture, shm_prefix, caplog):
     assert h.stats()["parser"]["rejects"] == {"malformed": 1}
     assert any("rejected frame (malformed" in r.getMessage() for r in caplog.records)
     region.close(); region.unlink()
+
+
+def test_a_book_waiting_for_the_bridging_update_asks_for_no_new_snapshot():
+    """A snapshot newer than every buffered update leaves the book waiting for the stream's
+    update that spans it: that comes on the stream, so no other snapshot is asked for (each
+    reset the book and cost 20 of the venue's request weight a minute: the latency bench
+    once fetched 107 and was rate limited into a halt); once it came, the book is valid."""
+    import orjson
+
+    from engine.venues.instruments import Instrument
+
+    ins = [Instrument(symbol="BTCUSDT", inst=0, price_decimals=2, qty_decimals=3, tick_units=10, lot_units=1)]
+    h = FeedHandler(ins)
+
+    def depth(U, u, pu, bid):
+        return orjson.dumps({"stream": "btcusdt@depth@0ms", "data": {
+            "e": "depthUpdate", "E": 1, "T": 1, "s": "BTCUSDT", "U": U, "u": u, "pu": pu,
+            "b": [[f"{bid:.2f}", "1.000"]], "a": [[f"{bid + 1:.2f}", "1.000"]]}})
+    h.on_frame(depth(100, 105, 99, 60000.0), 1)
+    assert h.snapshot_needed == {0} and not h.is_valid(0)           # buffered: a snapshot is needed
+    snap = orjson.dumps({"lastUpdateId": 110, "E": 1, "T": 1, "bids": [["60000.00", "2.000"]],
+                         "asks": [["60001.00", "2.000"]]})
+    h.on_frame(snap, 2, "BTCUSDT")                                   # newer than the buffered update
+    assert h.snapshot_needed == set() and not h.is_valid(0)         # waiting for the bridge, on the stream
+    h.on_frame(depth(108, 112, 107, 60000.5), 3)                     # spans 110: synced
+    assert h.is_valid(0) and h.snapshot_needed == set()
+    h.on_frame(depth(120, 125, 119, 60000.5), 4)                     # pu != 112: a gap
+    assert h.snapshot_needed == {0} and not h.is_valid(0)

@@ -31,13 +31,15 @@ def test_accepts_and_stamps_and_counts_in_flight():
 
 def test_t_risk_is_the_clock_when_the_gate_is_done_unless_a_time_is_given():
     import time
-    g, st = make_gate(), make_state()
-    it = intent(qty=10)
+    # the market data is stamped on the live clock: a fixed stamp would be stale or in the
+    # future depending on the host's uptime (CLOCK_MONOTONIC counts from boot)
     before = time.monotonic_ns()
+    g, st = make_gate(), make_state(now=before)
+    it = intent(qty=10)
     ok, order = g.check(it, st)         # the live engine's call: no time given
     assert ok and before <= int(order["t_risk"][0]) <= time.monotonic_ns()
-    ok, order = g.check(it, st, NOW + 1)        # a backtest's clock is kept as it is
-    assert ok and int(order["t_risk"][0]) == NOW + 1
+    ok, order = g.check(it, st, before + 1)     # a backtest's clock is kept as it is
+    assert ok and int(order["t_risk"][0]) == before + 1
 
 
 def test_layer1_position_size_exact_boundary():

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """The fused engine's hot path in one process, on the real BTCUSDT capture: the same
-objects as ``cryptoscalp run`` (LiveFeed's frame handler -> FusedEngine.on_message ->
-the decision path: cext.hotpath.DecisionPath, or Brain -> RiskGate -> OrderGateway.start
-from Python), fed the capture's frames directly (no socket), with order connections that
+objects as ``cryptoscalp run`` (the WebSocket session's callbacks: cext.hotpath.FeedPath
+-> DecisionPath at the read's end, or LiveFeed's frame handler -> FusedEngine.on_message ->
+Brain -> RiskGate -> OrderGateway.start from Python), fed the capture's frames directly
+(no socket; each frame its own read), with order connections that
 take each request in memory and answer it a loop turn later (engine.testing.orderlinks:
 the real OrderLink code, no network, no venue). Stage stamps are read back from the
 journal's orders, as ``cryptoscalp bench latency`` does. What it separates from the
@@ -78,13 +79,18 @@ async def one_case(frames, model, gap_ns: int, mode: str, python_requests: bool,
     last = t_ready = 0
     eng.gc.start()                                   # as the engine's run(): the collector by the clock
     t0 = next_gc = perf()
+    # as the socket hands them over: each frame to the session's callback (FeedPath's in the
+    # compiled fused engine, LiveFeed's otherwise), then the end of the read (one frame a read)
+    session = feed.session
     for f in frames:
         if f.startswith(b'{"stream"'):
-            feed._on_frame(f, clock(), 0)
+            session.on_frame(f, clock(), 0)
+            if session.on_read_end is not None:
+                session.on_read_end()
         else:                                        # the REST depth snapshot, as LiveFeed applies it
             feed.handler.on_frame(f, clock(), BTC.symbol)
         await asyncio.sleep(0)                       # the brain's pass, the answers, the journaling run
-        if model and not t_ready and brain.scored:
+        if model and not t_ready and (eng.path.scored if eng.path is not None else brain.scored):
             t_ready = clock()                        # from here every order went through the ensemble
         if perf() >= next_gc:
             next_gc += 1_000_000_000

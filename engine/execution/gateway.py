@@ -83,6 +83,17 @@ class VenueError(Exception):
         self.status, self.code, self.msg, self.retry_after = status, code, msg, retry_after
 
 
+class _HoldUntil:
+    """A ``WriteHold``'s time as a float attribute of its owner's ``hold``: Python reads and
+    sets it as any attribute, the compiled path reads the C field."""
+
+    def __get__(self, obj, cls=None):
+        return self if obj is None else obj.hold.until
+
+    def __set__(self, obj, t: float) -> None:
+        obj.hold.until = t
+
+
 @dataclass
 class CircuitBreaker:
     max_errors: int = 5
@@ -91,14 +102,7 @@ class CircuitBreaker:
     errors: deque = field(default_factory=deque)
     trips: int = 0
     hold: WriteHold = field(default_factory=WriteHold)      # open_until, where the compiled path reads it
-
-    @property
-    def open_until(self) -> float:
-        return self.hold.until
-
-    @open_until.setter
-    def open_until(self, t: float) -> None:
-        self.hold.until = t
+    open_until = _HoldUntil()
 
     def allow(self, now: float) -> bool:
         return now >= self.open_until
@@ -148,14 +152,7 @@ class BinanceRest:
         self.write_ns: list[int] = []     # ... and the write itself (the first 100,000 of each)
         self.time_offset_ms = 0           # venue time - our time, from /time
 
-    @property
-    def blocked_until(self) -> float:
-        """Monotonic seconds: after a 429 / 418, nothing is sent before this."""
-        return self.hold.until
-
-    @blocked_until.setter
-    def blocked_until(self, t: float) -> None:
-        self.hold.until = t
+    blocked_until = _HoldUntil()          # monotonic seconds: after a 429 / 418, nothing is sent before this
 
     async def open(self) -> None:
         if self.session is None:
